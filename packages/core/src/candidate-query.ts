@@ -1,0 +1,14 @@
+import type { Candidate, CandidateQuery, CandidateStatus } from './schemas'
+
+/**
+ * Whether a candidate matches a listing query: its status equals `status`, and `q`
+ * (case-insensitive) is a substring of its id or of one of its metadata values.
+ * Stores that filter in memory use this; SQL stores express the same rule in SQL.
+ */
+export function matchesQuery(candidate: Candidate, status: CandidateStatus, query: CandidateQuery): boolean {
+  if (query.status && status !== query.status) return false
+  if (!query.q) return true
+  const needle = query.q.toLowerCase()
+  if (candidate.id.toLowerCase().includes(needle)) return true
+  return Object.values(candidate.metadata ?? {}).some((value) => value.toLowerCase().includes(needle))
+}

@@ -1,0 +1,234 @@
+import type {
+  CandidatePage,
+  MigrationDefinition,
+  MigrationRecord,
+  MigrationStore,
+  MigrationSummary,
+  RecordStepOutcome,
+  RunRecord,
+  RunState,
+  TransitionResult,
+} from './ports'
+import type { CancelledAttempt, Candidate, CandidateQuery, CandidateWithStatus } from './schemas'
+import { candidateStatusOf, emptyCounts } from './status'
+import { joinRunId } from './ids'
+import { matchesQuery } from './candidate-query'
+
+interface StoredMigration {
+  record: MigrationRecord
+  /** Insertion-ordered: submission order is the listing order. */
+  candidates: Map<string, Candidate>
+  runs: Map<string, RunRecord>
+  cancelledAttempts: CancelledAttempt[]
+}
+
+/**
+ * A `MigrationStore` in this process's memory, for tests, examples and single-process
+ * embedding where losing state on restart is acceptable.
+ *
+ * Every method does its reads and writes without awaiting in between, so on the single
+ * JavaScript thread each one is atomic: of concurrent transitions for one candidate exactly
+ * one wins. Records go in and out as copies.
+ *
+ * @example
+ * const loom = createLoom({ store: memoryStore(), engine: localEngine() })
+ */
+export function memoryStore(): MigrationStore {
+  const migrations = new Map<string, StoredMigration>()
+  let attempts = 0
+
+  const summary = (m: StoredMigration): MigrationSummary => {
+    const counts = emptyCounts()
+    for (const id of m.candidates.keys()) counts[candidateStatusOf(m.runs.get(id)?.state)]++
+    return { ...clone(m.record), counts, cancelledAttempts: clone(m.cancelledAttempts) }
+  }
+
+  const replace = (m: StoredMigration, candidates: Candidate[]) => {
+    const next = new Map<string, Candidate>()
+    for (const c of candidates) next.set(c.id, clone(c))
+    for (const [id, c] of m.candidates) {
+      if (!next.has(id) && candidateStatusOf(m.runs.get(id)?.state) !== 'not_started') next.set(id, c)
+    }
+    for (const id of m.runs.keys()) if (!next.has(id)) m.runs.delete(id)
+    m.candidates = next
+  }
+
+  return {
+    async upsertMigration(definition: MigrationDefinition, candidates?: Candidate[]) {
+      const existing = migrations.get(definition.id)
+      const record: MigrationRecord = {
+        ...clone(definition),
+        createdAt: existing?.record.createdAt ?? new Date().toISOString(),
+      }
+      const m: StoredMigration = existing ?? {
+        record,
+        candidates: new Map(),
+        runs: new Map(),
+        cancelledAttempts: [],
+      }
+      m.record = record
+      if (candidates) replace(m, candidates)
+      migrations.set(definition.id, m)
+      return clone(record)
+    },
+
+    async getMigration(id) {
+      const m = migrations.get(id)
+      return m && summary(m)
+    },
+
+    async listMigrations() {
+      return [...migrations.values()].map(summary)
+    },
+
+    async deleteMigration(id) {
+      const m = migrations.get(id)
+      if (!m) return 'not_found'
+      for (const run of m.runs.values()) if (run.state === 'running') return 'running'
+      migrations.delete(id)
+      return 'deleted'
+    },
+
+    async replaceCandidates(migrationId, candidates) {
+      const m = migrations.get(migrationId)
+      if (!m) return false
+      replace(m, candidates)
+      return true
+    },
+
+    async listCandidates(migrationId, query: CandidateQuery = {}): Promise<CandidatePage | undefined> {
+      const m = migrations.get(migrationId)
+      if (!m) return undefined
+      const matching: CandidateWithStatus[] = []
+      for (const candidate of m.candidates.values()) {
+        const run = m.runs.get(candidate.id)
+        const status = candidateStatusOf(run?.state)
+        if (!matchesQuery(candidate, status, query)) continue
+        matching.push(
+          status === 'not_started'
+            ? { ...candidate, status }
+            : { ...candidate, status, runId: joinRunId(migrationId, candidate.id) },
+        )
+      }
+      const offset = query.offset ?? 0
+      const page = matching.slice(offset, query.limit === undefined ? undefined : offset + query.limit)
+      return { candidates: clone(page), total: matching.length }
+    },
+
+    async getCandidate(migrationId, candidateId) {
+      const m = migrations.get(migrationId)
+      const candidate = m?.candidates.get(candidateId)
+      if (!m || !candidate) return undefined
+      const run = m.runs.get(candidateId)
+      return run ? { candidate: clone(candidate), run: clone(run) } : { candidate: clone(candidate) }
+    },
+
+    async transition(request): Promise<TransitionResult> {
+      const m = migrations.get(request.migrationId)
+      if (!m || !m.candidates.has(request.candidateId)) return { ok: false, reason: 'not_found' }
+      const run = m.runs.get(request.candidateId)
+      const previous = candidateStatusOf(run?.state)
+      if (!request.from.includes(previous) || (request.attempt !== undefined && run?.attempt !== request.attempt)) {
+        return run
+          ? { ok: false, reason: 'conflict', status: previous, attempt: run.attempt }
+          : { ok: false, reason: 'conflict', status: previous }
+      }
+      const next = applyTransition(run, request, previous, () => ++attempts)
+      m.runs.set(request.candidateId, next)
+      if (request.to === 'cancelled') {
+        m.cancelledAttempts.push({ runId: next.runId, candidateId: request.candidateId, cancelledAt: request.at })
+      }
+      return { ok: true, run: clone(next), previous }
+    },
+
+    async recordStep(request): Promise<RecordStepOutcome> {
+      const m = migrations.get(request.migrationId)
+      if (!m || !m.candidates.has(request.candidateId)) return { outcome: 'not_found' }
+      const run = m.runs.get(request.candidateId)
+      const status = candidateStatusOf(run?.state)
+      if (!run || run.state !== 'running' || (request.attempt !== undefined && run.attempt !== request.attempt)) {
+        return { outcome: 'not_running', status }
+      }
+      const decision = decideStep(run, request)
+      if (decision.outcome !== 'recorded') return { outcome: decision.outcome, run: clone(run) }
+      run.steps = decision.steps
+      run.updatedAt = request.at
+      return { outcome: 'recorded', run: clone(run) }
+    },
+
+    async setCurrentStep(migrationId, candidateId, attempt, index) {
+      const run = migrations.get(migrationId)?.runs.get(candidateId)
+      if (!run || run.state !== 'running' || run.attempt !== attempt) return false
+      run.currentStep = index
+      run.updatedAt = new Date().toISOString()
+      return true
+    },
+
+    async listRuns(state: RunState) {
+      const runs: RunRecord[] = []
+      for (const m of migrations.values()) for (const run of m.runs.values()) if (run.state === state) runs.push(clone(run))
+      return runs
+    },
+
+    async ping() {},
+  }
+}
+
+/**
+ * The run record after a successful transition; shared by every store so the rules of
+ * what a transition resets live in one place.
+ */
+export function applyTransition(
+  run: RunRecord | undefined,
+  request: { migrationId: string; candidateId: string; to: RunState; at: string },
+  previous: ReturnType<typeof candidateStatusOf>,
+  nextAttempt: () => number,
+): RunRecord {
+  if (request.to === 'queued' && previous === 'not_started') {
+    return {
+      runId: joinRunId(request.migrationId, request.candidateId),
+      migrationId: request.migrationId,
+      candidateId: request.candidateId,
+      attempt: nextAttempt(),
+      state: 'queued',
+      currentStep: 0,
+      steps: [],
+      updatedAt: request.at,
+    }
+  }
+  if (!run) throw new Error(`transition to ${request.to} from not_started without a run`)
+  const next: RunRecord = { ...run, state: request.to, updatedAt: request.at }
+  if (request.to === 'running') next.startedAt = request.at
+  if (request.to === 'queued') delete next.startedAt
+  return next
+}
+
+/**
+ * Whether a step report is new, a repeat, or comes after the step ended; with the step
+ * list to store when it is new. Shared by every store.
+ */
+export function decideStep(
+  run: RunRecord,
+  request: { result: RecordStepRequestResult; done: boolean; at: string },
+):
+  | { outcome: 'recorded'; steps: RunRecord['steps'] }
+  | { outcome: 'duplicate' | 'step_ended' } {
+  const name = request.result.stepName
+  const index = run.steps.findIndex((s) => s.result.stepName === name)
+  const existing = index < 0 ? undefined : run.steps[index]
+  if (existing?.done) {
+    if (!request.done) return { outcome: 'step_ended' }
+    return existing.result.success === request.result.success ? { outcome: 'duplicate' } : { outcome: 'step_ended' }
+  }
+  const entry = { result: clone(request.result), done: request.done, at: request.at }
+  const steps = [...run.steps]
+  if (index < 0) steps.push(entry)
+  else steps[index] = entry
+  return { outcome: 'recorded', steps }
+}
+
+type RecordStepRequestResult = RunRecord['steps'][number]['result']
+
+function clone<T>(value: T): T {
+  return structuredClone(value)
+}

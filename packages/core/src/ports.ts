@@ -1,0 +1,340 @@
+/**
+ * The ports: what Loom needs from the outside world. Core implements each once for one
+ * machine (`memoryStore`, `localEngine`, `httpDispatcher`, `httpDryRunner`); adapters
+ * implement them for real infrastructure. Every guarantee stated here is tested by the
+ * contract suites of `@loom/core/testing`, which every implementation must pass.
+ */
+import type {
+  CancelledAttempt,
+  Candidate,
+  CandidateQuery,
+  CandidateStatus,
+  CandidateWithStatus,
+  DispatchStepRequest,
+  DryRunRequest,
+  DryRunResult,
+  StatusCounts,
+  StepDefinition,
+  StepResult,
+} from './schemas'
+
+// ---------------------------------------------------------------------------------------
+// Records the store keeps
+// ---------------------------------------------------------------------------------------
+
+/** A migration definition as stored, without its candidates. */
+export interface MigrationRecord {
+  id: string
+  name: string
+  description?: string
+  steps: StepDefinition[]
+  /** Where HTTP dispatch and dry-run reach the announcing worker. */
+  workerUrl?: string
+  createdAt: string
+}
+
+/** A migration with the figures an overview needs. */
+export interface MigrationSummary extends MigrationRecord {
+  counts: StatusCounts
+  cancelledAttempts: CancelledAttempt[]
+}
+
+/** The definition part of a migration, as announced or registered. */
+export type MigrationDefinition = Omit<MigrationRecord, 'createdAt'>
+
+/**
+ * Where a run stands. The candidate's status is derived from it: `queued`, `running` and
+ * `completed` are shown as such; `failed`, `cancelled` and `dequeued` all mean `not_started`
+ * (the record is kept so that the last attempt's outcome and attempt number survive).
+ */
+export type RunState = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled' | 'dequeued'
+
+/** One step's reported outcome within a run. */
+export interface RecordedStep {
+  result: StepResult
+  /** True once the step has ended (success or failure); false for progress such as a PR opened. */
+  done: boolean
+  at: string
+}
+
+/** The run of one candidate in one migration: its current attempt only. */
+export interface RunRecord {
+  runId: string
+  migrationId: string
+  candidateId: string
+  /** Grows by one each time the candidate is queued from `not_started`; guards against stale engines. */
+  attempt: number
+  state: RunState
+  /** Index of the step in flight while `running`; the steps before it have succeeded. */
+  currentStep: number
+  /** Reported steps, in the order they were first reported. */
+  steps: RecordedStep[]
+  /** Set by Execute; absent for a run that was only ever queued. */
+  startedAt?: string
+  updatedAt: string
+}
+
+/** A request to move a candidate's run, applied as one compare-and-set. */
+export interface TransitionRequest {
+  migrationId: string
+  candidateId: string
+  /** The candidate statuses the transition is allowed from. */
+  from: readonly CandidateStatus[]
+  to: RunState
+  /** When set, the transition applies only to this attempt of the run. */
+  attempt?: number
+  /** The timestamp of the change (ISO 8601 UTC); used for `startedAt` and `cancelledAt`. */
+  at: string
+}
+
+export type TransitionResult =
+  | { ok: true; run: RunRecord; previous: CandidateStatus }
+  | { ok: false; reason: 'not_found' }
+  | { ok: false; reason: 'conflict'; status: CandidateStatus; attempt?: number }
+
+export interface RecordStepRequest {
+  migrationId: string
+  candidateId: string
+  attempt?: number
+  result: StepResult
+  /** True for a step's final outcome, false for a progress update. */
+  done: boolean
+  at: string
+}
+
+export type RecordStepOutcome =
+  /** Stored. */
+  | { outcome: 'recorded'; run: RunRecord }
+  /** The same final outcome was already stored; nothing changed. */
+  | { outcome: 'duplicate'; run: RunRecord }
+  /** The step already ended with a different outcome, or the update comes after its end. */
+  | { outcome: 'step_ended'; run: RunRecord }
+  /** The run is not running (or not this attempt); `status` is the candidate's. */
+  | { outcome: 'not_running'; status: CandidateStatus }
+  | { outcome: 'not_found' }
+
+export interface CandidatePage {
+  candidates: CandidateWithStatus[]
+  /** How many candidates match the query without `limit` and `offset`. */
+  total: number
+}
+
+// ---------------------------------------------------------------------------------------
+// MigrationStore
+// ---------------------------------------------------------------------------------------
+
+/**
+ * Where migrations, candidates, runs and cancelled attempts live.
+ *
+ * Records returned are copies: mutating them never changes the store.
+ */
+export interface MigrationStore {
+  /**
+   * Creates the migration, or replaces its name, description, steps and workerUrl while
+   * keeping its `createdAt`, runs and cancelled attempts. When `candidates` is given it
+   * replaces the candidate list as {@link MigrationStore.replaceCandidates} does, in the
+   * same atomic operation. Returns the stored record.
+   */
+  upsertMigration(definition: MigrationDefinition, candidates?: Candidate[]): Promise<MigrationRecord>
+
+  /** The migration, or undefined when there is none with this id. */
+  getMigration(id: string): Promise<MigrationSummary | undefined>
+
+  /** Every migration with its status counts, oldest first. */
+  listMigrations(): Promise<MigrationSummary[]>
+
+  /**
+   * Deletes the migration with its candidates, runs and cancelled attempts. Atomic: it
+   * refuses (`running`) while any candidate is running, so a delete never races a run.
+   */
+  deleteMigration(id: string): Promise<'deleted' | 'not_found' | 'running'>
+
+  /**
+   * Replaces the candidate list of a migration. A candidate whose run is `queued`,
+   * `running` or `completed` is kept with its run even when the new list omits it.
+   * Returns false when the migration does not exist.
+   */
+  replaceCandidates(migrationId: string, candidates: Candidate[]): Promise<boolean>
+
+  /**
+   * The migration's candidates joined with their status, in submission order, filtered by
+   * `status` and by `q` (a case-insensitive substring of the id or a metadata value), then
+   * paged by `offset` and `limit`. Undefined when the migration does not exist.
+   */
+  listCandidates(migrationId: string, query?: CandidateQuery): Promise<CandidatePage | undefined>
+
+  /** One candidate and its run record, or undefined when either the migration or the candidate is unknown. */
+  getCandidate(migrationId: string, candidateId: string): Promise<{ candidate: Candidate; run?: RunRecord } | undefined>
+
+  /**
+   * Moves a candidate's run as one atomic compare-and-set: it applies only when the
+   * candidate's current status is in `from` (and the run is at `attempt`, when given). Of
+   * concurrent calls for the same candidate, exactly one succeeds; the others get `conflict`
+   * with the status they found, and change nothing.
+   *
+   * - to `queued` from `not_started` starts a new attempt: `attempt + 1`, no steps, step 0;
+   *   to `queued` from `running` (undoing an Execute the engine refused) keeps the attempt;
+   * - to `running` sets `startedAt`;
+   * - to `cancelled` appends a `CancelledAttempt` in the same atomic operation.
+   */
+  transition(request: TransitionRequest): Promise<TransitionResult>
+
+  /**
+   * Stores a step's outcome on a running run, atomically with the status check. A final
+   * outcome equal to the one already stored is a `duplicate` and changes nothing; a
+   * different one, or a progress update after the step ended, is `step_ended`.
+   */
+  recordStep(request: RecordStepRequest): Promise<RecordStepOutcome>
+
+  /**
+   * Moves the step in flight of a running run (and attempt) to `index`. Returns false,
+   * changing nothing, when the run is no longer running at that attempt.
+   */
+  setCurrentStep(migrationId: string, candidateId: string, attempt: number, index: number): Promise<boolean>
+
+  /** Every run in the given state, across migrations (the local engine resumes `running` ones). */
+  listRuns(state: RunState): Promise<RunRecord[]>
+
+  /** Resolves when the store can serve requests; throws otherwise. */
+  ping(): Promise<void>
+}
+
+// ---------------------------------------------------------------------------------------
+// Engine
+// ---------------------------------------------------------------------------------------
+
+/** What an engine is given to start a run; the rest is read from the store. */
+export interface RunStart {
+  runId: string
+  migrationId: string
+  candidateId: string
+  attempt: number
+}
+
+/** A step event as the engine receives it. */
+export interface StepEvent {
+  stepName: string
+  success: boolean
+  metadata?: Record<string, string>
+  /** False for a progress update (a pull request opened): recorded, but the step is still awaited. */
+  done: boolean
+}
+
+/** Where a run stands in its engine. */
+export interface RunProgress {
+  runId: string
+  attempt: number
+  state: 'running' | 'completed' | 'failed' | 'cancelled'
+  /** The step the run is waiting on while `running`. */
+  currentStep?: string
+  /** `worker` after dispatch, `review` for a manual-review step. */
+  waitingFor?: 'worker' | 'review'
+}
+
+/**
+ * Runs the steps of a run, in order, durably enough for its environment.
+ *
+ * `createLoom` owns the candidate's status: it moves `queued → running` before `start` and
+ * `→ cancelled` before `cancel`. The engine dispatches steps, waits for their events and
+ * ends the run through the {@link RunHost} (`completed` after the last success,
+ * `not_started` after a failure), guarding each change by the run's attempt.
+ */
+export interface Engine {
+  /**
+   * Receives the operations runs need. `createLoom` calls it once, before any other method.
+   * An engine that hosts runs in this process resumes the ones the store says are running.
+   */
+  attach?(host: RunHost): void | Promise<void>
+
+  /**
+   * Starts the run whose id is `run.runId`. Throws `unavailable` when the engine cannot be
+   * reached (nothing was started) and `conflict` when a run with this id is still open.
+   */
+  start(run: RunStart): Promise<void>
+
+  /** Stops the run: no further step is dispatched and the run ends. Idempotent. */
+  cancel(runId: string): Promise<void>
+
+  /**
+   * Delivers a step event, already recorded in the store. Idempotent: an event for a step
+   * the run is not waiting on is ignored, and an event that arrives before the run waits
+   * for its step is not lost (the run finds it when it gets there).
+   */
+  deliver(runId: string, event: StepEvent): Promise<void>
+
+  /** The run's progress in the engine, or undefined when the engine has no such run. */
+  progress(runId: string): Promise<RunProgress | undefined>
+
+  /** Resolves when the engine can start runs; throws otherwise. */
+  health?(): Promise<void>
+
+  /** Stops work this engine started in this process. */
+  close?(): Promise<void>
+}
+
+/** A run as an engine needs it: the run record, its migration and its candidate. */
+export interface LoadedRun {
+  run: RunRecord
+  migration: MigrationRecord
+  candidate: Candidate
+}
+
+/**
+ * The operations an engine performs on runs, built by `createRunHost` over a store and a
+ * dispatcher. Each one is guarded by the run's attempt: when the run was cancelled or
+ * restarted meanwhile, it changes nothing and reports that the run is stale.
+ */
+export interface RunHost {
+  /** The run if it is running at `run.attempt`, else undefined (stale). */
+  load(run: RunStart): Promise<LoadedRun | undefined>
+  /**
+   * Makes step `index` the step in flight. For a manual-review step it records the
+   * `awaiting_review` progress the console shows. Returns false when the run is stale.
+   */
+  beginStep(run: RunStart, index: number): Promise<boolean>
+  /** The final outcome already recorded for a step, if any (an event that came early). */
+  reportedOutcome(run: RunStart, stepName: string): Promise<StepEvent | undefined>
+  /** Sends step `index` to its worker app. Throws when the worker could not be reached. */
+  dispatch(run: RunStart, index: number): Promise<void>
+  /** Records that step `index` failed without a worker report (dispatch failed), then fails the run. */
+  failStep(run: RunStart, index: number, reason: string): Promise<void>
+  /** Ends the run: `completed` after the last success, `failed` (candidate `not_started`) after a failure. */
+  finish(run: RunStart, outcome: 'completed' | 'failed'): Promise<boolean>
+  /** Runs the store says are running (for an engine resuming after a restart). */
+  runningRuns(): Promise<RunStart[]>
+}
+
+// ---------------------------------------------------------------------------------------
+// Worker transports
+// ---------------------------------------------------------------------------------------
+
+/** Which worker a request is for: the step's worker app, and the announcing worker's URL. */
+export interface WorkerTarget {
+  workerApp: string
+  workerUrl?: string
+}
+
+/** Which workers a dry run asks: every worker app of the migration's steps, and the announcing worker's URL. */
+export interface DryRunTarget {
+  workerApps: string[]
+  workerUrl?: string
+}
+
+/** Delivers a step to the worker app that runs it. */
+export interface StepDispatcher {
+  /**
+   * Hands `request` to the worker. Resolves once the worker has accepted it (it reports the
+   * outcome later through Complete); throws `unavailable` when it could not be delivered.
+   */
+  dispatch(target: WorkerTarget, request: DispatchStepRequest): Promise<void>
+}
+
+/** Asks workers for the file changes a run would make, without making them. */
+export interface DryRunner {
+  /**
+   * Returns one entry per step of `request.steps`, in order, each with its file diffs, or
+   * `skipped` for steps this worker does not handle. Throws `unavailable` when no worker
+   * answered.
+   */
+  dryRun(target: DryRunTarget, request: DryRunRequest): Promise<DryRunResult>
+}

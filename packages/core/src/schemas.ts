@@ -1,0 +1,283 @@
+/**
+ * valibot schemas for every entity of the domain model and every shape of the HTTP API.
+ * They are the single definition of what is valid: `createLoom` parses its inputs with them,
+ * `@loom/hono` validates requests and generates its OpenAPI document from them, and the
+ * TypeScript types below are inferred from them.
+ */
+import * as v from 'valibot'
+import { LOOM_ERROR_CODES } from './errors'
+
+/** Longest migration or candidate id accepted. */
+export const MAX_ID_LENGTH = 200
+
+/**
+ * A migration or candidate id: 1–200 characters of `A–Z a–z 0–9 . _ -`, never `__`.
+ * Also never starting or ending with `_` and never `.` or `..`: without that,
+ * `runId('a_', 'b')` and `runId('a', '_b')` would both be `a___b`, and a dot-only id
+ * would be rewritten by URL normalisation before it reached the API.
+ */
+export const SlugSchema = v.pipe(
+  v.string('must be a string'),
+  v.minLength(1, 'must not be empty'),
+  v.maxLength(MAX_ID_LENGTH, `must be at most ${MAX_ID_LENGTH} characters`),
+  v.regex(/^[A-Za-z0-9._-]+$/, 'may only contain A-Z a-z 0-9 . _ -'),
+  v.check((s) => !s.includes('__'), 'must not contain "__"'),
+  v.check((s) => !s.startsWith('_') && !s.endsWith('_'), 'must not start or end with "_"'),
+  v.check((s) => s !== '.' && s !== '..', 'must not be "." or ".."'),
+)
+
+const NonEmpty = (max: number) =>
+  v.pipe(
+    v.string('must be a string'),
+    v.minLength(1, 'must not be empty'),
+    v.maxLength(max, `must be at most ${max} characters`),
+  )
+
+const Text = (max: number) =>
+  v.pipe(v.string('must be a string'), v.maxLength(max, `must be at most ${max} characters`))
+
+/** An opaque string → string map (candidate metadata and state, step config, step metadata). */
+export const StringMapSchema = v.record(v.string(), v.string('must be a string'))
+
+export const CandidateStatusSchema = v.picklist(
+  ['not_started', 'queued', 'running', 'completed'],
+  'must be one of not_started, queued, running, completed',
+)
+/** The statuses a candidate run can hold; a candidate without a run is `not_started`. */
+export const RunStatusSchema = v.picklist(
+  ['queued', 'running', 'completed'],
+  'must be one of queued, running, completed',
+)
+
+export const FileRefSchema = v.object({
+  path: NonEmpty(4096),
+  url: Text(4096),
+})
+
+export const FileGroupSchema = v.object({
+  name: NonEmpty(500),
+  repo: Text(500),
+  files: v.array(FileRefSchema, 'must be an array'),
+})
+
+export const CandidateSchema = v.object({
+  id: SlugSchema,
+  kind: v.optional(Text(200)),
+  metadata: v.optional(StringMapSchema),
+  state: v.optional(StringMapSchema),
+  files: v.optional(v.array(FileGroupSchema, 'must be an array')),
+})
+
+const unique = (values: string[]) => new Set(values).size === values.length
+
+export const CandidateListSchema = v.pipe(
+  v.array(CandidateSchema, 'must be an array'),
+  v.check((list) => unique(list.map((c) => c.id)), 'candidate ids must be unique'),
+)
+
+export const StepDefinitionSchema = v.object({
+  name: NonEmpty(200),
+  workerApp: SlugSchema,
+  description: v.optional(Text(10_000)),
+  config: v.optional(StringMapSchema),
+  files: v.optional(v.array(v.string('must be a string'), 'must be an array')),
+})
+
+export const StepListSchema = v.pipe(
+  v.array(StepDefinitionSchema, 'must be an array'),
+  v.minLength(1, 'must list at least one step'),
+  v.check((list) => unique(list.map((s) => s.name)), 'step names must be unique'),
+)
+
+export const CandidateRunSchema = v.object({ status: RunStatusSchema })
+
+export const CancelledAttemptSchema = v.object({
+  runId: v.string(),
+  candidateId: v.string(),
+  cancelledAt: v.string(),
+})
+
+export const StatusCountsSchema = v.object({
+  not_started: v.number(),
+  queued: v.number(),
+  running: v.number(),
+  completed: v.number(),
+})
+
+export const RegisteredMigrationSchema = v.object({
+  id: SlugSchema,
+  name: v.string(),
+  description: v.optional(v.string()),
+  candidates: v.array(CandidateSchema),
+  steps: v.array(StepDefinitionSchema),
+  createdAt: v.string(),
+  workerUrl: v.optional(v.string()),
+  cancelledAttempts: v.optional(v.array(CancelledAttemptSchema)),
+  candidateRuns: v.optional(v.record(v.string(), CandidateRunSchema)),
+  counts: v.optional(StatusCountsSchema),
+})
+
+const WorkerUrlSchema = v.pipe(
+  v.string('must be a string'),
+  v.url('must be an absolute URL'),
+  v.regex(/^https?:\/\//, 'must be an http or https URL'),
+)
+
+export const MigrationAnnouncementSchema = v.object({
+  id: SlugSchema,
+  name: NonEmpty(500),
+  description: v.optional(Text(10_000)),
+  candidates: v.optional(CandidateListSchema),
+  steps: StepListSchema,
+  workerUrl: v.optional(WorkerUrlSchema),
+})
+
+export const RegisterMigrationRequestSchema = v.object({
+  name: NonEmpty(500),
+  description: v.optional(Text(10_000)),
+  candidates: CandidateListSchema,
+  steps: StepListSchema,
+})
+
+export const SubmitCandidatesRequestSchema = v.object({ candidates: CandidateListSchema })
+
+/** The body of `POST /migrations/{id}/queue` and `/dry-run`: a candidate or its id. */
+export const CandidateRefSchema = v.union(
+  [v.object({ candidateId: SlugSchema }), v.object({ candidate: v.object({ id: SlugSchema }) })],
+  'must have candidateId or candidate.id',
+)
+
+export const CandidateWithStatusSchema = v.object({
+  ...CandidateSchema.entries,
+  status: CandidateStatusSchema,
+  runId: v.optional(v.string()),
+})
+
+export const CandidateQuerySchema = v.object({
+  status: v.optional(CandidateStatusSchema),
+  q: v.optional(Text(500)),
+  limit: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'), v.maxValue(10_000, 'must be at most 10000'))),
+  offset: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(0, 'must be at least 0'))),
+})
+
+export const StepCompletedEventSchema = v.object({
+  stepName: NonEmpty(200),
+  candidate: v.object({
+    ...CandidateSchema.entries,
+  }),
+  success: v.boolean('must be a boolean'),
+  metadata: v.optional(StringMapSchema),
+})
+
+/** A step's reported outcome; the same fields as the event that reported it. */
+export const StepResultSchema = StepCompletedEventSchema
+
+export const RunInfoSchema = v.object({
+  runId: v.string(),
+  migrationId: v.string(),
+  candidate: CandidateSchema,
+  status: RunStatusSchema,
+  steps: v.optional(v.array(StepResultSchema)),
+})
+
+export const MigrationResultSchema = v.object({
+  migrationId: v.string(),
+  status: v.picklist(['running', 'completed', 'failed']),
+  results: v.array(StepResultSchema),
+})
+
+export const RunStatusResponseSchema = v.object({
+  instanceId: v.string(),
+  runtimeStatus: v.picklist(['RUNNING', 'COMPLETED', 'FAILED', 'CANCELED']),
+  result: MigrationResultSchema,
+})
+
+export const DispatchStepRequestSchema = v.object({
+  migrationId: SlugSchema,
+  runId: v.string(),
+  stepName: v.string(),
+  candidate: CandidateSchema,
+  config: v.optional(StringMapSchema),
+  callbackId: v.string(),
+  eventName: v.string(),
+})
+
+export const DryRunRequestSchema = v.object({
+  migrationId: SlugSchema,
+  candidate: CandidateSchema,
+  steps: v.array(StepDefinitionSchema),
+})
+
+export const DryRunFileSchema = v.object({
+  path: v.string('must be a string'),
+  repo: v.string('must be a string'),
+  before: v.optional(v.string('must be a string')),
+  after: v.string('must be a string'),
+})
+
+export const DryRunStepSchema = v.object({
+  stepName: v.string('must be a string'),
+  skipped: v.boolean('must be a boolean'),
+  error: v.optional(v.string('must be a string')),
+  files: v.optional(v.array(DryRunFileSchema, 'must be an array')),
+})
+
+export const DryRunResultSchema = v.object({ steps: v.array(DryRunStepSchema, 'must be an array') })
+
+export const ErrorBodySchema = v.object({
+  error: v.string(),
+  code: v.picklist(LOOM_ERROR_CODES),
+})
+
+export type Slug = v.InferOutput<typeof SlugSchema>
+export type StringMap = v.InferOutput<typeof StringMapSchema>
+export type CandidateStatus = v.InferOutput<typeof CandidateStatusSchema>
+export type RunStatus = v.InferOutput<typeof RunStatusSchema>
+export type FileRef = v.InferOutput<typeof FileRefSchema>
+export type FileGroup = v.InferOutput<typeof FileGroupSchema>
+export type Candidate = v.InferOutput<typeof CandidateSchema>
+export type StepDefinition = v.InferOutput<typeof StepDefinitionSchema>
+export type CandidateRun = v.InferOutput<typeof CandidateRunSchema>
+export type CancelledAttempt = v.InferOutput<typeof CancelledAttemptSchema>
+export type StatusCounts = v.InferOutput<typeof StatusCountsSchema>
+export type RegisteredMigration = v.InferOutput<typeof RegisteredMigrationSchema>
+export type MigrationAnnouncement = v.InferOutput<typeof MigrationAnnouncementSchema>
+export type RegisterMigrationRequest = v.InferOutput<typeof RegisterMigrationRequestSchema>
+export type SubmitCandidatesRequest = v.InferOutput<typeof SubmitCandidatesRequestSchema>
+export type CandidateRef = v.InferOutput<typeof CandidateRefSchema>
+export type CandidateWithStatus = v.InferOutput<typeof CandidateWithStatusSchema>
+export type CandidateQuery = v.InferOutput<typeof CandidateQuerySchema>
+export type StepCompletedEvent = v.InferOutput<typeof StepCompletedEventSchema>
+export type StepResult = v.InferOutput<typeof StepResultSchema>
+export type RunInfo = v.InferOutput<typeof RunInfoSchema>
+export type MigrationResult = v.InferOutput<typeof MigrationResultSchema>
+export type RunStatusResponse = v.InferOutput<typeof RunStatusResponseSchema>
+export type DispatchStepRequest = v.InferOutput<typeof DispatchStepRequestSchema>
+export type DryRunRequest = v.InferOutput<typeof DryRunRequestSchema>
+export type DryRunFile = v.InferOutput<typeof DryRunFileSchema>
+export type DryRunStep = v.InferOutput<typeof DryRunStepSchema>
+export type DryRunResult = v.InferOutput<typeof DryRunResultSchema>
+export type ErrorBody = v.InferOutput<typeof ErrorBodySchema>
+
+const EventBase = { migrationId: v.string(), at: v.string() }
+const RunEventBase = { ...EventBase, runId: v.string(), candidateId: v.string() }
+
+/**
+ * A change, as `Loom.subscribe` delivers it and `GET /events` streams it: a migration
+ * announced, registered or deleted, candidates submitted, a candidate's status changed,
+ * or a step reported.
+ */
+export const LoomEventSchema = v.variant('type', [
+  v.object({ type: v.literal('migration.updated'), ...EventBase }),
+  v.object({ type: v.literal('migration.deleted'), ...EventBase }),
+  v.object({ type: v.literal('candidates.submitted'), ...EventBase, count: v.number() }),
+  v.object({
+    type: v.literal('run.status'),
+    ...RunEventBase,
+    status: CandidateStatusSchema,
+    previous: CandidateStatusSchema,
+  }),
+  v.object({ type: v.literal('step.reported'), ...RunEventBase, result: StepResultSchema, done: v.boolean() }),
+])
+
+export type LoomEvent = v.InferOutput<typeof LoomEventSchema>

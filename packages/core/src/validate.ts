@@ -1,0 +1,31 @@
+import * as v from 'valibot'
+import { LoomError } from './errors'
+
+/**
+ * Parses `value` with `schema` or throws an `invalid` LoomError whose message names the
+ * field and the reason, e.g. `candidates.2.id: must not contain "__"`. `label` names the
+ * value itself when the issue is at its root (a bare id argument, say).
+ */
+export function parse<const S extends v.GenericSchema>(
+  schema: S,
+  value: unknown,
+  label: string,
+): v.InferOutput<S> {
+  const result = v.safeParse(schema, value)
+  if (result.success) return result.output
+  const issues = result.issues.map((issue) => ({
+    field: fieldOf(issue, label),
+    message: issue.message,
+  }))
+  const first = issues[0]!
+  throw new LoomError('invalid', `${first.field}: ${first.message}`, {
+    details: { field: first.field, issues },
+  })
+}
+
+function fieldOf(issue: v.BaseIssue<unknown>, label: string): string {
+  const path = v.getDotPath(issue)
+  if (path) return label ? `${label}.${path}` : path
+  // A missing key reports no path on object schemas in some cases; fall back to the label.
+  return label || 'body'
+}
