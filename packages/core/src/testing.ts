@@ -1,1 +1,24 @@
-export {}
+/**
+ * @loom/core/testing — the contract suites every implementation must pass, plus the small
+ * fakes they use. Each adapter's `test/contract.test.ts` builds its implementation and
+ * hands it to a suite:
+ *
+ * @example
+ * import { storeContract } from '@loom/core/testing'
+ * import { memoryStore } from '@loom/core'
+ *
+ * storeContract('memoryStore', async () => ({ store: memoryStore() }))
+ *
+ * The suites use Vitest (an optional peer dependency of `@loom/core`).
+ */
+export { storeContract, type StoreFactory } from './testing/store-contract'
+export { engineContract, type EngineFactory } from './testing/engine-contract'
+export { loomContract, type LoomFactory } from './testing/loom-contract'
+export {
+  fakeWorker,
+  eventually,
+  announcement,
+  candidates,
+  expectLoomError,
+  type FakeWorker,
+} from './testing/fakes'

@@ -1,0 +1,338 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { Loom } from '../loom'
+import type { DryRunner, StepDispatcher } from '../ports'
+import type { CandidateStatus, LoomEvent } from '../schemas'
+import { announcement, candidates, eventually, expectLoomError, fakeWorker, type FakeWorker } from './fakes'
+
+export type LoomFactory = (deps: {
+  dispatcher: StepDispatcher
+  dryRunner: DryRunner
+}) => Promise<{ loom: Loom; close?: () => Promise<void> }>
+
+const STATUSES: CandidateStatus[] = ['not_started', 'queued', 'running', 'completed']
+
+/**
+ * The `Loom` contract: the whole interface, its status rules cell by cell, its errors and
+ * its events. It runs against `createLoom` and against `createClient` talking to
+ * `loomApp`, which proves the two interchangeable. The factory must build Loom over a
+ * fresh, empty store, with an engine that dispatches through the dispatcher it is given.
+ */
+export function loomContract(name: string, factory: LoomFactory): void {
+  describe(`Loom contract: ${name}`, () => {
+    let loom: Loom
+    let worker: FakeWorker
+    let close: (() => Promise<void>) | undefined
+    const M = 'app-chart'
+
+    beforeEach(async () => {
+      worker = fakeWorker()
+      ;({ loom, close } = await factory({ dispatcher: worker.dispatcher, dryRunner: worker.dryRunner }))
+    })
+    afterEach(async () => {
+      await close?.()
+    })
+
+    const statusOf = async (candidateId: string) => (await loom.listCandidates(M)).find((c) => c.id === candidateId)?.status
+    const finishSteps = async (runId: string, steps: string[]) => {
+      for (const stepName of steps) {
+        await eventually(() => expect(worker.stepsOf(runId)).toContain(stepName))
+        await loom.complete(runId, { stepName, candidate: { id: runId.split('__')[1]! }, success: true })
+      }
+    }
+    /** Brings a candidate of a one-step migration to `status`. */
+    const bring = async (candidateId: string, status: CandidateStatus) => {
+      if (status === 'not_started') return
+      const runId = await loom.queue(M, candidateId)
+      if (status === 'queued') return
+      await loom.execute(runId)
+      if (status === 'running') return
+      await finishSteps(runId, ['update-chart'])
+      await eventually(async () => expect(await statusOf(candidateId)).toBe('completed'))
+    }
+
+    describe('migrations', () => {
+      it('announces a migration and returns it registered', async () => {
+        const registered = await loom.announce(announcement(M, { candidates: candidates(2) }))
+        expect(registered).toMatchObject({ id: M, name: `Migration ${M}`, workerUrl: 'http://127.0.0.1:9/worker' })
+        expect(registered.steps.map((s) => s.name)).toEqual(['update-chart', 'open-pr'])
+        expect(registered.candidates.map((c) => c.id)).toEqual(['svc-0', 'svc-1'])
+        expect(Number.isNaN(Date.parse(registered.createdAt))).toBe(false)
+        expect(registered.counts).toEqual({ not_started: 2, queued: 0, running: 0, completed: 0 })
+      })
+
+      it('upserts by id on a second announce, keeping createdAt, runs and cancelled attempts', async () => {
+        const first = await loom.announce(announcement(M, { candidates: candidates(3) }))
+        await loom.queue(M, 'svc-0')
+        await loom.cancel(await loom.queue(M, 'svc-1'))
+        await loom.queue(M, 'svc-2')
+        const second = await loom.announce({ ...announcement(M, { steps: ['only-step'] }), name: 'Renamed' })
+        expect(second.name).toBe('Renamed')
+        expect(second.steps.map((s) => s.name)).toEqual(['only-step'])
+        expect(second.createdAt).toBe(first.createdAt)
+        expect(second.candidateRuns).toEqual({ 'svc-0': { status: 'queued' }, 'svc-2': { status: 'queued' } })
+        expect(second.cancelledAttempts?.map((a) => a.candidateId)).toEqual(['svc-1'])
+        expect(second.candidates.map((c) => c.id)).toEqual(['svc-0', 'svc-1', 'svc-2'])
+      })
+
+      it('registers a migration under a generated slug id', async () => {
+        const registered = await loom.register({ name: 'Kafka topics: compaction', candidates: candidates(1), steps: [{ name: 's', workerApp: 'kafka' }] })
+        expect(registered.id).toMatch(/^kafka-topics-compaction-[a-z0-9]+$/)
+        expect((await loom.getMigration(registered.id)).candidates.map((c) => c.id)).toEqual(['svc-0'])
+      })
+
+      it('lists migrations, with candidates or as a summary with counts only', async () => {
+        await loom.announce(announcement(M, { candidates: candidates(2) }))
+        await loom.queue(M, 'svc-1')
+        const full = await loom.listMigrations()
+        expect(full.map((m) => m.id)).toEqual([M])
+        expect(full[0]?.candidates).toHaveLength(2)
+        expect(full[0]?.candidateRuns).toEqual({ 'svc-1': { status: 'queued' } })
+        const summary = await loom.listMigrations({ summary: true })
+        expect(summary[0]).not.toHaveProperty('candidates')
+        expect(summary[0]?.counts).toEqual({ not_started: 1, queued: 1, running: 0, completed: 0 })
+      })
+
+      it('answers not_found for an unknown migration', async () => {
+        await expectLoomError(loom.getMigration('nope'), 'not_found')
+        await expectLoomError(loom.listCandidates('nope'), 'not_found')
+        await expectLoomError(loom.submitCandidates('nope', candidates(1)), 'not_found')
+        await expectLoomError(loom.queue('nope', 'svc-0'), 'not_found')
+        await expectLoomError(loom.deleteMigration('nope'), 'not_found')
+        await expectLoomError(loom.dryRun('nope', 'svc-0'), 'not_found')
+      })
+
+      it('deletes a migration, but not while a candidate is running', async () => {
+        await loom.announce(announcement(M, { steps: ['update-chart'], candidates: candidates(1) }))
+        await bring('svc-0', 'running')
+        const refused = await expectLoomError(loom.deleteMigration(M), 'conflict')
+        expect(refused.message).toContain('running')
+        expect((await loom.getMigration(M)).id).toBe(M)
+        await loom.cancel('app-chart__svc-0')
+        await loom.deleteMigration(M)
+        await expectLoomError(loom.getMigration(M), 'not_found')
+      })
+
+      it('rejects an invalid announcement, naming the field, and changes nothing', async () => {
+        const bad = { ...announcement(M), steps: [{ name: 'x', workerApp: 'bad__app' }] }
+        const error = await expectLoomError(loom.announce(bad), 'invalid')
+        expect(error.message).toContain('steps.0.workerApp')
+        await expectLoomError(loom.announce({ ...announcement(M), id: 'has/slash' }), 'invalid')
+        await expectLoomError(loom.announce({ ...announcement(M), steps: [] }), 'invalid')
+        expect(await loom.listMigrations()).toEqual([])
+      })
+    })
+
+    describe('candidates', () => {
+      beforeEach(async () => {
+        await loom.announce(announcement(M, { steps: ['update-chart'], candidates: candidates(4) }))
+      })
+
+      it('lists candidates with their status and run id', async () => {
+        await bring('svc-1', 'queued')
+        await bring('svc-2', 'running')
+        const list = await loom.listCandidates(M)
+        expect(list.map((c) => [c.id, c.status, c.runId])).toEqual([
+          ['svc-0', 'not_started', undefined],
+          ['svc-1', 'queued', 'app-chart__svc-1'],
+          ['svc-2', 'running', 'app-chart__svc-2'],
+          ['svc-3', 'not_started', undefined],
+        ])
+      })
+
+      it('searches by status and text, paged, with the total', async () => {
+        await bring('svc-2', 'queued')
+        const page = await loom.searchCandidates(M, { q: 'payments', limit: 1, offset: 1 })
+        expect(page.total).toBe(2)
+        expect(page.candidates.map((c) => c.id)).toEqual(['svc-2'])
+        expect((await loom.searchCandidates(M, { status: 'queued' })).candidates.map((c) => c.id)).toEqual(['svc-2'])
+      })
+
+      it('replaces candidates but keeps those with a queued, running or completed run', async () => {
+        await bring('svc-0', 'queued')
+        await bring('svc-1', 'completed')
+        await loom.submitCandidates(M, [{ id: 'svc-3' }, { id: 'new-svc' }])
+        expect((await loom.listCandidates(M)).map((c) => [c.id, c.status])).toEqual([
+          ['svc-3', 'not_started'],
+          ['new-svc', 'not_started'],
+          ['svc-0', 'queued'],
+          ['svc-1', 'completed'],
+        ])
+      })
+
+      it('rejects an invalid candidate list, naming the field, and changes nothing', async () => {
+        const error = await expectLoomError(loom.submitCandidates(M, [{ id: 'ok' }, { id: 'a__b' }]), 'invalid')
+        expect(error.message).toContain('1.id')
+        await expectLoomError(loom.submitCandidates(M, [{ id: 'dup' }, { id: 'dup' }]), 'invalid')
+        await expectLoomError(loom.submitCandidates(M, [{ id: '' }]), 'invalid')
+        expect((await loom.listCandidates(M)).map((c) => c.id)).toEqual(['svc-0', 'svc-1', 'svc-2', 'svc-3'])
+      })
+    })
+
+    describe('status rules', () => {
+      beforeEach(async () => {
+        await loom.announce(announcement(M, { steps: ['update-chart'], candidates: candidates(1) }))
+      })
+
+      const actions = {
+        queue: { from: ['not_started'], to: 'queued', run: (l: Loom) => l.queue(M, 'svc-0') },
+        dequeue: { from: ['queued'], to: 'not_started', run: (l: Loom) => l.dequeue('app-chart__svc-0') },
+        execute: { from: ['queued'], to: 'running', run: (l: Loom) => l.execute('app-chart__svc-0') },
+        cancel: { from: ['queued', 'running'], to: 'not_started', run: (l: Loom) => l.cancel('app-chart__svc-0') },
+        'complete (success)': {
+          from: ['running'],
+          to: 'completed',
+          run: (l: Loom) => l.complete('app-chart__svc-0', { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true }),
+        },
+        'complete (failure)': {
+          from: ['running'],
+          to: 'not_started',
+          run: (l: Loom) => l.complete('app-chart__svc-0', { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: false }),
+        },
+      } as const
+
+      for (const [action, rule] of Object.entries(actions)) {
+        for (const from of STATUSES) {
+          const allowed = (rule.from as readonly string[]).includes(from)
+          it(`${action} from ${from} ${allowed ? `moves the candidate to ${rule.to}` : 'is a conflict naming the status'}`, async () => {
+            await bring('svc-0', from)
+            if (from === 'running') await eventually(() => expect(worker.stepsOf('app-chart__svc-0')).toEqual(['update-chart']))
+            const attemptsBefore = (await loom.getMigration(M)).cancelledAttempts?.length ?? 0
+            if (allowed) {
+              await rule.run(loom)
+              await eventually(async () => expect(await statusOf('svc-0')).toBe(rule.to))
+              const attempts = (await loom.getMigration(M)).cancelledAttempts?.length ?? 0
+              expect(attempts - attemptsBefore).toBe(action === 'cancel' ? 1 : 0)
+            } else {
+              const error = await expectLoomError(rule.run(loom), 'conflict')
+              expect(error.message).toContain(from)
+              expect(await statusOf('svc-0')).toBe(from)
+              expect((await loom.getMigration(M)).cancelledAttempts?.length ?? 0).toBe(attemptsBefore)
+            }
+          })
+        }
+      }
+
+      it('gives exactly one run id and 99 conflicts for 100 concurrent queue calls', async () => {
+        const results = await Promise.allSettled(Array.from({ length: 100 }, () => loom.queue(M, 'svc-0')))
+        const won = results.filter((r) => r.status === 'fulfilled')
+        expect(won).toHaveLength(1)
+        expect((won[0] as PromiseFulfilledResult<string>).value).toBe('app-chart__svc-0')
+        const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+        expect(lost.map((r) => (r.reason as { code?: string }).code)).toEqual(Array(99).fill('conflict'))
+      })
+
+      it('answers not_found for an unknown candidate and for run ids that do not parse', async () => {
+        await expectLoomError(loom.queue(M, 'ghost'), 'not_found')
+        for (const runId of ['no-separator', 'app-chart__', '__svc-0', 'app-chart__ghost', 'nope__svc-0']) {
+          await expectLoomError(loom.execute(runId), 'not_found')
+          await expectLoomError(loom.getRun(runId), 'not_found')
+        }
+      })
+
+      it('rejects ids that break the id rules as invalid, naming them', async () => {
+        const error = await expectLoomError(loom.queue(M, 'a__b'), 'invalid')
+        expect(error.message).toContain('candidateId')
+        await expectLoomError(loom.queue(M, 'x'.repeat(201)), 'invalid')
+        await expectLoomError(loom.queue('', 'svc-0'), 'invalid')
+      })
+    })
+
+    describe('runs', () => {
+      beforeEach(async () => {
+        await loom.announce(announcement(M, { candidates: candidates(2) }))
+      })
+
+      it('runs a candidate through every step to completed', async () => {
+        const runId = await loom.queue(M, 'svc-0')
+        expect(await loom.execute(runId)).toBe(runId)
+        await finishSteps(runId, ['update-chart', 'open-pr'])
+        await eventually(async () => expect(await statusOf('svc-0')).toBe('completed'))
+        const run = await loom.getRun(runId)
+        expect(run).toMatchObject({ runId, migrationId: M, status: 'completed', candidate: { id: 'svc-0' } })
+        expect(run.steps?.map((s) => s.stepName)).toEqual(['update-chart', 'open-pr'])
+        const status = await loom.runStatus(runId)
+        expect(status).toMatchObject({ instanceId: runId, runtimeStatus: 'COMPLETED', result: { migrationId: M, status: 'completed' } })
+        expect(status.result.results).toHaveLength(2)
+      })
+
+      it('shows a queued run, but no runtime status until it is executed', async () => {
+        const runId = await loom.queue(M, 'svc-0')
+        expect(await loom.getRun(runId)).toMatchObject({ runId, status: 'queued', steps: [] })
+        await expectLoomError(loom.runStatus(runId), 'not_found')
+        await expectLoomError(loom.getRun('app-chart__svc-1'), 'not_found')
+        await loom.execute(runId)
+        expect((await loom.runStatus(runId)).runtimeStatus).toBe('RUNNING')
+      })
+
+      it('validates step events: the step must exist and belong to the run candidate', async () => {
+        const runId = await loom.queue(M, 'svc-0')
+        await loom.execute(runId)
+        const unknown = await expectLoomError(loom.complete(runId, { stepName: 'nope', candidate: { id: 'svc-0' }, success: true }), 'invalid')
+        expect(unknown.message).toContain('stepName')
+        const other = await expectLoomError(loom.complete(runId, { stepName: 'update-chart', candidate: { id: 'svc-1' }, success: true }), 'invalid')
+        expect(other.message).toContain('candidate.id')
+        await expectLoomError(loom.complete(runId, { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: 'yes' } as never), 'invalid')
+        expect((await loom.getRun(runId)).steps).toEqual([])
+      })
+
+      it('accepts a repeated step event once', async () => {
+        const runId = await loom.queue(M, 'svc-0')
+        await loom.execute(runId)
+        await eventually(() => expect(worker.stepsOf(runId)).toEqual(['update-chart']))
+        const event = { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true }
+        await loom.complete(runId, event)
+        await loom.complete(runId, event)
+        await eventually(() => expect(worker.stepsOf(runId)).toEqual(['update-chart', 'open-pr']))
+        expect((await loom.getRun(runId)).steps).toHaveLength(1)
+      })
+
+      it('records a pull request opened as progress on the step', async () => {
+        const runId = await loom.queue(M, 'svc-0')
+        await loom.execute(runId)
+        await loom.prOpened(runId, { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true, metadata: { prUrl: 'https://git.example/pr/1' } })
+        expect((await loom.getRun(runId)).steps).toEqual([
+          { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true, metadata: { phase: 'open', prUrl: 'https://git.example/pr/1' } },
+        ])
+        expect(await statusOf('svc-0')).toBe('running')
+      })
+
+      it('asks the worker for a dry run of the candidate with the migration steps', async () => {
+        const result = await loom.dryRun(M, 'svc-1')
+        expect(result.steps.map((s) => s.stepName)).toEqual(['update-chart', 'open-pr'])
+        expect(result.steps[0]?.files?.[0]).toEqual({ path: 'apps/svc-1/values.yaml', repo: 'gitops', before: 'chart: generic\n', after: 'chart: svc-1\n' })
+        expect(worker.dryRuns).toHaveLength(1)
+        expect(worker.dryRuns[0]).toMatchObject({ migrationId: M, candidate: { id: 'svc-1', kind: 'application' } })
+        await expectLoomError(loom.dryRun(M, 'ghost'), 'not_found')
+      })
+    })
+
+    describe('events and health', () => {
+      it('tells subscribers about announcements, submissions, status changes and step reports', async () => {
+        const events: LoomEvent[] = []
+        const unsubscribe = loom.subscribe((e) => events.push(e))
+        try {
+          // A subscription over a network may need a moment to be established.
+          await new Promise((r) => setTimeout(r, 200))
+          await loom.announce(announcement(M, { steps: ['update-chart'], candidates: candidates(1) }))
+          await loom.submitCandidates(M, candidates(2))
+          const runId = await loom.queue(M, 'svc-0')
+          await loom.execute(runId)
+          await finishSteps(runId, ['update-chart'])
+          await eventually(() =>
+            expect(events.filter((e) => e.type === 'run.status').map((e) => (e as { status: string }).status)).toEqual(['queued', 'running', 'completed']),
+          )
+          expect(events.map((e) => e.type)).toContain('migration.updated')
+          expect(events.find((e) => e.type === 'candidates.submitted' && e.count === 2)).toBeDefined()
+          const reported = events.find((e) => e.type === 'step.reported')
+          expect(reported).toMatchObject({ runId, migrationId: M, candidateId: 'svc-0', done: true, result: { stepName: 'update-chart', success: true } })
+        } finally {
+          unsubscribe()
+        }
+      })
+
+      it('reports health', async () => {
+        expect(await loom.health()).toEqual({ status: 'ok' })
+      })
+    })
+  })
+}

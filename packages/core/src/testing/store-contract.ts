@@ -1,0 +1,428 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { joinRunId } from '../ids'
+import type { MigrationDefinition, MigrationStore, RunRecord, TransitionRequest } from '../ports'
+import type { CandidateStatus, StepResult } from '../schemas'
+import { STATUS_RULES, type StatusAction } from '../status'
+import { candidates } from './fakes'
+
+export type StoreFactory = () => Promise<{ store: MigrationStore; close?: () => Promise<void> }>
+
+const STATUSES: CandidateStatus[] = ['not_started', 'queued', 'running', 'completed']
+const at = () => new Date().toISOString()
+
+const definition = (id = 'app-chart', name = 'App chart'): MigrationDefinition => ({
+  id,
+  name,
+  description: 'Move to per-app charts',
+  workerUrl: 'http://127.0.0.1:9/worker',
+  steps: [
+    { name: 'update-chart', workerApp: 'charts', config: { chart: 'app' } },
+    { name: 'open-pr', workerApp: 'charts' },
+  ],
+})
+
+const result = (stepName: string, success: boolean, metadata?: Record<string, string>): StepResult => ({
+  stepName,
+  candidate: { id: 'svc-0' },
+  success,
+  ...(metadata ? { metadata } : {}),
+})
+
+/**
+ * The `MigrationStore` contract: every guarantee documented on the port, as named tests.
+ * Run it against each store: `storeContract('postgresStore', async () => ({ store, close }))`.
+ */
+export function storeContract(name: string, factory: StoreFactory): void {
+  describe(`MigrationStore contract: ${name}`, () => {
+    let store: MigrationStore
+    let close: (() => Promise<void>) | undefined
+
+    beforeEach(async () => {
+      ;({ store, close } = await factory())
+    })
+    afterEach(async () => {
+      await close?.()
+    })
+
+    const move = (candidateId: string, action: StatusAction, extra: Partial<TransitionRequest> = {}) =>
+      store.transition({
+        migrationId: 'app-chart',
+        candidateId,
+        from: STATUS_RULES[action].from,
+        to: STATUS_RULES[action].to,
+        at: at(),
+        ...extra,
+      })
+
+    /** Brings a fresh candidate to `status` through the allowed transitions. */
+    const bring = async (candidateId: string, status: CandidateStatus) => {
+      const path: Record<CandidateStatus, StatusAction[]> = {
+        not_started: [],
+        queued: ['queue'],
+        running: ['queue', 'execute'],
+        completed: ['queue', 'execute', 'complete'],
+      }
+      for (const action of path[status]) expect((await move(candidateId, action)).ok).toBe(true)
+    }
+
+    const statusOf = async (candidateId: string) =>
+      (await store.listCandidates('app-chart'))!.candidates.find((c) => c.id === candidateId)?.status
+
+    const seed = async (n = 3) => {
+      await store.upsertMigration(definition(), candidates(n))
+    }
+
+    describe('migrations', () => {
+      it('creates a migration with a createdAt timestamp and zero counts', async () => {
+        const before = Date.now()
+        const record = await store.upsertMigration(definition())
+        expect(record.id).toBe('app-chart')
+        expect(Date.parse(record.createdAt)).toBeGreaterThanOrEqual(before - 1000)
+        const got = await store.getMigration('app-chart')
+        expect(got).toMatchObject({ id: 'app-chart', name: 'App chart', description: 'Move to per-app charts', workerUrl: 'http://127.0.0.1:9/worker' })
+        expect(got?.steps.map((s) => s.name)).toEqual(['update-chart', 'open-pr'])
+        expect(got?.steps[0]?.config).toEqual({ chart: 'app' })
+        expect(got?.counts).toEqual({ not_started: 0, queued: 0, running: 0, completed: 0 })
+        expect(got?.cancelledAttempts).toEqual([])
+      })
+
+      it('returns undefined for an unknown migration', async () => {
+        expect(await store.getMigration('nope')).toBeUndefined()
+        expect(await store.listCandidates('nope')).toBeUndefined()
+        expect(await store.getCandidate('nope', 'svc-0')).toBeUndefined()
+      })
+
+      it('upsert replaces name, description, steps and workerUrl but keeps createdAt, runs and cancelled attempts', async () => {
+        await seed()
+        const first = (await store.getMigration('app-chart'))!
+        await bring('svc-0', 'running')
+        await bring('svc-1', 'queued')
+        expect((await move('svc-1', 'cancel')).ok).toBe(true)
+        await new Promise((r) => setTimeout(r, 5))
+        const { description: _d, workerUrl: _w, ...bare } = definition('app-chart', 'Renamed')
+        await store.upsertMigration({ ...bare, steps: [{ name: 'only', workerApp: 'other' }] })
+        const got = (await store.getMigration('app-chart'))!
+        expect(got.name).toBe('Renamed')
+        expect(got.description).toBeUndefined()
+        expect(got.workerUrl).toBeUndefined()
+        expect(got.steps).toEqual([{ name: 'only', workerApp: 'other' }])
+        expect(got.createdAt).toBe(first.createdAt)
+        expect(got.counts).toEqual({ not_started: 2, queued: 0, running: 1, completed: 0 })
+        expect(got.cancelledAttempts.map((a) => a.candidateId)).toEqual(['svc-1'])
+      })
+
+      it('upsert with candidates replaces the candidate list in the same call', async () => {
+        await seed(3)
+        await store.upsertMigration(definition(), [{ id: 'new-one' }])
+        const page = (await store.listCandidates('app-chart'))!
+        expect(page.candidates.map((c) => c.id)).toEqual(['new-one'])
+      })
+
+      it('lists migrations oldest first with their counts', async () => {
+        await store.upsertMigration(definition('first'))
+        await new Promise((r) => setTimeout(r, 5))
+        await store.upsertMigration(definition('second'), candidates(2))
+        const list = await store.listMigrations()
+        const ours = list.filter((m) => m.id === 'first' || m.id === 'second')
+        expect(ours.map((m) => m.id)).toEqual(['first', 'second'])
+        expect(ours[1]?.counts).toEqual({ not_started: 2, queued: 0, running: 0, completed: 0 })
+      })
+
+      it('deletes a migration with its candidates and runs', async () => {
+        await seed()
+        await bring('svc-0', 'completed')
+        expect(await store.deleteMigration('app-chart')).toBe('deleted')
+        expect(await store.getMigration('app-chart')).toBeUndefined()
+        expect(await store.deleteMigration('app-chart')).toBe('not_found')
+        await store.upsertMigration(definition())
+        expect((await store.listCandidates('app-chart'))!.total).toBe(0)
+      })
+
+      it('refuses to delete a migration while a candidate is running', async () => {
+        await seed()
+        await bring('svc-0', 'running')
+        expect(await store.deleteMigration('app-chart')).toBe('running')
+        expect(await store.getMigration('app-chart')).toBeDefined()
+      })
+    })
+
+    describe('candidates', () => {
+      it('returns false when replacing candidates of an unknown migration', async () => {
+        expect(await store.replaceCandidates('nope', candidates(1))).toBe(false)
+      })
+
+      it('lists candidates in submission order joined with their status and run id', async () => {
+        await seed(4)
+        await bring('svc-1', 'queued')
+        await bring('svc-2', 'running')
+        await bring('svc-3', 'completed')
+        const page = (await store.listCandidates('app-chart'))!
+        expect(page.total).toBe(4)
+        expect(page.candidates.map((c) => [c.id, c.status, c.runId])).toEqual([
+          ['svc-0', 'not_started', undefined],
+          ['svc-1', 'queued', 'app-chart__svc-1'],
+          ['svc-2', 'running', 'app-chart__svc-2'],
+          ['svc-3', 'completed', 'app-chart__svc-3'],
+        ])
+        expect(page.candidates[0]).toMatchObject({ kind: 'application', metadata: { team: 'payments', repoName: 'acme/svc-0' } })
+        expect((await store.getMigration('app-chart'))!.counts).toEqual({ not_started: 1, queued: 1, running: 1, completed: 1 })
+      })
+
+      it('keeps queued, running and completed candidates that a new list omits, and drops the others', async () => {
+        await seed(5)
+        await bring('svc-1', 'queued')
+        await bring('svc-2', 'running')
+        await bring('svc-3', 'completed')
+        await bring('svc-4', 'queued')
+        expect((await move('svc-4', 'dequeue')).ok).toBe(true)
+        expect(await store.replaceCandidates('app-chart', [{ id: 'fresh' }, { id: 'svc-2', kind: 'updated' }])).toBe(true)
+        const page = (await store.listCandidates('app-chart'))!
+        expect(page.candidates.map((c) => [c.id, c.status])).toEqual([
+          ['fresh', 'not_started'],
+          ['svc-2', 'running'],
+          ['svc-1', 'queued'],
+          ['svc-3', 'completed'],
+        ])
+        expect(page.candidates[1]?.kind).toBe('updated')
+      })
+
+      it('filters by status and by text in the id or metadata values, case-insensitively, and pages with a total', async () => {
+        await store.upsertMigration(definition(), [
+          { id: 'billing-api', metadata: { team: 'Payments' } },
+          { id: 'search-api', metadata: { team: 'search' } },
+          { id: 'ledger', metadata: { owner: 'payments-core' } },
+          { id: 'frontend' },
+        ])
+        await bring('ledger', 'queued')
+        const ids = async (query: Parameters<MigrationStore['listCandidates']>[1]) =>
+          (await store.listCandidates('app-chart', query))!.candidates.map((c) => c.id)
+        expect(await ids({ q: 'PAYMENTS' })).toEqual(['billing-api', 'ledger'])
+        expect(await ids({ q: 'api' })).toEqual(['billing-api', 'search-api'])
+        expect(await ids({ status: 'queued' })).toEqual(['ledger'])
+        expect(await ids({ status: 'not_started', q: 'payments' })).toEqual(['billing-api'])
+        const page = (await store.listCandidates('app-chart', { limit: 2, offset: 1 }))!
+        expect(page.candidates.map((c) => c.id)).toEqual(['search-api', 'ledger'])
+        expect(page.total).toBe(4)
+        expect((await store.listCandidates('app-chart', { status: 'running' }))!.total).toBe(0)
+      })
+
+      it('round-trips metadata with quotes, backslashes, unicode and long values byte for byte', async () => {
+        const tricky = {
+          quote: `it's "quoted"`,
+          backslash: 'C:\\path\\to\\file \\n not a newline',
+          unicode: 'naïve café — 日本語 🚀 \u0000'.replace('\u0000', ''),
+          sql: "'); DROP TABLE migrations; --",
+          long: 'x'.repeat(64 * 1024),
+        }
+        await store.upsertMigration(definition(), [{ id: 'svc-0', metadata: tricky, state: { json: '{"a":[1,2]}' } }])
+        const got = await store.getCandidate('app-chart', 'svc-0')
+        expect(got?.candidate.metadata).toEqual(tricky)
+        expect(got?.candidate.state).toEqual({ json: '{"a":[1,2]}' })
+      })
+
+      it('returns copies: changing a returned record does not change the store', async () => {
+        await seed(1)
+        const got = await store.getCandidate('app-chart', 'svc-0')
+        got!.candidate.metadata!.team = 'changed'
+        const page = (await store.listCandidates('app-chart'))!
+        page.candidates[0]!.metadata!.team = 'changed'
+        expect((await store.getCandidate('app-chart', 'svc-0'))!.candidate.metadata!.team).toBe('payments')
+      })
+    })
+
+    describe('transitions', () => {
+      for (const [action, rule] of Object.entries(STATUS_RULES) as Array<[StatusAction, (typeof STATUS_RULES)[StatusAction]]>) {
+        for (const from of STATUSES) {
+          const allowed = (rule.from as readonly CandidateStatus[]).includes(from)
+          it(`${action} from ${from} ${allowed ? 'is applied' : 'is refused with the current status'}`, async () => {
+            await seed(1)
+            await bring('svc-0', from)
+            const result = await move('svc-0', action)
+            if (allowed) {
+              expect(result.ok).toBe(true)
+              if (result.ok) expect(result.previous).toBe(from)
+              const expected: Record<string, CandidateStatus> = {
+                queued: 'queued',
+                running: 'running',
+                completed: 'completed',
+              }
+              expect(await statusOf('svc-0')).toBe(expected[rule.to] ?? 'not_started')
+            } else {
+              expect(result).toMatchObject({ ok: false, reason: 'conflict', status: from })
+              expect(await statusOf('svc-0')).toBe(from)
+            }
+          })
+        }
+      }
+
+      it('answers not_found for an unknown candidate or migration', async () => {
+        await seed(1)
+        expect(await move('ghost', 'queue')).toEqual({ ok: false, reason: 'not_found' })
+        expect(await store.transition({ migrationId: 'nope', candidateId: 'svc-0', from: ['not_started'], to: 'queued', at: at() })).toEqual({
+          ok: false,
+          reason: 'not_found',
+        })
+      })
+
+      it('of 100 concurrent queue calls for one candidate exactly one succeeds', async () => {
+        await seed(1)
+        const results = await Promise.all(Array.from({ length: 100 }, () => move('svc-0', 'queue')))
+        expect(results.filter((r) => r.ok)).toHaveLength(1)
+        expect(results.filter((r) => !r.ok && r.reason === 'conflict')).toHaveLength(99)
+        expect(await statusOf('svc-0')).toBe('queued')
+      })
+
+      it('of concurrent execute and dequeue on a queued run exactly one succeeds', async () => {
+        await seed(1)
+        await bring('svc-0', 'queued')
+        const [execute, dequeue] = await Promise.all([move('svc-0', 'execute'), move('svc-0', 'dequeue')])
+        expect([execute.ok, dequeue.ok].filter(Boolean)).toHaveLength(1)
+        expect(await statusOf('svc-0')).toBe(execute.ok ? 'running' : 'not_started')
+      })
+
+      it('starts a new, larger attempt each time a candidate is queued from not_started, with no steps', async () => {
+        await seed(1)
+        const first = await move('svc-0', 'queue')
+        expect(first.ok).toBe(true)
+        if (!first.ok) return
+        expect(first.run).toMatchObject({ runId: 'app-chart__svc-0', migrationId: 'app-chart', candidateId: 'svc-0', state: 'queued', currentStep: 0, steps: [] })
+        await move('svc-0', 'execute')
+        await store.recordStep({ migrationId: 'app-chart', candidateId: 'svc-0', result: result('update-chart', false), done: true, at: at() })
+        await move('svc-0', 'fail')
+        const second = await move('svc-0', 'queue')
+        expect(second.ok).toBe(true)
+        if (!second.ok) return
+        expect(second.run.attempt).toBeGreaterThan(first.run.attempt)
+        expect(second.run.steps).toEqual([])
+        expect(second.run.startedAt).toBeUndefined()
+      })
+
+      it('keeps the attempt when an execute is undone (running back to queued)', async () => {
+        await seed(1)
+        await bring('svc-0', 'running')
+        const before = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+        expect(before.startedAt).toBeDefined()
+        const undone = await move('svc-0', 'unexecute', { attempt: before.attempt })
+        expect(undone.ok).toBe(true)
+        if (undone.ok) expect(undone.run.attempt).toBe(before.attempt)
+        expect(await statusOf('svc-0')).toBe('queued')
+      })
+
+      it('applies a transition guarded by an attempt only to that attempt', async () => {
+        await seed(1)
+        await bring('svc-0', 'running')
+        const run = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+        expect(await move('svc-0', 'complete', { attempt: run.attempt + 1000 })).toMatchObject({ ok: false, reason: 'conflict', status: 'running' })
+        expect(await statusOf('svc-0')).toBe('running')
+        expect((await move('svc-0', 'complete', { attempt: run.attempt })).ok).toBe(true)
+      })
+
+      it('records a cancelled attempt with the cancel, atomically', async () => {
+        await seed(2)
+        await bring('svc-0', 'running')
+        await bring('svc-1', 'queued')
+        const cancelledAt = '2026-01-02T03:04:05.000Z'
+        expect((await move('svc-0', 'cancel', { at: cancelledAt })).ok).toBe(true)
+        expect((await move('svc-1', 'cancel')).ok).toBe(true)
+        expect((await move('svc-1', 'cancel')).ok).toBe(false)
+        const attempts = (await store.getMigration('app-chart'))!.cancelledAttempts
+        expect(attempts).toHaveLength(2)
+        expect(attempts[0]).toEqual({ runId: 'app-chart__svc-0', candidateId: 'svc-0', cancelledAt })
+        expect(attempts[1]?.runId).toBe('app-chart__svc-1')
+      })
+
+      it('keeps the outcome of the last attempt after a failure or cancel (status not_started)', async () => {
+        await seed(1)
+        await bring('svc-0', 'running')
+        await store.recordStep({ migrationId: 'app-chart', candidateId: 'svc-0', result: result('update-chart', false), done: true, at: at() })
+        await move('svc-0', 'fail')
+        const found = await store.getCandidate('app-chart', 'svc-0')
+        expect(found?.run?.state).toBe('failed')
+        expect(found?.run?.steps.map((s) => [s.result.stepName, s.result.success, s.done])).toEqual([['update-chart', false, true]])
+        expect(await statusOf('svc-0')).toBe('not_started')
+      })
+    })
+
+    describe('steps', () => {
+      const record = (stepName: string, success: boolean, done: boolean, extra: { attempt?: number; metadata?: Record<string, string> } = {}) =>
+        store.recordStep({
+          migrationId: 'app-chart',
+          candidateId: 'svc-0',
+          result: result(stepName, success, extra.metadata),
+          done,
+          at: at(),
+          ...(extra.attempt === undefined ? {} : { attempt: extra.attempt }),
+        })
+
+      it('refuses step reports for a run that is not running', async () => {
+        await seed(1)
+        expect(await record('update-chart', true, true)).toEqual({ outcome: 'not_running', status: 'not_started' })
+        await bring('svc-0', 'queued')
+        expect(await record('update-chart', true, true)).toEqual({ outcome: 'not_running', status: 'queued' })
+        expect(await store.recordStep({ migrationId: 'app-chart', candidateId: 'ghost', result: result('x', true), done: true, at: at() })).toEqual({ outcome: 'not_found' })
+      })
+
+      it('records a final outcome once; the same outcome again is a duplicate, a different one is refused', async () => {
+        await seed(1)
+        await bring('svc-0', 'running')
+        expect((await record('update-chart', true, true, { metadata: { prUrl: 'u1' } })).outcome).toBe('recorded')
+        expect((await record('update-chart', true, true, { metadata: { prUrl: 'u2' } })).outcome).toBe('duplicate')
+        expect((await record('update-chart', false, true)).outcome).toBe('step_ended')
+        expect((await record('update-chart', false, false)).outcome).toBe('step_ended')
+        const run = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+        expect(run.steps).toHaveLength(1)
+        expect(run.steps[0]?.result.metadata).toEqual({ prUrl: 'u1' })
+      })
+
+      it('replaces progress with later progress and then with the final outcome, keeping report order', async () => {
+        await seed(1)
+        await bring('svc-0', 'running')
+        expect((await record('update-chart', false, false, { metadata: { phase: 'open', prUrl: 'u' } })).outcome).toBe('recorded')
+        expect((await record('open-pr', false, false, { metadata: { phase: 'in_progress' } })).outcome).toBe('recorded')
+        expect((await record('update-chart', false, false, { metadata: { phase: 'open', prUrl: 'u2' } })).outcome).toBe('recorded')
+        expect((await record('update-chart', true, true, { metadata: { phase: 'merged' } })).outcome).toBe('recorded')
+        const run = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+        expect(run.steps.map((s) => [s.result.stepName, s.done, s.result.metadata?.phase])).toEqual([
+          ['update-chart', true, 'merged'],
+          ['open-pr', false, 'in_progress'],
+        ])
+      })
+
+      it('of concurrent identical final reports exactly one is recorded', async () => {
+        await seed(1)
+        await bring('svc-0', 'running')
+        const outcomes = await Promise.all(Array.from({ length: 20 }, () => record('update-chart', true, true)))
+        expect(outcomes.filter((o) => o.outcome === 'recorded')).toHaveLength(1)
+        expect(outcomes.filter((o) => o.outcome === 'duplicate')).toHaveLength(19)
+      })
+
+      it('guards step reports and the step in flight by attempt', async () => {
+        await seed(1)
+        await bring('svc-0', 'running')
+        const run: RunRecord = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+        expect(await record('update-chart', true, true, { attempt: run.attempt + 1000 })).toEqual({ outcome: 'not_running', status: 'running' })
+        expect(await store.setCurrentStep('app-chart', 'svc-0', run.attempt + 1000, 1)).toBe(false)
+        expect(await store.setCurrentStep('app-chart', 'svc-0', run.attempt, 1)).toBe(true)
+        expect((await store.getCandidate('app-chart', 'svc-0'))!.run!.currentStep).toBe(1)
+        await move('svc-0', 'complete')
+        expect(await store.setCurrentStep('app-chart', 'svc-0', run.attempt, 0)).toBe(false)
+      })
+
+      it('lists running runs across migrations', async () => {
+        await seed(3)
+        await store.upsertMigration(definition('other'), candidates(1))
+        await bring('svc-0', 'running')
+        await bring('svc-1', 'queued')
+        await store.transition({ migrationId: 'other', candidateId: 'svc-0', from: ['not_started'], to: 'queued', at: at() })
+        await store.transition({ migrationId: 'other', candidateId: 'svc-0', from: ['queued'], to: 'running', at: at() })
+        const running = await store.listRuns('running')
+        expect(running.map((r) => joinRunId(r.migrationId, r.candidateId)).sort()).toEqual(['app-chart__svc-0', 'other__svc-0'])
+        expect((await store.listRuns('queued')).map((r) => r.runId)).toEqual(['app-chart__svc-1'])
+      })
+    })
+
+    it('answers ping', async () => {
+      await expect(store.ping()).resolves.toBeUndefined()
+    })
+  })
+}
