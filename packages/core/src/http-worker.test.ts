@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest'
+import { LoomError } from './errors'
+import { httpDispatcher, httpDryRunner } from './http-worker'
+import type { DispatchStepRequest, DryRunRequest } from './schemas'
+
+interface Call {
+  url: string
+  init: RequestInit
+}
+
+const fakeFetch = (answer: (call: Call) => Response | Promise<Response>) => {
+  const calls: Call[] = []
+  const fetch = (async (url: string | URL | Request, init?: RequestInit) => {
+    const call = { url: String(url), init: init ?? {} }
+    calls.push(call)
+    return answer(call)
+  }) as typeof globalThis.fetch
+  return { fetch, calls }
+}
+
+const request: DispatchStepRequest = {
+  migrationId: 'app-chart',
+  runId: 'app-chart__billing-api',
+  stepName: 'update-chart',
+  candidate: { id: 'billing-api' },
+  callbackId: 'app-chart__billing-api',
+  eventName: 'step-completed:update-chart',
+}
+
+const dryRunRequest: DryRunRequest = {
+  migrationId: 'app-chart',
+  candidate: { id: 'billing-api' },
+  steps: [{ name: 'update-chart', workerApp: 'charts' }],
+}
+
+describe('httpDispatcher', () => {
+  it('posts the request as JSON to {workerUrl}/steps/dispatch with the bearer token', async () => {
+    const { fetch, calls } = fakeFetch(() => new Response(null, { status: 202 }))
+    await httpDispatcher({ token: 's3cret', fetch }).dispatch({ workerApp: 'charts', workerUrl: 'http://worker:4000/base/' }, request)
+    expect(calls).toHaveLength(1)
+    expect(calls[0]!.url).toBe('http://worker:4000/base/steps/dispatch')
+    expect(calls[0]!.init.method).toBe('POST')
+    expect(calls[0]!.init.headers).toMatchObject({ authorization: 'Bearer s3cret', 'content-type': 'application/json' })
+    expect(JSON.parse(String(calls[0]!.init.body))).toEqual(request)
+  })
+
+  it('prefers a URL configured for the worker app', async () => {
+    const { fetch, calls } = fakeFetch(() => new Response(null, { status: 200 }))
+    await httpDispatcher({ fetch, workerUrls: { charts: 'http://charts:1' } }).dispatch({ workerApp: 'charts', workerUrl: 'http://other:2' }, request)
+    expect(calls[0]!.url).toBe('http://charts:1/steps/dispatch')
+  })
+
+  it('fails with unavailable when the worker answers an error, is unreachable, or has no URL', async () => {
+    const refusing = fakeFetch(() => new Response('nope', { status: 500 }))
+    const error = await httpDispatcher({ fetch: refusing.fetch }).dispatch({ workerApp: 'charts', workerUrl: 'http://w' }, request).catch((e) => e)
+    expect(LoomError.is(error, 'unavailable')).toBe(true)
+    expect(error.message).toBe('worker at http://w/steps/dispatch answered 500: nope')
+
+    const down = fakeFetch(() => Promise.reject(new TypeError('fetch failed')))
+    const unreachable = await httpDispatcher({ fetch: down.fetch }).dispatch({ workerApp: 'charts', workerUrl: 'http://w' }, request).catch((e) => e)
+    expect(LoomError.is(unreachable, 'unavailable')).toBe(true)
+    expect(unreachable.message).toContain('could not be reached: fetch failed')
+
+    const nowhere = await httpDispatcher().dispatch({ workerApp: 'charts' }, request).catch((e) => e)
+    expect(LoomError.is(nowhere, 'unavailable')).toBe(true)
+    expect(nowhere.message).toContain('no URL for worker app charts')
+  })
+})
+
+describe('httpDryRunner', () => {
+  it('posts to {workerUrl}/dry-run and returns the checked result', async () => {
+    const answer = { steps: [{ stepName: 'update-chart', skipped: false, files: [{ path: 'a.yaml', repo: 'gitops', after: 'x: 1\n' }] }] }
+    const { fetch, calls } = fakeFetch(() => Response.json(answer))
+    const result = await httpDryRunner({ fetch }).dryRun({ workerApps: ['charts'], workerUrl: 'http://w' }, dryRunRequest)
+    expect(result).toEqual(answer)
+    expect(calls[0]!.url).toBe('http://w/dry-run')
+    expect(JSON.parse(String(calls[0]!.init.body))).toEqual(dryRunRequest)
+  })
+
+  it('refuses an answer of the wrong shape as unavailable, naming the field', async () => {
+    const { fetch } = fakeFetch(() => Response.json({ steps: [{ stepName: 'update-chart', skipped: 'no' }] }))
+    const error = await httpDryRunner({ fetch }).dryRun({ workerApps: ['charts'], workerUrl: 'http://w' }, dryRunRequest).catch((e) => e)
+    expect(LoomError.is(error, 'unavailable')).toBe(true)
+    expect(error.message).toBe('worker at http://w/dry-run answered an invalid dry run: steps.0.skipped: must be a boolean')
+  })
+})

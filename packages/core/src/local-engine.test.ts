@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest'
+import { createLoom } from './loom'
+import { localEngine } from './local-engine'
+import { memoryStore } from './memory-store'
+import { announcement, eventually, fakeWorker } from './testing/fakes'
+
+describe('localEngine', () => {
+  const RUN = 'app-chart__billing-api'
+  const done = (stepName: string) => ({ stepName, candidate: { id: 'billing-api' }, success: true })
+
+  it('resumes a running run after a restart over the same store, dispatching the step in flight again', async () => {
+    const store = memoryStore()
+    const before = fakeWorker()
+    const first = createLoom({ store, engine: localEngine(), dispatcher: before.dispatcher })
+    await first.announce(announcement('app-chart', { steps: ['update-chart', 'open-pr', 'merge'], candidates: [{ id: 'billing-api' }] }))
+    await first.execute(await first.queue('app-chart', 'billing-api'))
+    await eventually(() => expect(before.stepsOf(RUN)).toEqual(['update-chart']))
+    await first.complete(RUN, done('update-chart'))
+    await eventually(() => expect(before.stepsOf(RUN)).toEqual(['update-chart', 'open-pr']))
+    await first.close() // the process stops; the store keeps the run running
+
+    const after = fakeWorker()
+    const second = createLoom({ store, engine: localEngine(), dispatcher: after.dispatcher })
+    await second.ready
+    await eventually(() => expect(after.stepsOf(RUN)).toEqual(['open-pr']))
+    expect((await second.getRun(RUN)).status).toBe('running')
+    await second.complete(RUN, done('open-pr'))
+    await eventually(() => expect(after.stepsOf(RUN)).toEqual(['open-pr', 'merge']))
+    await second.complete(RUN, done('merge'))
+    await eventually(async () => expect((await second.getRun(RUN)).status).toBe('completed'))
+    expect(before.stepsOf(RUN)).toEqual(['update-chart', 'open-pr'])
+    await second.close()
+  })
+
+  it('resumes a run held on a manual-review step without dispatching it or recording the wait twice', async () => {
+    const store = memoryStore()
+    const worker = fakeWorker()
+    const first = createLoom({ store, engine: localEngine(), dispatcher: worker.dispatcher })
+    await first.announce(announcement('app-chart', { steps: ['review', 'merge'], manual: ['review'], candidates: [{ id: 'billing-api' }] }))
+    await first.execute(await first.queue('app-chart', 'billing-api'))
+    await eventually(async () => expect((await first.getRun(RUN)).steps).toHaveLength(1))
+    await first.close()
+
+    const second = createLoom({ store, engine: localEngine(), dispatcher: worker.dispatcher })
+    await second.ready
+    await eventually(async () => expect(await second.complete(RUN, done('review'))).toBeUndefined())
+    await eventually(() => expect(worker.stepsOf(RUN)).toEqual(['merge']))
+    const steps = (await second.getRun(RUN)).steps!
+    expect(steps.map((s) => [s.stepName, s.success])).toEqual([['review', true]])
+    await second.close()
+  })
+
+  it('retries a failed dispatch before failing the step', async () => {
+    const worker = fakeWorker()
+    let failures = 2
+    const dispatch = worker.dispatcher.dispatch
+    worker.dispatcher.dispatch = async (target, request) => {
+      if (failures-- > 0) throw new Error('worker restarting')
+      return dispatch(target, request)
+    }
+    const loom = createLoom({ store: memoryStore(), engine: localEngine({ dispatchAttempts: 3, retryDelayMs: 5 }), dispatcher: worker.dispatcher })
+    await loom.announce(announcement('app-chart', { steps: ['update-chart'], candidates: [{ id: 'billing-api' }] }))
+    await loom.execute(await loom.queue('app-chart', 'billing-api'))
+    await eventually(() => expect(worker.stepsOf(RUN)).toEqual(['update-chart']))
+    expect((await loom.getRun(RUN)).status).toBe('running')
+    await loom.close()
+  })
+})
