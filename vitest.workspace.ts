@@ -5,4 +5,5 @@
  */
 export default [
   'packages/core',
+  'packages/temporal',
 ]

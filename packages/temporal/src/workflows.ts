@@ -1,0 +1,142 @@
+/**
+ * The `loomRun` workflow: one run of one candidate, durable on Temporal. Its workflow id is
+ * the run id. It is the loop of core's `localEngine`, made durable: every effect (reading
+ * the run, moving the step in flight, dispatching, ending the run) is an activity built
+ * over core's `RunHost`, so the run logic exists once and this file only decides the order.
+ *
+ * This module runs in Temporal's deterministic sandbox: it imports `@temporalio/workflow`
+ * and types only.
+ */
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  condition,
+  defineQuery,
+  defineSignal,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+} from '@temporalio/workflow'
+import type { RunProgress, RunStart, StepEvent } from '@loom/core'
+import type { LoomActivities } from './activities'
+
+/** The workflow type name, as Temporal knows it. */
+export const LOOM_RUN_WORKFLOW = 'loomRun'
+
+/** A step's event: its final outcome (`done`), or progress such as a pull request opened. */
+export const stepEventSignal = defineSignal<[StepEvent]>('stepEvent')
+
+/** Where the run stands: the step in flight and what it waits for. */
+export const progressQuery = defineQuery<RunProgress>('progress')
+
+/** The error type an activity fails with when the run it acts on was cancelled or restarted meanwhile. */
+export const STALE_RUN_ERROR = 'LoomError:conflict'
+
+/** How a run retries the dispatch of a step before the step fails. */
+export interface LoomRunOptions {
+  /** How many times a step's dispatch is tried. Default 4. */
+  dispatchAttempts?: number
+  /** Delay before the first retry, in ms, doubled for each further one. Default 500. */
+  dispatchRetryIntervalMs?: number
+}
+
+// Store operations are idempotent and guarded by the run's attempt, so they are retried
+// until the store answers: a run outlives a store outage instead of failing on it.
+const host = proxyActivities<Omit<LoomActivities, 'dispatch'>>({
+  startToCloseTimeout: '30 seconds',
+  retry: {
+    initialInterval: '200 milliseconds',
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    nonRetryableErrorTypes: ['LoomError:invalid', 'LoomError:not_found', STALE_RUN_ERROR],
+  },
+})
+
+const dispatcher = (options: LoomRunOptions) =>
+  proxyActivities<Pick<LoomActivities, 'dispatch'>>({
+    startToCloseTimeout: '60 seconds',
+    retry: {
+      initialInterval: options.dispatchRetryIntervalMs ?? 500,
+      backoffCoefficient: 2,
+      maximumAttempts: Math.max(1, options.dispatchAttempts ?? 4),
+      nonRetryableErrorTypes: ['LoomError:invalid', 'LoomError:not_found', STALE_RUN_ERROR],
+    },
+  })
+
+/**
+ * Runs the steps of `run` in order: dispatches each to its worker app (manual-review steps
+ * are held for an operator instead), waits for its final event, and ends the run
+ * `completed` after the last success or `failed` (candidate `not_started`) after a failure.
+ *
+ * Cancelling the workflow stops it wherever it waits and closes it as cancelled; the run
+ * itself was already moved to `not_started` by `Loom.cancel`, so nothing is written.
+ */
+export async function loomRun(run: RunStart, options: LoomRunOptions = {}): Promise<RunProgress> {
+  // Final outcomes by step name. Kept from the moment the workflow starts, so an event
+  // that arrives before its step is awaited (a fast worker, a duplicate) is not lost.
+  const outcomes = new Map<string, StepEvent>()
+  const progress: RunProgress = { runId: run.runId, attempt: run.attempt, state: 'running' }
+
+  setHandler(stepEventSignal, (event) => {
+    // Progress updates (a pull request opened) are recorded by Loom; they do not end the wait.
+    if (event.done && !outcomes.has(event.stepName)) outcomes.set(event.stepName, event)
+  })
+  setHandler(progressQuery, () => ({ ...progress }))
+
+  const end = (state: RunProgress['state']): RunProgress => {
+    progress.state = state
+    delete progress.waitingFor
+    return { ...progress }
+  }
+  // A run whose store record moved on (cancelled, or restarted as a newer attempt) ends quietly.
+  const stale = () => end('cancelled')
+
+  try {
+    const plan = await host.load(run)
+    if (!plan) return stale()
+    const dispatch = dispatcher(options).dispatch
+
+    for (let index = plan.currentStep; index < plan.steps.length; index++) {
+      const step = plan.steps[index]!
+      if (!(await host.beginStep(run, index))) return stale()
+      progress.currentStep = step.name
+      progress.waitingFor = step.review ? 'review' : 'worker'
+
+      let outcome = outcomes.get(step.name) ?? (await host.reportedOutcome(run, step.name))
+      if (!outcome) {
+        // An event signalled while the store was asked needs no dispatch either.
+        if (!step.review && !outcomes.has(step.name)) {
+          try {
+            await dispatch(run, index)
+          } catch (error) {
+            if (isCancellation(error)) throw error
+            if (isStale(error)) return stale()
+            await host.failStep(run, index, `dispatch to worker app ${step.workerApp} failed: ${reasonOf(error)}`)
+            return end('failed')
+          }
+        }
+        await condition(() => outcomes.has(step.name))
+        outcome = outcomes.get(step.name)!
+      }
+
+      if (!outcome.success) return (await host.finish(run, 'failed')) ? end('failed') : stale()
+    }
+    return (await host.finish(run, 'completed')) ? end('completed') : stale()
+  } catch (error) {
+    if (isCancellation(error)) {
+      end('cancelled')
+      throw error
+    }
+    if (isStale(error)) return stale()
+    throw error
+  }
+}
+
+function isStale(error: unknown): boolean {
+  return error instanceof ActivityFailure && error.cause instanceof ApplicationFailure && error.cause.type === STALE_RUN_ERROR
+}
+
+function reasonOf(error: unknown): string {
+  const cause = error instanceof ActivityFailure && error.cause ? error.cause : error
+  return cause instanceof Error ? cause.message : String(cause)
+}
