@@ -6,4 +6,5 @@
 export default [
   'packages/core',
   'packages/temporal',
+  'packages/hono', 'packages/client',
 ]

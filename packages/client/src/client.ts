@@ -1,0 +1,296 @@
+import {
+  LoomError,
+  SlugSchema,
+  parse,
+  type Candidate,
+  type CandidateQuery,
+  type CandidateSearchResult,
+  type CandidateWithStatus,
+  type DryRunResult,
+  type HealthReport,
+  type Loom,
+  type LoomEvent,
+  type MigrationAnnouncement,
+  type MigrationOverview,
+  type RegisteredMigration,
+  type RegisterMigrationRequest,
+  type RunInfo,
+  type RunStatusResponse,
+  type StepCompletedEvent,
+} from '@loom/core'
+import { readEventStream } from './sse'
+
+export interface ClientOptions {
+  /** Where the Loom HTTP API is mounted, e.g. `http://localhost:3000/api`. */
+  baseUrl: string
+  /** Bearer token sent with every request (the operator token, or a worker's token). */
+  token?: string
+  /** The fetch to use; defaults to the global one. Tests pass `app.request`. */
+  fetch?: (input: Request | string | URL, init?: RequestInit) => Promise<Response>
+  /** Extra headers sent with every request. */
+  headers?: Record<string, string>
+  /** First delay before `subscribe` reconnects, doubled up to 30 s; the server's `retry` overrides it. Default 1 s. */
+  reconnectDelayMs?: number
+  /** Errors the client handles but should not hide (a listener throwing, the event stream failing). Default: console.warn. */
+  onError?: (error: unknown) => void
+}
+
+/** `Loom` over HTTP. */
+export interface LoomClient extends Loom {
+  /** Closes the event stream of `subscribe`, if one is open. Requests need no closing. */
+  close(): void
+}
+
+/** How long requests wait for a new event subscription to be in place before going ahead anyway. */
+const SUBSCRIBE_READY_TIMEOUT_MS = 5_000
+const MAX_RECONNECT_DELAY_MS = 30_000
+
+/**
+ * The `Loom` interface over HTTP, with fetch alone (no Node built-ins, no EventSource), so
+ * it runs in browsers, workers and every server runtime. Each method calls one route of
+ * the contract; a failure is the same `LoomError` the server's `Loom` threw, rebuilt from
+ * the `{ error, code }` body. A server that cannot be reached, or answers something other
+ * than the contract, is `unavailable`.
+ *
+ * `subscribe` keeps one `GET /events` stream for all listeners, reconnecting with
+ * `Last-Event-ID` so that no event is missed across a dropped connection. Requests made
+ * through the client after `subscribe` returns wait (up to 5 s) for the stream to be in
+ * place, so the events they cause are delivered, as they would be in-process.
+ *
+ * @example
+ * import { createClient } from '@loom/client'
+ *
+ * const loom = createClient({ baseUrl: 'http://localhost:3000/api', token: process.env.LOOM_TOKEN })
+ * const runId = await loom.queue('app-chart', 'billing-api')
+ * await loom.execute(runId)
+ */
+export function createClient(options: ClientOptions): LoomClient {
+  const base = options.baseUrl.replace(/\/+$/, '')
+  const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init))
+  const onError = options.onError ?? ((error: unknown) => console.warn('[loom client]', error))
+  const initialDelay = options.reconnectDelayMs ?? 1_000
+  const listeners = new Set<(event: LoomEvent) => void>()
+  let stream: { controller: AbortController; ready: Promise<void> } | undefined
+
+  const headers = (extra: Record<string, string> = {}): Record<string, string> => ({
+    ...options.headers,
+    ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+    ...extra,
+  })
+
+  const call = async (method: string, path: string, body?: unknown): Promise<Response> => {
+    if (stream) await stream.ready
+    let response: Response
+    try {
+      response = await fetchImpl(`${base}${path}`, {
+        method,
+        headers: headers(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      })
+    } catch (error) {
+      throw new LoomError('unavailable', `Loom at ${base} could not be reached: ${(error as Error).message}`, { cause: error })
+    }
+    if (!response.ok) throw await errorOf(response, base)
+    return response
+  }
+
+  const json = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+    const response = await call(method, path, body)
+    try {
+      return (await response.json()) as T
+    } catch (error) {
+      throw new LoomError('unavailable', `Loom at ${base} answered ${method} ${path} with a body that is not JSON`, { cause: error })
+    }
+  }
+
+  const none = async (method: string, path: string, body?: unknown): Promise<void> => {
+    const response = await call(method, path, body)
+    await response.body?.cancel()
+  }
+
+  const connect = () => {
+    const controller = new AbortController()
+    let markReady!: () => void
+    const ready = new Promise<void>((resolve) => {
+      markReady = resolve
+    })
+    const readyTimer = setTimeout(markReady, SUBSCRIBE_READY_TIMEOUT_MS)
+    const isReady = () => {
+      clearTimeout(readyTimer)
+      markReady()
+    }
+    void (async () => {
+      let lastEventId: string | undefined
+      let delay = initialDelay
+      let failures = 0
+      while (!controller.signal.aborted) {
+        try {
+          const response = await fetchImpl(`${base}/events`, {
+            headers: headers({ accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) }),
+            signal: controller.signal,
+          })
+          if (!response.ok || !response.body) throw await errorOf(response, base)
+          for await (const message of readEventStream(response.body, isReady)) {
+            failures = 0
+            if (message.retry !== undefined) delay = message.retry
+            if (message.id !== undefined) lastEventId = message.id
+            if (!message.data) continue
+            let event: LoomEvent
+            try {
+              event = JSON.parse(message.data) as LoomEvent
+            } catch {
+              continue
+            }
+            for (const listener of [...listeners]) {
+              try {
+                listener(event)
+              } catch (error) {
+                onError(error)
+              }
+            }
+          }
+        } catch (error) {
+          if (controller.signal.aborted) break
+          // One report per streak of failures: a server that is down should not flood the log.
+          if (failures++ === 0) onError(error)
+        }
+        // A first attempt that failed must not hold requests back.
+        isReady()
+        await sleep(Math.min(delay * 2 ** Math.max(0, failures - 1), MAX_RECONNECT_DELAY_MS), controller.signal)
+      }
+      isReady()
+    })()
+    return { controller, ready }
+  }
+
+  const stop = () => {
+    stream?.controller.abort()
+    stream = undefined
+  }
+
+  async function listMigrations(): Promise<RegisteredMigration[]>
+  async function listMigrations(options: { summary: true }): Promise<MigrationOverview[]>
+  async function listMigrations(options?: { summary?: boolean }): Promise<RegisteredMigration[] | MigrationOverview[]>
+  async function listMigrations(options: { summary?: boolean } = {}) {
+    const { migrations } = await json<{ migrations: RegisteredMigration[] | MigrationOverview[] }>(
+      'GET',
+      options.summary ? '/migrations?summary=true' : '/migrations',
+    )
+    return migrations
+  }
+
+  return {
+    announce: (announcement: MigrationAnnouncement) => json<RegisteredMigration>('POST', '/registry/announce', announcement),
+
+    register: (request: RegisterMigrationRequest) => json<RegisteredMigration>('POST', '/migrations', request),
+
+    listMigrations,
+
+    getMigration: (id: string) => json<RegisteredMigration>('GET', `/migrations/${segment(id)}`),
+
+    deleteMigration: (id: string) => none('DELETE', `/migrations/${segment(id)}`),
+
+    submitCandidates: (migrationId: string, candidates: Candidate[]) =>
+      none('POST', `/migrations/${segment(migrationId)}/candidates`, { candidates }),
+
+    listCandidates: (migrationId: string) => json<CandidateWithStatus[]>('GET', `/migrations/${segment(migrationId)}/candidates`),
+
+    async searchCandidates(migrationId: string, query: CandidateQuery): Promise<CandidateSearchResult> {
+      const params = new URLSearchParams()
+      for (const [key, value] of Object.entries(query ?? {})) if (value !== undefined) params.set(key, String(value))
+      const search = params.size > 0 ? `?${params}` : ''
+      const response = await call('GET', `/migrations/${segment(migrationId)}/candidates${search}`)
+      const candidates = (await response.json()) as CandidateWithStatus[]
+      const total = Number(response.headers.get('x-total-count') ?? Number.NaN)
+      return { candidates, total: Number.isInteger(total) ? total : candidates.length }
+    },
+
+    async queue(migrationId: string, candidateId: string): Promise<string> {
+      // Checked here as createLoom checks them: an empty id would otherwise change the route itself.
+      parse(SlugSchema, migrationId, 'migrationId')
+      parse(SlugSchema, candidateId, 'candidateId')
+      return (await json<{ runId: string }>('POST', `/migrations/${segment(migrationId)}/queue`, { candidateId })).runId
+    },
+
+    dequeue: (runId: string) => none('DELETE', `/runs/${segment(runId)}/dequeue`),
+
+    async execute(runId: string): Promise<string> {
+      return (await json<{ runId: string }>('POST', `/runs/${segment(runId)}/execute`)).runId
+    },
+
+    cancel: (runId: string) => none('POST', `/runs/${segment(runId)}/cancel`),
+
+    complete: (runId: string, event: StepCompletedEvent) => none('POST', `/event/${segment(runId)}`, event),
+
+    prOpened: (runId: string, event: StepCompletedEvent) => none('POST', `/event/${segment(runId)}/pr-opened`, event),
+
+    getRun: (runId: string) => json<RunInfo>('GET', `/runs/${segment(runId)}`),
+
+    runStatus: (runId: string) => json<RunStatusResponse>('GET', `/status/${segment(runId)}`),
+
+    async dryRun(migrationId: string, candidateId: string): Promise<DryRunResult> {
+      parse(SlugSchema, migrationId, 'migrationId')
+      parse(SlugSchema, candidateId, 'candidateId')
+      return json<DryRunResult>('POST', `/migrations/${segment(migrationId)}/dry-run`, { candidateId })
+    },
+
+    subscribe(listener: (event: LoomEvent) => void): () => void {
+      listeners.add(listener)
+      stream ??= connect()
+      return () => {
+        listeners.delete(listener)
+        if (listeners.size === 0) stop()
+      }
+    },
+
+    health: () => json<HealthReport>('GET', '/health'),
+
+    close() {
+      listeners.clear()
+      stop()
+    },
+  }
+}
+
+/**
+ * A path segment. `.` and `..` are escaped too: URL parsing would otherwise resolve them
+ * and send the request to another route.
+ */
+function segment(value: string): string {
+  const encoded = encodeURIComponent(String(value))
+  return encoded === '.' || encoded === '..' ? encoded.replaceAll('.', '%2E') : encoded
+}
+
+/** The `LoomError` an error answer stands for: rebuilt from `{ error, code }`, else `unavailable`. */
+async function errorOf(response: Response, base: string): Promise<LoomError> {
+  const text = await response.text().catch(() => '')
+  let body: unknown
+  try {
+    body = JSON.parse(text)
+  } catch {
+    body = undefined
+  }
+  if (typeof body === 'object' && body !== null) {
+    const { error, code, ...rest } = body as Record<string, unknown>
+    if (typeof error === 'string' && LoomError.isCode(code)) {
+      const details: Record<string, unknown> = { httpStatus: response.status }
+      for (const key of ['field', 'status', 'dependency']) if (typeof rest[key] === 'string') details[key] = rest[key]
+      return new LoomError(code, error, { details })
+    }
+  }
+  return new LoomError('unavailable', `Loom at ${base} answered ${response.status}${text ? `: ${text.slice(0, 300)}` : ''}`, {
+    details: { httpStatus: response.status },
+  })
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms)
+    signal.addEventListener('abort', done, { once: true })
+    function done() {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+  })
+}
