@@ -5,6 +5,8 @@
  */
 export default [
   'packages/core',
+  'packages/postgres',
+  'packages/mqtt',
   'packages/temporal',
   'packages/hono', 'packages/client',
 ]

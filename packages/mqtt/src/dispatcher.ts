@@ -1,0 +1,56 @@
+import { LoomError, type StepDispatcher } from '@loom/core'
+import type { MqttClient } from 'mqtt'
+import { createRequester } from './requester'
+import { topicPrefix, topics, workerAppLevel } from './topics'
+
+export interface MqttDispatcherOptions {
+  /** The first topic level(s); default `loom`. Servers and workers must agree on it. */
+  topicPrefix?: string
+  /** Sent in each message's `token` field; workers configured with a token refuse other messages. */
+  token?: string
+  /** How long to wait for the worker to accept a step. Default 10 s. */
+  timeoutMs?: number
+}
+
+/** A `StepDispatcher` over MQTT. `close()` stops listening for answers; the client stays the caller's. */
+export interface MqttStepDispatcher extends StepDispatcher {
+  close(): Promise<void>
+}
+
+/**
+ * Dispatches steps over MQTT: a QoS 1 message on `{prefix}/workers/{workerApp}/dispatch`
+ * whose body is the `DispatchStepRequest` plus `replyTo`, `correlationId` and, when
+ * configured, `token`. It resolves once a worker answers that it accepted the step, so a
+ * step no worker picked up fails its dispatch (and the engine retries, then fails the step)
+ * instead of leaving the run waiting forever. The worker reports the outcome later, through
+ * Complete, as over HTTP.
+ *
+ * @example
+ * import mqtt from 'mqtt'
+ * import { createLoom, memoryStore, localEngine } from '@loom/core'
+ * import { mqttDispatcher } from '@loom/mqtt'
+ *
+ * const client = await mqtt.connectAsync(process.env.MQTT_URL ?? 'mqtt://127.0.0.1:1883')
+ * const loom = createLoom({ store: memoryStore(), engine: localEngine(), dispatcher: mqttDispatcher(client, { token: process.env.LOOM_WORKER_TOKEN }) })
+ */
+export function mqttDispatcher(client: MqttClient, options: MqttDispatcherOptions = {}): MqttStepDispatcher {
+  const prefix = topicPrefix(options.topicPrefix)
+  const token = options.token || undefined
+  const timeoutMs = options.timeoutMs ?? 10_000
+  const requester = createRequester(client, prefix)
+  return {
+    async dispatch(target, request) {
+      const what = `dispatch of step "${request.stepName}" of run ${request.runId} to worker app ${target.workerApp}`
+      const topic = topics.dispatch(prefix, workerAppLevel(target.workerApp))
+      const reply = await requester.request(topic, { ...request, ...(token ? { token } : {}) }, { timeoutMs, what })
+      if (!reply.ok) {
+        // Every refusal is `unavailable`, as an HTTP worker's error status is: the engine treats
+        // other codes (`conflict`) as news about the run, which a worker's answer is not.
+        throw new LoomError('unavailable', `${what}: the worker refused (${reply.code}): ${reply.error}`, {
+          details: { workerCode: reply.code },
+        })
+      }
+    },
+    close: () => requester.close(),
+  }
+}

@@ -1,0 +1,127 @@
+import { LoomError, type LoomErrorCode } from '@loom/core'
+import type { MqttClient } from 'mqtt'
+
+/**
+ * The fields a message carries besides its HTTP-shaped body. MQTT 3.1.1 has neither
+ * headers nor response topics, so authentication and request/response live in the body,
+ * which works the same on 3.1.1 and 5.
+ */
+export interface TransportFields {
+  /** The shared secret, when the receiver has one configured (MQTT has no Authorization header). */
+  token?: string
+  /** Where the answer goes; a message without it gets no answer. */
+  replyTo?: string
+  /** Echoed in the answer so the requester can match it to its request. */
+  correlationId?: string
+}
+
+/** What an answer says: `ok` with an optional result, or the failure as a `LoomError` code and message. */
+export type ReplyBody = { ok: true; result?: unknown } | { ok: false; error: string; code: LoomErrorCode }
+
+/** The answer to a request, as published on its `replyTo` topic. */
+export type Reply = ReplyBody & { correlationId: string }
+
+const decoder = new TextDecoder()
+const encoder = new TextEncoder()
+
+/**
+ * Decodes a JSON object payload and splits off the transport fields. Throws `invalid` for a
+ * payload that is not a JSON object; the body keeps every other field for schema validation.
+ */
+export function decode(payload: Uint8Array): { body: Record<string, unknown>; transport: TransportFields } {
+  let value: unknown
+  try {
+    value = JSON.parse(decoder.decode(payload))
+  } catch (error) {
+    throw new LoomError('invalid', `body: not JSON (${(error as Error).message})`, { details: { field: 'body' } })
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new LoomError('invalid', 'body: must be a JSON object', { details: { field: 'body' } })
+  }
+  const { token, replyTo, correlationId, ...body } = value as Record<string, unknown>
+  const transport: TransportFields = {}
+  // A transport field of the wrong type is dropped rather than trusted: a token that is not a
+  // string fails the token check, a reply topic that is not a string gets no answer.
+  if (typeof token === 'string') transport.token = token
+  if (typeof replyTo === 'string' && replyTo && !/[+#]/.test(replyTo)) transport.replyTo = replyTo
+  if (typeof correlationId === 'string' || typeof correlationId === 'number') transport.correlationId = String(correlationId)
+  return { body, transport }
+}
+
+export function encode(value: unknown): string {
+  return JSON.stringify(value)
+}
+
+/**
+ * Compares a received token with the configured one in time that does not depend on where
+ * they differ, so the token cannot be guessed byte by byte from response times.
+ */
+export function tokensMatch(received: string | undefined, expected: string): boolean {
+  const a = encoder.encode(received ?? '')
+  const b = encoder.encode(expected)
+  let difference = a.length ^ b.length
+  for (let i = 0; i < b.length; i++) difference |= (a[i % Math.max(a.length, 1)] ?? 0) ^ b[i]!
+  return received !== undefined && difference === 0
+}
+
+/** Refuses a message whose token does not match the configured one; passes everything when none is configured. */
+export function checkToken(transport: TransportFields, expected: string | undefined): void {
+  if (expected === undefined) return
+  if (!tokensMatch(transport.token, expected)) {
+    throw new LoomError('unauthorized', transport.token === undefined ? 'token: missing' : 'token: does not match')
+  }
+}
+
+/** The failure an answer carries: a `LoomError` keeps its code, anything else is `unavailable`. */
+export function failure(error: unknown): ReplyBody & { ok: false } {
+  if (LoomError.is(error)) return { ok: false, error: error.message, code: error.code }
+  return { ok: false, error: error instanceof Error ? error.message : String(error), code: 'unavailable' }
+}
+
+/** Publishes `reply` on the request's `replyTo` topic, if it has one; a failure to answer is logged. */
+export async function answer(
+  client: MqttClient,
+  transport: TransportFields,
+  reply: ReplyBody,
+  logger: MqttLogger,
+  what: string,
+): Promise<void> {
+  if (!transport.replyTo) return
+  const message: Reply = { correlationId: transport.correlationId ?? '', ...reply }
+  try {
+    await client.publishAsync(transport.replyTo, encode(message), { qos: 1 })
+  } catch (error) {
+    logger.error(`could not answer ${what} on ${transport.replyTo}`, error)
+  }
+}
+
+/** Parses a reply; undefined for anything that is not one (a stray message on the inbox). */
+export function parseReply(payload: Uint8Array): Reply | undefined {
+  let value: unknown
+  try {
+    value = JSON.parse(decoder.decode(payload))
+  } catch {
+    return undefined
+  }
+  if (typeof value !== 'object' || value === null) return undefined
+  const reply = value as Record<string, unknown>
+  if (typeof reply.correlationId !== 'string' || typeof reply.ok !== 'boolean') return undefined
+  if (reply.ok) return { correlationId: reply.correlationId, ok: true, result: reply.result }
+  return {
+    correlationId: reply.correlationId,
+    ok: false,
+    error: typeof reply.error === 'string' ? reply.error : 'the receiver refused the request',
+    code: LoomError.isCode(reply.code) ? reply.code : 'unavailable',
+  }
+}
+
+/** A logger for what the transport skips or cannot do; `console` by default. */
+export interface MqttLogger {
+  warn(message: string): void
+  error(message: string, error?: unknown): void
+}
+
+export const consoleLogger: MqttLogger = {
+  warn: (message) => console.warn(`[loom/mqtt] ${message}`),
+  error: (message, error) => console.error(`[loom/mqtt] ${message}`, ...(error === undefined ? [] : [error])),
+}

@@ -1,0 +1,10 @@
+import { defineProject } from 'vitest/config'
+
+export default defineProject({
+  test: {
+    name: 'mqtt',
+    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    // One broker serves every test file (Mosquitto in CI, or each file's own aedes): run files one at a time.
+    fileParallelism: false,
+  },
+})
