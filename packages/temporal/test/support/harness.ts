@@ -9,8 +9,9 @@ import { DefaultLogger, NativeConnection, Runtime, type WorkflowBundle } from '@
 import type { Engine, MigrationStore, StepDispatcher } from '@loom/core'
 import { bundleLoomWorkflows, createLoomWorker, temporalEngine, type TemporalEngineOptions } from '../../src/index'
 
-// Workers log every state change at INFO; tests only want trouble.
-Runtime.install({ logger: new DefaultLogger('WARN') })
+// Workers log every state change at INFO, and the core warns when a test terminates a
+// workflow mid-task; tests only want real trouble.
+Runtime.install({ logger: new DefaultLogger('ERROR'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } })
 
 let bundle: Promise<WorkflowBundle> | undefined
 
