@@ -34,6 +34,11 @@ export interface LoomAppOptions {
   maxBodyBytes?: number
   /** How often `GET /events` writes a heartbeat comment. Default 15 s. */
   heartbeatMs?: number
+  /**
+   * How long, after the last `GET /events` stream closes, events are still kept for a
+   * client that reconnects with `Last-Event-ID`. Default 60 s.
+   */
+  eventReplayMs?: number
   /** Receives errors that are bugs (answered 500). Default: console.error. */
   onError?: (error: unknown) => void
 }
@@ -79,7 +84,7 @@ export function loomApp(loom: Loom, options: LoomAppOptions = {}) {
   const operator = bearer([options.token], 'operator')
   const worker = bearer([options.workerToken ?? options.token, options.token], 'worker')
   const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024
-  const hub = eventHub(loom)
+  const hub = eventHub(loom, options.eventReplayMs ?? 60_000)
   let openapi: Record<string, unknown> | undefined
   const migrationId = slugParam('id', 'migrationId')
 

@@ -12,37 +12,58 @@ type Sink = (id: string, event: LoomEvent) => void
 /**
  * One subscription to `loom` shared by every `GET /events` stream of an app, with the
  * recent events numbered so that a client reconnecting with `Last-Event-ID` misses
- * nothing. Event ids are `{instance}-{n}`: an id from another app instance (a restart)
- * replays nothing rather than the wrong events.
+ * nothing. The subscription lasts while a stream is open and `replayWindowMs` after the
+ * last one closes (long enough for a reconnect), then ends. Event ids are
+ * `{epoch}-{n}`, with a new epoch for each subscription: an id from before a gap, or from
+ * another app instance, replays nothing rather than the wrong events.
  */
-export function eventHub(loom: Loom) {
-  const instance = crypto.randomUUID().slice(0, 8)
+export function eventHub(loom: Loom, replayWindowMs: number) {
   const history: Array<{ n: number; event: LoomEvent }> = []
   const sinks = new Set<Sink>()
+  let epoch = ''
   let n = 0
-  let subscribed = false
+  let unsubscribe: (() => void) | undefined
+  let idle: ReturnType<typeof setTimeout> | undefined
 
-  // Subscribed on first use, and for good: the history must cover the gap of a reconnect.
-  const ensureSubscribed = () => {
-    if (subscribed) return
-    subscribed = true
-    loom.subscribe((event) => {
+  const subscribe = () => {
+    epoch = crypto.randomUUID().slice(0, 8)
+    history.length = 0
+    unsubscribe = loom.subscribe((event) => {
       n++
       history.push({ n, event })
       if (history.length > HISTORY) history.shift()
-      for (const sink of sinks) sink(`${instance}-${n}`, event)
+      for (const sink of sinks) sink(`${epoch}-${n}`, event)
     })
   }
 
+  const release = () => {
+    idle = undefined
+    if (sinks.size > 0) return
+    unsubscribe?.()
+    unsubscribe = undefined
+    history.length = 0
+  }
+
   return {
-    /** Adds a sink; returns the events after `lastEventId` (when it is ours) and the remover. */
+    /** Adds a sink; returns the events after `lastEventId` (when it is of this epoch) and the remover. */
     attach(sink: Sink, lastEventId: string | undefined) {
-      ensureSubscribed()
+      if (idle) clearTimeout(idle)
+      idle = undefined
+      if (!unsubscribe) subscribe()
       sinks.add(sink)
       const [from, seen] = (lastEventId ?? '').split('-')
-      const after = from === instance ? Number(seen) : Number.NaN
-      const missed = Number.isInteger(after) ? history.filter((h) => h.n > after).map((h) => ({ id: `${instance}-${h.n}`, event: h.event })) : []
-      return { missed, detach: () => sinks.delete(sink) }
+      const after = from === epoch ? Number(seen) : Number.NaN
+      const missed = Number.isInteger(after) ? history.filter((h) => h.n > after).map((h) => ({ id: `${epoch}-${h.n}`, event: h.event })) : []
+      const detach = () => {
+        if (!sinks.delete(sink) || sinks.size > 0) return
+        if (replayWindowMs <= 0) release()
+        else {
+          idle = setTimeout(release, replayWindowMs)
+          // Where timers can keep a process alive (Node, Bun), this one should not.
+          ;(idle as { unref?: () => void }).unref?.()
+        }
+      }
+      return { missed, detach }
     },
   }
 }

@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest'
+import { M, announcement, candidates, setup } from '../test/helpers'
+import { tokensEqual } from './auth'
+import { OPERATIONS } from './openapi'
+
+const RUN = `${M}__svc-0`
+const samplePath = (path: string) => path.replace('{id}', M).replace('{runId}', RUN)
+const bodies: Record<string, unknown> = {
+  announce: announcement(M),
+  registerMigration: { name: 'x', candidates: [], steps: [{ name: 's', workerApp: 'w' }] },
+  submitCandidates: { candidates: [] },
+  queue: { candidateId: 'svc-1' },
+  dryRun: { candidateId: 'svc-1' },
+  complete: { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true },
+  prOpened: { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true },
+}
+
+describe('bearer tokens', () => {
+  it('guards every route as the OpenAPI document declares it: operator, worker or public', async () => {
+    const t = await setup({ token: 'op-secret', workerToken: 'wk-secret' })
+    await t.loom.announce(announcement(M, { candidates: candidates(2) }))
+    await t.loom.queue(M, 'svc-0')
+    const tried: string[] = []
+    for (const op of OPERATIONS) {
+      const request = (authorization?: string) =>
+        t.call(op.method.toUpperCase(), samplePath(op.path), bodies[op.operationId], authorization ? { authorization } : {})
+      const anonymous = await request()
+      const asWorker = await request('Bearer wk-secret')
+      const wrong = await request('Bearer op-secret-but-longer')
+      if (op.access === 'public') {
+        expect(anonymous.status, op.operationId).not.toBe(401)
+        continue
+      }
+      for (const refused of [anonymous, wrong, ...(op.access === 'operator' ? [asWorker] : [])]) {
+        expect(refused.status, op.operationId).toBe(401)
+        expect(refused.json.code, op.operationId).toBe('unauthorized')
+        expect(refused.headers.get('www-authenticate')).toBe('Bearer realm="loom"')
+      }
+      if (op.access === 'worker') expect(asWorker.status, op.operationId).not.toBe(401)
+      tried.push(`${op.method} ${op.path}`)
+    }
+    expect(tried).toHaveLength(OPERATIONS.filter((o) => o.access !== 'public').length)
+    await t.close()
+  })
+
+  it('401 without a valid token changes nothing', async () => {
+    const t = await setup({ token: 'op-secret' })
+    await t.loom.announce(announcement(M, { candidates: candidates(1) }))
+    const before = await t.snapshot()
+    for (const authorization of [undefined, 'Bearer nope', 'Basic b3A6c2VjcmV0', 'Bearer', 'op-secret', 'Bearer op-secret extra']) {
+      const headers = authorization ? { authorization } : {}
+      expect((await t.call('POST', `/migrations/${M}/queue`, { candidateId: 'svc-0' }, headers)).status, authorization).toBe(401)
+      expect((await t.call('POST', `/migrations/${M}/candidates`, { candidates: [] }, headers)).status, authorization).toBe(401)
+      expect((await t.call('DELETE', `/migrations/${M}`, undefined, headers)).status, authorization).toBe(401)
+    }
+    expect(await t.snapshot()).toEqual(before)
+    await t.close()
+  })
+
+  it('accepts the token as the worker token when no worker token is set, and the scheme in any case', async () => {
+    const t = await setup({ token: 'op-secret' })
+    expect((await t.call('POST', '/registry/announce', announcement(M), { authorization: 'Bearer op-secret' })).status).toBe(200)
+    expect((await t.call('GET', `/migrations/${M}`, undefined, { authorization: 'bearer op-secret' })).status).toBe(200)
+    await t.close()
+  })
+
+  it('guards only the worker routes when only a worker token is set', async () => {
+    const t = await setup({ workerToken: 'wk-secret' })
+    expect((await t.call('POST', '/registry/announce', announcement(M))).status).toBe(401)
+    expect((await t.call('POST', '/registry/announce', announcement(M), { authorization: 'Bearer wk-secret' })).status).toBe(200)
+    expect((await t.call('GET', `/migrations/${M}`)).status).toBe(200)
+    await t.close()
+  })
+
+  it('leaves /health and /openapi.json open', async () => {
+    const t = await setup({ token: 'op-secret' })
+    expect((await t.call('GET', '/health')).status).toBe(200)
+    expect((await t.call('GET', '/openapi.json')).status).toBe(200)
+    await t.close()
+  })
+})
+
+describe('tokensEqual', () => {
+  it('is true for equal strings only, whatever their lengths', async () => {
+    expect(await tokensEqual('s3cret', 's3cret')).toBe(true)
+    expect(await tokensEqual('s3cret', 's3creT')).toBe(false)
+    expect(await tokensEqual('s3cret', 's3cret-and-more')).toBe(false)
+    expect(await tokensEqual('', 'x')).toBe(false)
+  })
+})

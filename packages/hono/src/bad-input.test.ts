@@ -1,0 +1,156 @@
+import { describe, expect, it } from 'vitest'
+import { M, announcement, candidates, setup } from '../test/helpers'
+
+/**
+ * Bad input of every kind gets the contract's error, and a rejected request changes
+ * nothing: the whole state (migrations, candidates, runs, cancelled attempts) is compared
+ * before and after each one.
+ */
+const RUN = `${M}__svc-0`
+const LONG = 'x'.repeat(201)
+const step = { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true }
+
+interface Case {
+  name: string
+  method: string
+  path: string
+  body?: unknown
+  headers?: Record<string, string>
+  status: number
+  code: string
+  field?: string
+}
+
+const cases: Case[] = [
+  // Malformed JSON, on every route that takes a body.
+  ...['/registry/announce', '/migrations', `/migrations/${M}/candidates`, `/migrations/${M}/queue`, `/migrations/${M}/dry-run`, `/event/${RUN}`, `/event/${RUN}/pr-opened`].map(
+    (path): Case => ({ name: `malformed JSON to ${path}`, method: 'POST', path, body: '{"id": "x",', status: 400, code: 'invalid', field: 'body' }),
+  ),
+  { name: 'an empty JSON body', method: 'POST', path: `/migrations/${M}/queue`, body: '', status: 400, code: 'invalid', field: 'body' },
+  { name: 'a body that is not JSON at all', method: 'POST', path: '/registry/announce', body: 'id=x', headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 400, code: 'invalid', field: 'body' },
+  { name: 'JSON that is not an object', method: 'POST', path: `/migrations/${M}/candidates`, body: '"svc-0"', status: 400, code: 'invalid', field: 'body' },
+  { name: 'JSON null', method: 'POST', path: `/event/${RUN}`, body: 'null', status: 400, code: 'invalid', field: 'body' },
+
+  // Wrong types.
+  { name: 'a number for a name', method: 'POST', path: '/registry/announce', body: { ...announcement('other'), name: 5 }, status: 400, code: 'invalid', field: 'name' },
+  { name: 'a string for the candidate list', method: 'POST', path: `/migrations/${M}/candidates`, body: { candidates: 'svc-9' }, status: 400, code: 'invalid', field: 'candidates' },
+  { name: 'a number in metadata', method: 'POST', path: `/migrations/${M}/candidates`, body: { candidates: [{ id: 'svc-9', metadata: { team: 3 } }] }, status: 400, code: 'invalid', field: 'candidates.0.metadata.team' },
+  { name: 'a string for success', method: 'POST', path: `/event/${RUN}`, body: { ...step, success: 'yes' }, status: 400, code: 'invalid', field: 'success' },
+  { name: 'a number for candidateId', method: 'POST', path: `/migrations/${M}/queue`, body: { candidateId: 7 }, status: 400, code: 'invalid', field: 'body' },
+  { name: 'a workerUrl that is no URL', method: 'POST', path: '/registry/announce', body: { ...announcement('other'), workerUrl: 'not a url' }, status: 400, code: 'invalid', field: 'workerUrl' },
+
+  // Missing fields.
+  { name: 'an announcement without steps', method: 'POST', path: '/registry/announce', body: { id: 'other', name: 'Other' }, status: 400, code: 'invalid', field: 'steps' },
+  { name: 'an announcement without id', method: 'POST', path: '/registry/announce', body: { name: 'Other', steps: [{ name: 's', workerApp: 'w' }] }, status: 400, code: 'invalid', field: 'id' },
+  { name: 'a registration without name', method: 'POST', path: '/migrations', body: { candidates: [], steps: [{ name: 's', workerApp: 'w' }] }, status: 400, code: 'invalid', field: 'name' },
+  { name: 'a submission without candidates', method: 'POST', path: `/migrations/${M}/candidates`, body: {}, status: 400, code: 'invalid', field: 'candidates' },
+  { name: 'a step event without stepName', method: 'POST', path: `/event/${RUN}`, body: { candidate: { id: 'svc-0' }, success: true }, status: 400, code: 'invalid', field: 'stepName' },
+  { name: 'a step event without candidate', method: 'POST', path: `/event/${RUN}/pr-opened`, body: { stepName: 'update-chart', success: true }, status: 400, code: 'invalid', field: 'candidate' },
+
+  // Ids: empty, too long, with "__" or "/", with a leading "_".
+  { name: 'an empty migration id', method: 'POST', path: '/registry/announce', body: announcement(''), status: 400, code: 'invalid', field: 'id' },
+  { name: 'an empty candidate id', method: 'POST', path: `/migrations/${M}/candidates`, body: { candidates: [{ id: '' }] }, status: 400, code: 'invalid', field: 'candidates.0.id' },
+  { name: 'an empty candidateId', method: 'POST', path: `/migrations/${M}/queue`, body: { candidateId: '' }, status: 400, code: 'invalid', field: 'candidateId' },
+  { name: 'an empty migration id in the path (no route)', method: 'POST', path: '/migrations//queue', body: { candidateId: 'svc-1' }, status: 404, code: 'not_found' },
+  { name: 'a migration id of 201 characters', method: 'POST', path: '/registry/announce', body: announcement(LONG), status: 400, code: 'invalid', field: 'id' },
+  { name: 'a candidate id of 201 characters', method: 'POST', path: `/migrations/${M}/candidates`, body: { candidates: [{ id: LONG }] }, status: 400, code: 'invalid', field: 'candidates.0.id' },
+  { name: 'a path id of 201 characters', method: 'POST', path: `/migrations/${LONG}/queue`, body: { candidateId: 'svc-1' }, status: 400, code: 'invalid', field: 'migrationId' },
+  { name: 'a migration id with __', method: 'POST', path: '/registry/announce', body: announcement('a__b'), status: 400, code: 'invalid', field: 'id' },
+  { name: 'a path id with __', method: 'POST', path: '/migrations/app__chart/candidates', body: { candidates: [] }, status: 400, code: 'invalid', field: 'migrationId' },
+  { name: 'a candidateId with __', method: 'POST', path: `/migrations/${M}/dry-run`, body: { candidateId: 'svc__1' }, status: 400, code: 'invalid', field: 'candidateId' },
+  { name: 'a migration id with /', method: 'POST', path: '/registry/announce', body: announcement('a/b'), status: 400, code: 'invalid', field: 'id' },
+  { name: 'a candidate id with /', method: 'POST', path: `/migrations/${M}/candidates`, body: { candidates: [{ id: 'svc/1' }] }, status: 400, code: 'invalid', field: 'candidates.0.id' },
+  { name: 'a path id with an encoded /', method: 'DELETE', path: '/migrations/app%2Fchart', status: 400, code: 'invalid', field: 'migrationId' },
+  { name: 'a candidate id starting with _', method: 'POST', path: `/migrations/${M}/queue`, body: { candidate: { id: '_svc' } }, status: 400, code: 'invalid', field: 'candidate.id' },
+  { name: 'duplicate candidate ids', method: 'POST', path: `/migrations/${M}/candidates`, body: { candidates: [{ id: 'a' }, { id: 'a' }] }, status: 400, code: 'invalid', field: 'candidates' },
+
+  // Run ids that do not parse name no run: 404.
+  ...[
+    ['DELETE', '/runs/no-separator/dequeue'],
+    ['POST', `/runs/${M}__/execute`],
+    ['POST', '/runs/__svc-0/cancel'],
+    ['GET', `/runs/${M}__svc__0`],
+    ['GET', `/status/${LONG}__svc-0`],
+  ].map(([method, path]): Case => ({ name: `run id in ${method} ${path!.slice(0, 40)}`, method: method!, path: path!, status: 404, code: 'not_found' })),
+  { name: 'a step event for a run id that does not parse', method: 'POST', path: '/event/garbage', body: step, status: 404, code: 'not_found' },
+
+  // Wrong methods on known paths.
+  { name: 'PUT on /registry/announce', method: 'PUT', path: '/registry/announce', body: announcement('other'), status: 405, code: 'invalid' },
+  { name: 'PATCH on a migration', method: 'PATCH', path: `/migrations/${M}`, body: { name: 'x' }, status: 405, code: 'invalid' },
+  { name: 'DELETE on the candidates', method: 'DELETE', path: `/migrations/${M}/candidates`, status: 405, code: 'invalid' },
+  { name: 'GET on a step event', method: 'GET', path: `/event/${RUN}`, status: 405, code: 'invalid' },
+  { name: 'POST on a queue of a run', method: 'POST', path: `/runs/${RUN}/dequeue`, status: 405, code: 'invalid' },
+  { name: 'POST on /health', method: 'POST', path: '/health', body: {}, status: 405, code: 'invalid' },
+]
+
+describe('bad input changes nothing', () => {
+  it.each(cases)('$name → $status $code', async (c) => {
+    const t = await setup()
+    try {
+      await t.loom.announce(announcement(M, { steps: ['update-chart'], candidates: candidates(2) }))
+      await t.loom.queue(M, 'svc-0')
+      const before = await t.snapshot()
+      const res = await t.call(c.method, c.path, c.body, c.headers)
+      expect(res.status).toBe(c.status)
+      expect(res.json?.code).toBe(c.code)
+      expect(typeof res.json?.error).toBe('string')
+      if (c.field) {
+        expect(res.json.field).toBe(c.field)
+        expect(res.json.error.startsWith(`${c.field}: `)).toBe(true)
+      }
+      expect(await t.snapshot()).toEqual(before)
+      expect(t.worker.dispatched).toEqual([])
+    } finally {
+      await t.close()
+    }
+  })
+})
+
+describe('oversized bodies', () => {
+  const big = { candidates: candidates(100) }
+
+  it('413 too_large with a Content-Length over the limit, and nothing changes', async () => {
+    const t = await setup({ maxBodyBytes: 2048 })
+    await t.loom.announce(announcement(M, { candidates: candidates(2) }))
+    const before = await t.snapshot()
+    const res = await t.call('POST', `/migrations/${M}/candidates`, big)
+    expect(res.status).toBe(413)
+    expect(res.json).toEqual({ error: 'body: larger than the limit of 2048 bytes', code: 'too_large', field: 'body' })
+    expect(await t.snapshot()).toEqual(before)
+    await t.close()
+  })
+
+  it('413 too_large for a streamed body without Content-Length', async () => {
+    const t = await setup({ maxBodyBytes: 2048 })
+    await t.loom.announce(announcement(M, { candidates: candidates(2) }))
+    const before = await t.snapshot()
+    const bytes = new TextEncoder().encode(JSON.stringify(big))
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < bytes.length; i += 512) controller.enqueue(bytes.slice(i, i + 512))
+        controller.close()
+      },
+    })
+    const request = new Request(`http://loom.test/migrations/${M}/candidates`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+      duplex: 'half',
+    } as RequestInit)
+    expect(request.headers.get('content-length')).toBeNull()
+    const res = await t.app.request(request)
+    expect(res.status).toBe(413)
+    expect((await res.json()).code).toBe('too_large')
+    expect(await t.snapshot()).toEqual(before)
+    await t.close()
+  })
+
+  it('accepts a body just under the limit', async () => {
+    const t = await setup({ maxBodyBytes: 2048 })
+    await t.loom.announce(announcement(M))
+    const body = { candidates: [{ id: 'svc-0', metadata: { note: 'n'.repeat(1900) } }] }
+    expect(JSON.stringify(body).length).toBeLessThan(2048)
+    expect((await t.call('POST', `/migrations/${M}/candidates`, body)).status).toBe(204)
+    await t.close()
+  })
+})

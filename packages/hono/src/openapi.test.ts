@@ -1,0 +1,64 @@
+import { Validator } from '@seriousme/openapi-schema-validator'
+import { describe, expect, it } from 'vitest'
+import { setup } from '../test/helpers'
+
+/** The document as the app serves it, checked by a real OpenAPI 3.1 validator. */
+describe('GET /openapi.json', () => {
+  it('is a valid OpenAPI 3.1 document', async () => {
+    const t = await setup({ token: 'op', workerToken: 'wk' })
+    const res = await t.call('GET', '/openapi.json')
+    expect(res.status).toBe(200)
+    expect(res.json.openapi).toBe('3.1.0')
+    const validator = new Validator()
+    const result = await validator.validate(res.json)
+    expect(result.errors ?? []).toEqual([])
+    expect(result.valid).toBe(true)
+    expect(validator.version).toBe('3.1')
+    await t.close()
+  })
+
+  it('describes exactly the routes the app serves', async () => {
+    const t = await setup()
+    const doc = (await t.call('GET', '/openapi.json')).json
+    const documented = Object.entries(doc.paths as Record<string, Record<string, unknown>>)
+      .flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`))
+      .sort()
+    const served = [
+      ...new Set(
+        t.app.routes
+          .filter((r) => r.method !== 'ALL')
+          .map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`),
+      ),
+    ].sort()
+    expect(documented).toEqual(served)
+    expect(documented).toHaveLength(19)
+    await t.close()
+  })
+
+  it('generates its schemas from core: the id rules and the shapes', async () => {
+    const t = await setup()
+    const { components } = (await t.call('GET', '/openapi.json')).json
+    expect(components.schemas.Slug).toMatchObject({ type: 'string', minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9._-]+$' })
+    expect(components.schemas.MigrationAnnouncement.required).toEqual(['id', 'name', 'steps'])
+    expect(components.schemas.MigrationAnnouncement.properties.id).toEqual({ $ref: '#/components/schemas/Slug' })
+    expect(components.schemas.Error.required).toEqual(['error', 'code'])
+    expect(components.schemas.Error.properties.code.enum).toEqual(['invalid', 'not_found', 'conflict', 'unauthorized', 'too_large', 'unavailable'])
+    expect(components.schemas.CandidateWithStatus.properties.status).toEqual({ $ref: '#/components/schemas/CandidateStatus' })
+    await t.close()
+  })
+
+  it('marks operator and worker routes with their bearer scheme only when tokens are set', async () => {
+    const open = await setup()
+    const guarded = await setup({ token: 'op', workerToken: 'wk' })
+    const openDoc = (await open.call('GET', '/openapi.json')).json
+    const guardedDoc = (await guarded.call('GET', '/openapi.json')).json
+    expect(openDoc.paths['/migrations/{id}/queue'].post.security).toEqual([])
+    expect(openDoc.paths['/migrations/{id}/queue'].post.responses).not.toHaveProperty('401')
+    expect(guardedDoc.paths['/migrations/{id}/queue'].post.security).toEqual([{ operatorToken: [] }])
+    expect(guardedDoc.paths['/event/{runId}'].post.security).toEqual([{ workerToken: [] }, { operatorToken: [] }])
+    expect(guardedDoc.paths['/health'].get.security).toEqual([])
+    expect(Object.keys(guardedDoc.paths['/migrations/{id}/queue'].post.responses)).toEqual(['202', '400', '401', '404', '409', '413'])
+    await open.close()
+    await guarded.close()
+  })
+})
