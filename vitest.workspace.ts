@@ -9,4 +9,5 @@ export default [
   'packages/mqtt',
   'packages/temporal',
   'packages/hono', 'packages/client',
+  'packages/worker', 'examples/worker',
 ]
