@@ -6,5 +6,7 @@ export default defineProject({
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     // One broker serves every test file (Mosquitto in CI, or each file's own aedes): run files one at a time.
     fileParallelism: false,
+    // Integration tests wait on a broker (a restart, a timeout being proven); each wait is bounded on its own.
+    testTimeout: 30_000,
   },
 })

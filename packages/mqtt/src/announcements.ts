@@ -95,12 +95,12 @@ export function mqttAnnouncements(
       await reply(transport, refusal)
       return
     }
-    await reply(transport, { ok: true, result: { id: migration.id, createdAt: migration.createdAt } })
     try {
       options.onAnnounced?.(migration)
     } catch (error) {
       logger.error('onAnnounced threw', error)
     }
+    await reply(transport, { ok: true, result: { id: migration.id, createdAt: migration.createdAt } })
   }
 
   return subscription(client, topics.announceAll(prefix), (topic, payload) => {
