@@ -8,6 +8,6 @@ export default [
   'packages/postgres',
   'packages/mqtt',
   'packages/temporal',
-  'packages/hono', 'packages/client',
+  'packages/hono', 'packages/client', 'examples/node', 'examples/bun', 'examples/workerd',
   'packages/worker', 'examples/worker',
 ]
