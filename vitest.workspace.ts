@@ -10,4 +10,5 @@ export default [
   'packages/temporal',
   'packages/hono', 'packages/client', 'examples/node', 'examples/bun', 'examples/workerd',
   'packages/worker', 'examples/worker',
+  'sveltekit-console',
 ]

@@ -1,0 +1,46 @@
+/**
+ * Live updates: one `EventSource` on `/api/events` for the whole console, shared by every
+ * page that listens. The browser reconnects by itself (sending `Last-Event-ID`, so the
+ * server replays what was missed); `live.state` says whether the stream is up.
+ */
+import type { LoomEvent } from '@loom/core'
+
+type Listener = (event: LoomEvent) => void
+
+const EVENT_TYPES = ['migration.updated', 'migration.deleted', 'candidates.submitted', 'run.status', 'step.reported'] as const
+
+export const live = $state<{ state: 'connecting' | 'open' | 'closed' }>({ state: 'closed' })
+
+const listeners = new Set<Listener>()
+let source: EventSource | undefined
+
+function connect() {
+  if (source || typeof EventSource === 'undefined') return
+  live.state = 'connecting'
+  source = new EventSource('/api/events')
+  source.onopen = () => (live.state = 'open')
+  source.onerror = () => (live.state = source?.readyState === EventSource.CLOSED ? 'closed' : 'connecting')
+  for (const type of EVENT_TYPES) {
+    source.addEventListener(type, (message) => {
+      let event: LoomEvent
+      try {
+        event = JSON.parse((message as MessageEvent<string>).data) as LoomEvent
+      } catch {
+        return
+      }
+      for (const listener of listeners) listener(event)
+    })
+  }
+}
+
+/** Calls `listener` for every change until the returned function is called. */
+export function onLoomEvent(listener: Listener): () => void {
+  listeners.add(listener)
+  connect()
+  return () => listeners.delete(listener)
+}
+
+/** Opens the stream (the layout does this once, so the indicator shows on every page). */
+export function startLive(): void {
+  connect()
+}

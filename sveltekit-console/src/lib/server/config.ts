@@ -1,0 +1,112 @@
+/**
+ * What the console runs on, read from the environment once at start. With nothing set it
+ * hosts Loom in-process on embedded defaults (PGlite in a data folder, the local engine,
+ * the example worker); each variable switches one part to a real service.
+ */
+import path from 'node:path'
+
+export interface ConsoleConfig {
+  /** A remote Loom API (`LOOM_URL`); when set the console hosts nothing and talks to it. */
+  loomUrl?: string
+  /** Bearer token for operators (`LOOM_TOKEN`); when set the console asks for it before showing anything. */
+  token?: string
+  /** Bearer token for worker routes (`LOOM_WORKER_TOKEN`); defaults to `token` in the API. */
+  workerToken?: string
+  /** PostgreSQL server (`DATABASE_URL`); otherwise PGlite in `dataDir`. */
+  databaseUrl?: string
+  /** Temporal frontend (`TEMPORAL_ADDRESS`); otherwise the local engine. */
+  temporalAddress?: string
+  /** Temporal namespace (`TEMPORAL_NAMESPACE`, default `default`). */
+  temporalNamespace: string
+  /** MQTT broker (`MQTT_URL`) for announcements and step dispatch. */
+  mqttUrl?: string
+  /** Where the embedded database lives (`LOOM_DATA_DIR`, default `.loom-data` in the working directory). */
+  dataDir: string
+  /** Whether to host the example worker in this process (`LOOM_EXAMPLE_WORKER`, default on unless `LOOM_URL` is set). */
+  exampleWorker: boolean
+  /** The console's own origin as workers reach it (`LOOM_PUBLIC_URL`, default `http://localhost:${PORT}`). */
+  publicUrl: string
+}
+
+type Env = Record<string, string | undefined>
+
+const nonEmpty = (value: string | undefined) => (value && value.trim() !== '' ? value.trim() : undefined)
+
+function flag(name: string, value: string | undefined, fallback: boolean): boolean {
+  const v = nonEmpty(value)?.toLowerCase()
+  if (v === undefined) return fallback
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true
+  if (['0', 'false', 'no', 'off'].includes(v)) return false
+  throw new Error(`${name}: "${value}" is not a boolean (use true or false)`)
+}
+
+function url(name: string, value: string | undefined, protocols: string[]): string | undefined {
+  const v = nonEmpty(value)
+  if (v === undefined) return undefined
+  let parsed: URL
+  try {
+    parsed = new URL(v)
+  } catch {
+    throw new Error(`${name}: "${v}" is not a URL`)
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new Error(`${name}: "${v}" must start with ${protocols.map((p) => `${p}//`).join(' or ')}`)
+  }
+  return v
+}
+
+/**
+ * Reads the console's configuration; throws an error naming the variable when one is malformed.
+ *
+ * @example
+ * const config = readConfig(process.env)
+ * if (config.loomUrl) console.log('remote Loom at', config.loomUrl)
+ */
+export function readConfig(env: Env, cwd = process.cwd()): ConsoleConfig {
+  const loomUrl = url('LOOM_URL', env.LOOM_URL, ['http:', 'https:'])
+  const port = nonEmpty(env.PORT) ?? '3000'
+  if (!/^\d+$/.test(port)) throw new Error(`PORT: "${port}" is not a port number`)
+  const config: ConsoleConfig = {
+    temporalNamespace: nonEmpty(env.TEMPORAL_NAMESPACE) ?? 'default',
+    dataDir: path.resolve(cwd, nonEmpty(env.LOOM_DATA_DIR) ?? '.loom-data'),
+    exampleWorker: flag('LOOM_EXAMPLE_WORKER', env.LOOM_EXAMPLE_WORKER, loomUrl === undefined),
+    publicUrl: (url('LOOM_PUBLIC_URL', env.LOOM_PUBLIC_URL, ['http:', 'https:']) ?? `http://localhost:${port}`).replace(/\/+$/, ''),
+  }
+  if (loomUrl) config.loomUrl = loomUrl.replace(/\/+$/, '')
+  const token = nonEmpty(env.LOOM_TOKEN)
+  if (token) config.token = token
+  const workerToken = nonEmpty(env.LOOM_WORKER_TOKEN)
+  if (workerToken) config.workerToken = workerToken
+  const databaseUrl = url('DATABASE_URL', env.DATABASE_URL, ['postgres:', 'postgresql:'])
+  if (databaseUrl) config.databaseUrl = databaseUrl
+  const temporalAddress = nonEmpty(env.TEMPORAL_ADDRESS)
+  if (temporalAddress) {
+    if (!/^[^\s/:]+:\d+$/.test(temporalAddress)) throw new Error(`TEMPORAL_ADDRESS: "${temporalAddress}" must be host:port`)
+    config.temporalAddress = temporalAddress
+  }
+  const mqttUrl = url('MQTT_URL', env.MQTT_URL, ['mqtt:', 'mqtts:', 'ws:', 'wss:'])
+  if (mqttUrl) config.mqttUrl = mqttUrl
+  return config
+}
+
+/** One line per part, for the start banner: what this console runs on. */
+export function describeConfig(config: ConsoleConfig): string[] {
+  if (config.loomUrl) return [`Loom API: remote, ${config.loomUrl}`]
+  return [
+    `store: ${config.databaseUrl ? `PostgreSQL (${redact(config.databaseUrl)})` : `PGlite in ${config.dataDir}`}`,
+    `engine: ${config.temporalAddress ? `Temporal at ${config.temporalAddress}` : 'local (in-process)'}`,
+    `announcements: ${config.mqttUrl ? `MQTT at ${redact(config.mqttUrl)}` : 'HTTP'}`,
+    `example worker: ${config.exampleWorker ? 'in-process' : 'off'}`,
+    `auth: ${config.token ? 'LOOM_TOKEN required' : 'open (set LOOM_TOKEN to require a token)'}`,
+  ]
+}
+
+function redact(value: string): string {
+  try {
+    const u = new URL(value)
+    if (u.password) u.password = '***'
+    return u.toString()
+  } catch {
+    return value
+  }
+}

@@ -1,0 +1,20 @@
+import { emptyCounts } from '@loom/core'
+import { loadFrom } from '$lib/server/actions'
+import type { LayoutServerLoad } from './$types'
+
+export const load: LayoutServerLoad = async ({ locals, depends, url }) => {
+  depends('loom:migrations')
+  const showNav = !locals.authRequired || locals.signedIn
+  const listed = showNav ? await loadFrom(locals.loom.listMigrations({ summary: true })) : []
+  // A remote Loom may omit the optional fields; the pages rely on them.
+  const migrations = listed.map((m) => ({ ...m, counts: m.counts ?? emptyCounts(), cancelledAttempts: m.cancelledAttempts ?? [] }))
+  return {
+    theme: locals.theme,
+    authRequired: locals.authRequired,
+    signedIn: locals.signedIn,
+    path: url.pathname + url.search,
+    migrations,
+    // One clock for server and browser, so relative times render the same on both.
+    now: Date.now(),
+  }
+}

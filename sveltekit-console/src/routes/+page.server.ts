@@ -1,0 +1,35 @@
+import type { CancelledAttempt, CandidateWithStatus } from '@loom/core'
+import { loadFrom } from '$lib/server/actions'
+import type { PageServerLoad } from './$types'
+
+const FOUND_PER_MIGRATION = 10
+
+export const load: PageServerLoad = async ({ parent, url, locals }) => {
+  const { migrations } = await parent()
+  const totals = { migrations: migrations.length, not_started: 0, queued: 0, running: 0, completed: 0 }
+  for (const m of migrations) {
+    totals.not_started += m.counts.not_started
+    totals.queued += m.counts.queued
+    totals.running += m.counts.running
+    totals.completed += m.counts.completed
+  }
+
+  const cancelled: Array<CancelledAttempt & { migrationId: string; migrationName: string }> = migrations
+    .flatMap((m) => (m.cancelledAttempts ?? []).map((a) => ({ ...a, migrationId: m.id, migrationName: m.name })))
+    .sort((a, b) => b.cancelledAt.localeCompare(a.cancelledAt))
+    .slice(0, 8)
+
+  const find = (url.searchParams.get('find') ?? '').trim().slice(0, 200)
+  let found: Array<{ migrationId: string; migrationName: string; candidates: CandidateWithStatus[]; total: number }> | undefined
+  if (find) {
+    const pages = await Promise.all(
+      migrations.map(async (m) => {
+        const page = await loadFrom(locals.loom.searchCandidates(m.id, { q: find, limit: FOUND_PER_MIGRATION }))
+        return { migrationId: m.id, migrationName: m.name, candidates: page.candidates, total: page.total }
+      }),
+    )
+    found = pages.filter((p) => p.total > 0)
+  }
+
+  return { totals, cancelled, find, found }
+}

@@ -1,0 +1,84 @@
+import { error } from '@sveltejs/kit'
+import { LoomError, parseRunId, type Candidate, type CandidateStatus, type Loom, type RunInfo, type RunStatusResponse } from '@loom/core'
+import { loadFrom, runActions } from '$lib/server/actions'
+import { previewOf } from '$lib/server/diff'
+import type { Preview } from '$lib/types'
+import type { Actions, PageServerLoad } from './$types'
+
+/** The dry run as the page shows it; never rejects, so a worker that fails shows as an error box. */
+async function preview(loom: Loom, migrationId: string, candidateId: string): Promise<Preview> {
+  try {
+    return { steps: previewOf(await loom.dryRun(migrationId, candidateId)) }
+  } catch (e) {
+    if (LoomError.is(e)) return { error: e.message, code: e.code }
+    console.error('[loom console] dry run failed:', e)
+    return { error: 'The dry run failed unexpectedly; the server log has the details.', code: 'unavailable' }
+  }
+}
+
+/** A not-started candidate has no run to read it from: look it up among the candidates. */
+async function findCandidate(loom: Loom, migrationId: string, candidateId: string): Promise<Candidate | undefined> {
+  const limit = 500
+  for (let offset = 0; offset < 100_000; offset += limit) {
+    const page = await loadFrom(loom.searchCandidates(migrationId, { q: candidateId, limit, offset }))
+    const found = page.candidates.find((c) => c.id === candidateId)
+    if (found) {
+      const { status: _status, runId: _runId, ...candidate } = found
+      return candidate
+    }
+    if (offset + limit >= page.total) return undefined
+  }
+  return undefined
+}
+
+export const load: PageServerLoad = async ({ params, locals, parent, depends, url }) => {
+  depends('loom:migrations')
+  const runId = params.runId
+  let ids: { migrationId: string; candidateId: string }
+  try {
+    ids = parseRunId(runId)
+  } catch {
+    error(404, { message: `${runId} is not a run id: a run id is {migrationId}__{candidateId}.`, code: 'not_found' })
+  }
+  const { migrations } = await parent()
+  const migration = migrations.find((m) => m.id === ids.migrationId)
+  if (!migration) error(404, { message: `There is no migration with id ${ids.migrationId}.`, code: 'not_found' })
+
+  let run: RunInfo | undefined
+  try {
+    run = await locals.loom.getRun(runId)
+  } catch (e) {
+    if (!LoomError.is(e, 'not_found')) await loadFrom(Promise.reject(e))
+  }
+  const candidate = run?.candidate ?? (await findCandidate(locals.loom, ids.migrationId, ids.candidateId))
+  if (!candidate) {
+    error(404, { message: `Migration ${migration.name} has no candidate ${ids.candidateId}.`, code: 'not_found' })
+  }
+  const status: CandidateStatus = run?.status ?? 'not_started'
+
+  // A not-started candidate may have run before: its last attempt (failed, rejected or cancelled) is still worth showing.
+  let lastAttempt: RunStatusResponse | undefined
+  if (status === 'not_started') {
+    try {
+      lastAttempt = await locals.loom.runStatus(runId)
+    } catch (e) {
+      if (!LoomError.is(e, 'not_found')) throw e
+    }
+  }
+
+  const dryRun = status === 'queued' ? preview(locals.loom, ids.migrationId, ids.candidateId) : undefined
+  return {
+    runId,
+    migration,
+    candidate,
+    status,
+    steps: run?.steps ?? [],
+    lastAttempt: lastAttempt ?? null,
+    cancelledAttempts: (migration.cancelledAttempts ?? []).filter((a) => a.candidateId === ids.candidateId).reverse(),
+    // Streamed: the page shows a skeleton until the worker answers. `?preview` waits for it,
+    // for browsers without JavaScript, which cannot receive streamed data.
+    preview: dryRun && url.searchParams.has('preview') ? await dryRun : dryRun,
+  }
+}
+
+export const actions: Actions = runActions
