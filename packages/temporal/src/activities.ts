@@ -16,14 +16,15 @@ export interface RunPlan {
   /** The step to go on from: 0 for a fresh run. */
   currentStep: number
   steps: { name: string; workerApp: string; review: boolean }[]
+  /** Final outcomes already recorded for this attempt: events that came before the workflow did. */
+  reported: StepEvent[]
 }
 
 /** The activities `loomRun` calls: core's `RunHost`, one activity per operation. */
 export interface LoomActivities {
-  /** The run's plan if it is running at `run.attempt`, else undefined (stale). */
+  /** The run's plan, with the outcomes already recorded, if it is running at `run.attempt`; else undefined (stale). */
   load(run: RunStart): Promise<RunPlan | undefined>
   beginStep(run: RunStart, index: number): Promise<boolean>
-  reportedOutcome(run: RunStart, stepName: string): Promise<StepEvent | undefined>
   dispatch(run: RunStart, index: number): Promise<void>
   failStep(run: RunStart, index: number, reason: string): Promise<void>
   finish(run: RunStart, outcome: 'completed' | 'failed'): Promise<boolean>
@@ -58,13 +59,15 @@ export function createActivities({ store, dispatcher, onEvent, now }: LoomActivi
       failureOf(async () => {
         const loaded = await host.load(run)
         if (!loaded) return undefined
+        const steps = loaded.migration.steps
+        const reported = await Promise.all(steps.map((s) => host.reportedOutcome(run, s.name)))
         return {
           currentStep: loaded.run.currentStep,
-          steps: loaded.migration.steps.map((s) => ({ name: s.name, workerApp: s.workerApp, review: isManualReview(s) })),
+          steps: steps.map((s) => ({ name: s.name, workerApp: s.workerApp, review: isManualReview(s) })),
+          reported: reported.filter((event): event is StepEvent => event !== undefined),
         }
       }),
     beginStep: (run, index) => failureOf(() => host.beginStep(run, index)),
-    reportedOutcome: (run, stepName) => failureOf(() => host.reportedOutcome(run, stepName)),
     dispatch: (run, index) => failureOf(() => host.dispatch(run, index)),
     failStep: (run, index, reason) => failureOf(() => host.failStep(run, index, reason)),
     finish: (run, outcome) => failureOf(() => host.finish(run, outcome)),

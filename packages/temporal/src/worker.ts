@@ -7,6 +7,7 @@ import {
   type NativeConnection,
   type WorkerOptions,
   type WorkflowBundle,
+  type WorkflowBundleOption,
 } from '@temporalio/worker'
 import { LoomError, type LoomEvent, type MigrationStore, type StepDispatcher } from '@loom/core'
 import { createActivities } from './activities'
@@ -25,10 +26,11 @@ export interface LoomWorkerOptions {
   /** Receives the changes runs make, for a console in this process (pass Loom's listeners). */
   onEvent?: (event: LoomEvent) => void
   /**
-   * The workflow code, bundled ahead of time with {@link bundleLoomWorkflows}. Without it the
-   * worker bundles `loomRun` from this package when it is created (a few seconds, once).
+   * The workflow code, bundled ahead of time with {@link bundleLoomWorkflows} (`{ code }`), or
+   * written to a file at build time (`{ codePath }`). Without it the worker bundles `loomRun`
+   * from this package when it is created (a second or two, once per worker).
    */
-  workflowBundle?: WorkflowBundle
+  workflowBundle?: WorkflowBundleOption
   /** Further Temporal worker options (concurrency, sticky queue timeout, interceptors, …). */
   worker?: Omit<Partial<WorkerOptions>, 'connection' | 'taskQueue' | 'namespace' | 'activities' | 'workflowsPath' | 'workflowBundle'>
 }

@@ -15,6 +15,7 @@ import {
   defineSignal,
   isCancellation,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
 } from '@temporalio/workflow'
 import type { RunProgress, RunStart, StepEvent } from '@loom/core'
@@ -40,9 +41,11 @@ export interface LoomRunOptions {
   dispatchRetryIntervalMs?: number
 }
 
-// Store operations are idempotent and guarded by the run's attempt, so they are retried
-// until the store answers: a run outlives a store outage instead of failing on it.
-const host = proxyActivities<Omit<LoomActivities, 'dispatch'>>({
+// Store operations are short, idempotent and guarded by the run's attempt: they run as local
+// activities (in the worker, recorded as markers, no task queue round trip per call), and are
+// retried until the store answers, so a run outlives a store outage instead of failing on it.
+// Should a worker die mid-task they run again on replay, which their guards make harmless.
+const host = proxyLocalActivities<Omit<LoomActivities, 'dispatch'>>({
   startToCloseTimeout: '30 seconds',
   retry: {
     initialInterval: '200 milliseconds',
@@ -52,6 +55,8 @@ const host = proxyActivities<Omit<LoomActivities, 'dispatch'>>({
   },
 })
 
+// Dispatch reaches a worker app over the network: a regular activity, visible in Temporal,
+// retried a bounded number of times with backoff before the step fails.
 const dispatcher = (options: LoomRunOptions) =>
   proxyActivities<Pick<LoomActivities, 'dispatch'>>({
     startToCloseTimeout: '60 seconds',
@@ -94,6 +99,9 @@ export async function loomRun(run: RunStart, options: LoomRunOptions = {}): Prom
   try {
     const plan = await host.load(run)
     if (!plan) return stale()
+    // Events recorded before this workflow existed never reached it as signals; every later
+    // one does, and Temporal keeps it in the history.
+    for (const event of plan.reported) if (!outcomes.has(event.stepName)) outcomes.set(event.stepName, event)
     const dispatch = dispatcher(options).dispatch
 
     for (let index = plan.currentStep; index < plan.steps.length; index++) {
@@ -102,10 +110,8 @@ export async function loomRun(run: RunStart, options: LoomRunOptions = {}): Prom
       progress.currentStep = step.name
       progress.waitingFor = step.review ? 'review' : 'worker'
 
-      let outcome = outcomes.get(step.name) ?? (await host.reportedOutcome(run, step.name))
-      if (!outcome) {
-        // An event signalled while the store was asked needs no dispatch either.
-        if (!step.review && !outcomes.has(step.name)) {
+      if (!outcomes.has(step.name)) {
+        if (!step.review) {
           try {
             await dispatch(run, index)
           } catch (error) {
@@ -116,8 +122,8 @@ export async function loomRun(run: RunStart, options: LoomRunOptions = {}): Prom
           }
         }
         await condition(() => outcomes.has(step.name))
-        outcome = outcomes.get(step.name)!
       }
+      const outcome = outcomes.get(step.name)!
 
       if (!outcome.success) return (await host.finish(run, 'failed')) ? end('failed') : stale()
     }

@@ -12,8 +12,22 @@ const fixture = new URL('./fixtures/loom-run-history.json', import.meta.url)
 const RUN = 'app-chart__billing-api'
 
 interface HistoryJSON {
-  events: { eventType: string; activityTaskScheduledEventAttributes?: { activityType: { name: string } } }[]
+  events: {
+    eventType: string
+    activityTaskScheduledEventAttributes?: { activityType: { name: string } }
+    markerRecordedEventAttributes?: { markerName: string; details: { data: { payloads: { data: string }[] } } }
+  }[]
 }
+
+/** The activities of the history in order: regular ones as scheduled, local ones from their markers. */
+const activitiesOf = (history: HistoryJSON) =>
+  history.events.flatMap((e) => {
+    if (e.activityTaskScheduledEventAttributes) return [e.activityTaskScheduledEventAttributes.activityType.name]
+    const marker = e.markerRecordedEventAttributes
+    if (marker?.markerName !== 'core_local_activity') return []
+    const data = JSON.parse(Buffer.from(marker.details.data.payloads[0]!.data, 'base64').toString()) as { activity_type: string }
+    return [`local:${data.activity_type}`]
+  })
 
 let history: HistoryJSON
 beforeAll(() => {
@@ -24,13 +38,13 @@ it('the fixture is a completed run with signals, dispatches and a review', () =>
   const types = history.events.map((e) => e.eventType)
   expect(types.at(-1)).toBe('EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED')
   expect(types.filter((t) => t === 'EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED')).toHaveLength(4)
-  const activities = history.events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType.name ?? [])
-  expect(activities).toEqual([
-    'load',
-    ...['beginStep', 'reportedOutcome', 'dispatch'],
-    ...['beginStep', 'reportedOutcome', 'dispatch'],
-    ...['beginStep', 'reportedOutcome'],
-    'finish',
+  // Store operations are local activities; dispatch is a regular one; the review step is not dispatched.
+  expect(activitiesOf(history)).toEqual([
+    'local:load',
+    ...['local:beginStep', 'dispatch'],
+    ...['local:beginStep', 'dispatch'],
+    'local:beginStep',
+    'local:finish',
   ])
 })
 
