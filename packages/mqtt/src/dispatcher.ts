@@ -18,12 +18,13 @@ export interface MqttStepDispatcher extends StepDispatcher {
 }
 
 /**
- * Dispatches steps over MQTT: a QoS 1 message on `{prefix}/workers/{workerApp}/dispatch`
- * whose body is the `DispatchStepRequest` plus `replyTo`, `correlationId` and, when
- * configured, `token`. It resolves once a worker answers that it accepted the step, so a
- * step no worker picked up fails its dispatch (and the engine retries, then fails the step)
- * instead of leaving the run waiting forever. The worker reports the outcome later, through
- * Complete, as over HTTP.
+ * Dispatches steps over MQTT: a message on `{prefix}/workers/{workerApp}/dispatch` whose
+ * body is the `DispatchStepRequest` plus `replyTo`, `correlationId` and, when configured,
+ * `token`. It resolves once a worker answers that it accepted the step, so a step no worker
+ * picked up fails its dispatch (and the engine retries, then fails the step) instead of
+ * leaving the run waiting forever. The worker reports the outcome later, through Complete,
+ * as over HTTP. That answer is the acknowledgement, so requests and answers travel at QoS 0:
+ * a lost one is a timeout, and a request is never delivered late, after its dispatch failed.
  *
  * @example
  * import mqtt from 'mqtt'

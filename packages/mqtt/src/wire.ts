@@ -89,7 +89,8 @@ export async function answer(
   if (!transport.replyTo) return
   const message: Reply = { correlationId: transport.correlationId ?? '', ...reply }
   try {
-    await client.publishAsync(transport.replyTo, encode(message), { qos: 1 })
+    // QoS 0 for the reason the request is (see requester.ts): a lost answer is a timeout, retried.
+    await client.publishAsync(transport.replyTo, encode(message), { qos: 0 })
   } catch (error) {
     logger.error(`could not answer ${what} on ${transport.replyTo}`, error)
   }

@@ -35,7 +35,7 @@ function subscribe(args: string[]) {
 describe.each(versions)('Mosquitto command-line clients (%s)', (version) => {
   let loom: LoomInstance
   let prefix: string
-  const cleanups: Array<() => Promise<unknown> | void> = []
+  const cleanups: Array<() => unknown> = []
 
   beforeEach(() => {
     loom = createLoom({ store: memoryStore(), engine: localEngine(), onError: () => {} })
