@@ -387,6 +387,8 @@ export function createWorker(options: WorkerOptions): Worker {
       workerApp: app,
       ...(dispatchToken ? { token: dispatchToken } : {}),
       ...(transport.topicPrefix ? { topicPrefix: transport.topicPrefix } : {}),
+      // A refused message (wrong token, bad shape) is the worker's to report, like any other error it handles.
+      logger: { warn: (message: string) => onError(new Error(message)), error: (message: string, error?: unknown) => onError(error ?? new Error(message)) },
     }
     const subscriptions = [
       onDispatch(transport.mqtt, { ...common, handler: (request) => dispatchStep(request) }),
