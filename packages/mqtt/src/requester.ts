@@ -76,7 +76,12 @@ export function createRequester(client: MqttClient, prefix: string): Requester {
         // An offline client would queue the request and send it after we gave up on it: wait instead.
         await Promise.race([connected(client), timedOut])
         // Subscribe before publishing, or a fast receiver's answer could arrive before the inbox exists.
-        await Promise.race([listen(), timedOut])
+        await Promise.race([
+          listen().catch((error: unknown) => {
+            throw new LoomError('unavailable', `${what}: could not subscribe to the reply topic: ${(error as Error).message}`, { cause: error })
+          }),
+          timedOut,
+        ])
         const message = encode({ ...body, replyTo: inbox, correlationId })
         // QoS 0: the answer is the acknowledgement, and a lost request times out like an absent
         // worker (the engine retries). QoS 1 would add nothing but a PUBACK, and that PUBACK,

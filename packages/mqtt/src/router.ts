@@ -61,7 +61,10 @@ export class Router {
     this.routes.delete(filter)
     // An ended client has no subscriptions left to remove.
     if (this.client.disconnecting || this.client.disconnected) return
-    await this.client.unsubscribeAsync(filter).catch(() => {})
+    const unsubscribed = this.client.unsubscribeAsync(filter).catch(() => {})
+    // Offline, the UNSUBSCRIBE waits for a reconnect that may never come: don't make stop() wait
+    // for it. mqtt.js has already dropped the filter from the ones it resubscribes.
+    if (this.client.connected) await unsubscribed
   }
 
   private subscribe(route: Route): void {

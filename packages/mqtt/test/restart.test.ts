@@ -75,3 +75,40 @@ describe.each<[string, IClientOptions]>([
     await dispatcher.close()
   })
 })
+
+describe('while the broker is down', () => {
+  let broker: TestBroker
+  beforeEach(async () => {
+    broker = await aedesBroker()
+  })
+  afterEach(async () => {
+    await closeClients()
+    await broker.stop()
+  })
+
+  it('stops a subscription at once, and fails a dispatch as unavailable after its timeout rather than queueing it', async () => {
+    const worker = await connect(broker.url, 4)
+    const server = await connect(broker.url, 4)
+    const received: string[] = []
+    const receiver = onDispatch(worker, { workerApp: 'charts', handler: (r) => void received.push(r.runId) })
+    await receiver.ready
+    const dispatcher = mqttDispatcher(server, { timeoutMs: 300 })
+    await broker.stop()
+    await Promise.all([offline(server), offline(worker)])
+
+    const request = { migrationId: 'm', runId: 'm__late', stepName: 'bump-chart', candidate: { id: 'late' }, callbackId: 'm__late', eventName: 'step-completed:bump-chart' }
+    await expect(dispatcher.dispatch({ workerApp: 'charts' }, request)).rejects.toThrow(
+      'dispatch of step "bump-chart" of run m__late to worker app charts: the MQTT client is not connected to the broker within 300 ms',
+    )
+    await broker.start()
+    await Promise.all([online(server), online(worker)])
+    // Proof that the given-up request was not sent after the reconnect: a later one arrives alone.
+    await eventually(() => dispatcher.dispatch({ workerApp: 'charts' }, { ...request, runId: 'm__next', callbackId: 'm__next' }), { timeoutMs: 15_000 })
+    expect(received).toEqual(['m__next'])
+
+    await broker.stop()
+    await offline(worker)
+    await receiver.stop()
+    await dispatcher.close()
+  })
+})
