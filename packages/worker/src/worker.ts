@@ -214,6 +214,9 @@ export function createWorker(options: WorkerOptions): Worker {
     const { runId, stepName } = request
     const execution = executions.set(runId, stepName, { state: 'running' })
     execution.done = (async () => {
+      // Let the dispatch be answered first: a handler's synchronous work must not hold up the 202.
+      await new Promise((resolve) => setTimeout(resolve, 0))
+      if (signal.aborted) return
       let report: StepReport
       try {
         const outcome = await spec({
