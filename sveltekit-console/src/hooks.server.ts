@@ -9,9 +9,10 @@ const stopping = new AbortController()
 
 if (!dev) {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stopping.abort())
-  // adapter-node emits this once the HTTP server has closed.
+  // adapter-node emits this once the HTTP server has closed: close Loom, the database and the
+  // worker, then let the process end. A handle someone else left open must not keep it alive.
   process.once('sveltekit:shutdown' as 'exit', () => {
-    void closeBackend()
+    void closeBackend().finally(() => setTimeout(() => process.exit(0), 1000).unref())
   })
 }
 
@@ -39,7 +40,17 @@ export const handle: Handle = async ({ event, resolve }) => {
     return api(request)
   }
 
-  event.locals.loom = (await backend()).loom
+  const started = await backend()
+  if (started.worker && (path === '/worker' || path.startsWith('/worker/'))) {
+    if (token && !signedIn) return new Response('Sign in to the console first.', { status: 401 })
+    const request = event.request.clone()
+    const headers = new Headers(request.headers)
+    // The example worker guards its merge and close buttons with the same token.
+    if (token && !headers.has('authorization')) headers.set('authorization', `Bearer ${cfg.workerToken ?? token}`)
+    return started.worker(new Request(request.url, { method: request.method, headers, ...(request.method === 'GET' || request.method === 'HEAD' ? {} : { body: await request.arrayBuffer() }) }))
+  }
+
+  event.locals.loom = started.loom
   event.locals.authRequired = token !== undefined
   event.locals.signedIn = signedIn
   event.locals.theme = event.cookies.get('theme') === 'light' ? 'light' : 'dark'

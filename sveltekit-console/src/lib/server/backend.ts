@@ -1,39 +1,67 @@
 /**
  * The Loom the console works against, and the `/api` it serves. By default Loom runs in this
- * process (`createLoom` over the configured store and engine, `loomApp` answering `/api`);
- * with `LOOM_URL` the console holds a `@loom/client` and forwards `/api` to the remote API.
- * Pages and actions only ever see the `Loom` interface, so both modes behave the same.
+ * process: `createLoom` over PGlite in the data folder and the local engine, `loomApp`
+ * answering `/api`, and the example worker mounted at `/worker`. `DATABASE_URL`,
+ * `TEMPORAL_ADDRESS` and `MQTT_URL` switch the store, the engine and the worker transport to
+ * those services. With `LOOM_URL` the console hosts nothing: it holds a `@loom/client` and
+ * forwards `/api` to the remote API. Pages and actions only ever see the `Loom` interface,
+ * so every mode behaves the same.
  */
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import { Hono } from 'hono'
-import { createLoom, localEngine, memoryStore, type Engine, type Loom, type LoomEvent, type MigrationStore, type StepDispatcher, type DryRunner } from '@loom/core'
+import {
+  createLoom,
+  httpDispatcher,
+  httpDryRunner,
+  localEngine,
+  type DryRunner,
+  type Engine,
+  type Loom,
+  type LoomEvent,
+  type MigrationStore,
+  type StepDispatcher,
+} from '@loom/core'
 import { loomApp } from '@loom/hono'
 import { createClient } from '@loom/client'
 import type { ConsoleConfig } from './config'
-import { demoWorker } from './demo-worker'
 
 export interface Backend {
   readonly loom: Loom
   readonly mode: 'embedded' | 'remote'
   /** Answers a request whose path starts with `/api`. */
   api(request: Request): Promise<Response>
+  /** Answers a request whose path starts with `/worker` (the hosted example worker), if one is hosted. */
+  worker?: (request: Request) => Promise<Response>
   /** Stops what this backend started, in reverse order. */
   close(): Promise<void>
 }
 
-type Closer = () => Promise<void> | void
+export interface BackendOptions {
+  /** A store to use instead of the configured one (tests). The caller closes it. */
+  store?: MigrationStore
+  log?: (message: string) => void
+}
+
+type Closer = () => Promise<unknown> | unknown
+
+/** Where the hosted example worker is mounted, below the console's origin. */
+export const WORKER_MOUNT = '/worker'
 
 /**
- * Builds the backend the configuration asks for. Everything it opens, it closes in `close`.
+ * Builds the backend the configuration asks for. Everything it opens, it closes in `close`;
+ * when starting fails half-way, what was opened is closed before the error is thrown.
  *
  * @example
  * const backend = await startBackend(readConfig(process.env))
  * const migrations = await backend.loom.listMigrations({ summary: true })
  */
-export async function startBackend(config: ConsoleConfig, overrides: { store?: MigrationStore } = {}): Promise<Backend> {
+export async function startBackend(config: ConsoleConfig, options: BackendOptions = {}): Promise<Backend> {
   if (config.loomUrl) return remoteBackend(config)
+  const log = options.log ?? ((message: string) => console.log(`[loom console] ${message}`))
   const closers: Closer[] = []
   const close = async () => {
-    for (const closer of closers.reverse()) {
+    for (const closer of closers.splice(0).reverse()) {
       try {
         await closer()
       } catch (error) {
@@ -41,50 +69,159 @@ export async function startBackend(config: ConsoleConfig, overrides: { store?: M
       }
     }
   }
+
   try {
-    const store = overrides.store ?? memoryStore()
-    // Events from runs hosted elsewhere (a Temporal worker in this process) join Loom's own.
-    const extraEvents = new Set<(event: LoomEvent) => void>()
-    const emitExtra = (event: LoomEvent) => extraEvents.forEach((listener) => listener(event))
+    const store = options.store ?? (await openStore(config, closers))
 
-    let loomRef: Loom | undefined
-    const worker = config.exampleWorker ? demoWorker({ loom: () => loomRef! }) : undefined
-    if (worker) closers.push(() => worker.close())
+    const mqttClient = config.mqttUrl ? await connectMqtt(config.mqttUrl, closers) : undefined
+    const workerToken = config.workerToken ?? config.token
+    const workerBase = config.exampleWorker ? `${config.publicUrl}${WORKER_MOUNT}` : undefined
 
-    const dispatcher: StepDispatcher | undefined = worker?.dispatcher
-    const dryRunner: DryRunner | undefined = worker?.dryRunner
-    const engine: Engine = localEngine()
+    // Set once the example worker exists: dispatches to it stay in this process.
+    let hosted: ((request: Request) => Promise<Response>) | undefined
+    const fetchWorker = async (input: Request | string | URL, init?: RequestInit): Promise<Response> => {
+      const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
+      if (hosted && workerBase && url.startsWith(`${workerBase}/`)) {
+        return hosted(new Request(`http://worker.local${url.slice(workerBase.length)}`, init))
+      }
+      return fetch(input, init)
+    }
+    const http = { fetch: fetchWorker as typeof fetch, ...(workerToken ? { token: workerToken } : {}) }
+    let dispatcher: StepDispatcher = httpDispatcher(http)
+    let dryRunner: DryRunner = httpDryRunner(http)
+    if (mqttClient) {
+      const { mqttDispatcher, mqttDryRunner } = await import('@loom/mqtt')
+      const viaMqtt = { topicPrefix: config.mqttTopicPrefix, ...(workerToken ? { token: workerToken } : {}) }
+      const mqttDispatch = mqttDispatcher(mqttClient, viaMqtt)
+      const mqttDry = mqttDryRunner(mqttClient, viaMqtt)
+      closers.push(() => mqttDispatch.close(), () => mqttDry.close())
+      const overHttp = { dispatcher, dryRunner }
+      // A worker that announced a URL is reached over HTTP; one that did not, over the broker.
+      dispatcher = { dispatch: (target, request) => (target.workerUrl ? overHttp.dispatcher : mqttDispatch).dispatch(target, request) }
+      dryRunner = { dryRun: (target, request) => (target.workerUrl ? overHttp.dryRunner : mqttDry).dryRun(target, request) }
+    }
 
-    const inner = createLoom({
-      store,
-      engine,
-      ...(dispatcher ? { dispatcher } : {}),
-      ...(dryRunner ? { dryRunner } : {}),
-    })
+    // Events of runs hosted by a Temporal worker in this process join Loom's own.
+    const extraListeners = new Set<(event: LoomEvent) => void>()
+    const emitExtra = (event: LoomEvent) => {
+      for (const listener of extraListeners) {
+        try {
+          listener(event)
+        } catch (error) {
+          console.error('[loom console] event listener failed:', error)
+        }
+      }
+    }
+    const engine = config.temporalAddress ? await temporal(config, { store, dispatcher, onEvent: emitExtra }, closers, log) : localEngine()
+
+    const inner = createLoom({ store, engine, dispatcher, dryRunner })
     closers.push(() => inner.close())
     await inner.ready
-    void emitExtra
-
     const loom: Loom = {
       ...inner,
       subscribe(listener) {
-        extraEvents.add(listener)
+        extraListeners.add(listener)
         const off = inner.subscribe(listener)
         return () => {
-          extraEvents.delete(listener)
+          extraListeners.delete(listener)
           off()
         }
       },
     }
-    loomRef = loom
-    if (worker) await worker.announce(loom)
 
-    const app = new Hono().route('/api', loomApp(loom, { ...(config.token ? { token: config.token } : {}), ...(config.workerToken ? { workerToken: config.workerToken } : {}) }))
-    return { loom, mode: 'embedded', api: async (request) => app.fetch(request), close }
+    if (mqttClient) {
+      const { mqttAnnouncements } = await import('@loom/mqtt')
+      const announcements = mqttAnnouncements(mqttClient, loom, { topicPrefix: config.mqttTopicPrefix, ...(config.token ? { token: config.token } : {}) })
+      closers.push(() => announcements.stop())
+      await announcements.ready
+    }
+
+    const api = new Hono().route('/api', loomApp(loom, { ...(config.token ? { token: config.token } : {}), ...(config.workerToken ? { workerToken: config.workerToken } : {}) }))
+    const backend: Backend = { loom, mode: 'embedded', api: async (request) => api.fetch(request), close }
+
+    if (workerBase) {
+      const { createExampleWorker } = await import('@loom/example-worker')
+      const example = await createExampleWorker({
+        dataDir: join(config.dataDir, 'example-worker'),
+        loom,
+        url: workerBase,
+        ...(workerToken ? { token: workerToken } : {}),
+        ...(config.exampleAutoMergeMs > 0 ? { autoMergeMs: config.exampleAutoMergeMs } : {}),
+        onError: (error) => console.error('[example worker]', error),
+      })
+      closers.push(() => example.stop())
+      hosted = async (request) => example.fetch(request)
+      backend.worker = async (request) => {
+        const url = new URL(request.url)
+        const path = url.pathname.slice(WORKER_MOUNT.length) || '/'
+        const body = request.method === 'GET' || request.method === 'HEAD' ? undefined : await request.arrayBuffer()
+        return example.fetch(new Request(`http://worker.local${path}${url.search}`, { method: request.method, headers: request.headers, ...(body ? { body } : {}) }))
+      }
+      await example.start()
+      log(`example worker "${example.worker.workerApp}" at ${workerBase}, its GitOps repository in ${example.repo.dir}`)
+    }
+    return backend
   } catch (error) {
     await close()
     throw error
   }
+}
+
+async function openStore(config: ConsoleConfig, closers: Closer[]): Promise<MigrationStore> {
+  const [{ postgresStore }, postgres] = await Promise.all([import('@loom/postgres'), import('postgres')])
+  if (config.databaseUrl) {
+    const sql = postgres.default(config.databaseUrl, { onnotice: () => {} })
+    closers.push(() => sql.end({ timeout: 5 }))
+    const store = postgresStore(sql, { schema: config.databaseSchema })
+    await store.migrate()
+    return store
+  }
+  const { pglite } = await import('@loom/postgres')
+  const dir = join(config.dataDir, 'pglite')
+  await mkdir(dir, { recursive: true })
+  const db = await pglite({ dataDir: dir })
+  closers.push(() => db.close())
+  const store = postgresStore(db.sql, { schema: config.databaseSchema })
+  await store.migrate()
+  return store
+}
+
+async function connectMqtt(url: string, closers: Closer[]) {
+  const mqtt = await import('mqtt')
+  // MQTT 3.1.1: every broker speaks it (aedes only speaks it); Loom's wire format needs nothing newer.
+  const client = await mqtt.connectAsync(url, { protocolVersion: 4, connectTimeout: 10_000, reconnectPeriod: 2_000 })
+  closers.push(() => client.endAsync())
+  return client
+}
+
+async function temporal(
+  config: ConsoleConfig,
+  deps: { store: MigrationStore; dispatcher: StepDispatcher; onEvent: (event: LoomEvent) => void },
+  closers: Closer[],
+  log: (message: string) => void,
+): Promise<Engine> {
+  const [{ Client, Connection }, { NativeConnection }, { temporalEngine, createLoomWorker }] = await Promise.all([
+    import('@temporalio/client'),
+    import('@temporalio/worker'),
+    import('@loom/temporal'),
+  ])
+  const address = config.temporalAddress!
+  const namespace = config.temporalNamespace
+  const taskQueue = 'loom'
+  const connection = await Connection.connect({ address })
+  closers.push(() => connection.close())
+  const client = new Client({ connection, namespace })
+  const workerConnection = await NativeConnection.connect({ address })
+  closers.push(() => workerConnection.close())
+  const worker = await createLoomWorker({ connection: workerConnection, taskQueue, namespace, ...deps })
+  const running = worker.run()
+  running.catch((error) => console.error('[loom console] the Temporal worker stopped:', error))
+  closers.push(async () => {
+    if (worker.getState() === 'RUNNING') worker.shutdown()
+    await running.catch(() => {})
+  })
+  log(`Temporal worker polling task queue "${taskQueue}" at ${address}`)
+  return temporalEngine({ client, taskQueue })
 }
 
 function remoteBackend(config: ConsoleConfig): Backend {

@@ -14,16 +14,22 @@ export interface ConsoleConfig {
   workerToken?: string
   /** PostgreSQL server (`DATABASE_URL`); otherwise PGlite in `dataDir`. */
   databaseUrl?: string
+  /** The PostgreSQL schema holding Loom's tables (`LOOM_DB_SCHEMA`, default `loom`). */
+  databaseSchema: string
   /** Temporal frontend (`TEMPORAL_ADDRESS`); otherwise the local engine. */
   temporalAddress?: string
   /** Temporal namespace (`TEMPORAL_NAMESPACE`, default `default`). */
   temporalNamespace: string
   /** MQTT broker (`MQTT_URL`) for announcements and step dispatch. */
   mqttUrl?: string
+  /** The first topic level of Loom's MQTT topics (`LOOM_MQTT_TOPIC_PREFIX`, default `loom`). */
+  mqttTopicPrefix: string
   /** Where the embedded database lives (`LOOM_DATA_DIR`, default `.loom-data` in the working directory). */
   dataDir: string
   /** Whether to host the example worker in this process (`LOOM_EXAMPLE_WORKER`, default on unless `LOOM_URL` is set). */
   exampleWorker: boolean
+  /** How long the example worker's pull requests stay open before they merge by themselves (`LOOM_EXAMPLE_AUTO_MERGE_MS`, default 5000; 0 = never). */
+  exampleAutoMergeMs: number
   /** The console's own origin as workers reach it (`LOOM_PUBLIC_URL`, default `http://localhost:${PORT}`). */
   publicUrl: string
 }
@@ -38,6 +44,25 @@ function flag(name: string, value: string | undefined, fallback: boolean): boole
   if (['1', 'true', 'yes', 'on'].includes(v)) return true
   if (['0', 'false', 'no', 'off'].includes(v)) return false
   throw new Error(`${name}: "${value}" is not a boolean (use true or false)`)
+}
+
+function milliseconds(name: string, value: string | undefined, fallback: number): number {
+  const v = nonEmpty(value)
+  if (v === undefined) return fallback
+  if (!/^\d+$/.test(v)) throw new Error(`${name}: "${v}" is not a number of milliseconds`)
+  return Number(v)
+}
+
+function identifier(name: string, value: string | undefined, fallback: string): string {
+  const v = nonEmpty(value) ?? fallback
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(v)) throw new Error(`${name}: "${v}" must be a lower-case SQL identifier (a-z, 0-9, _)`)
+  return v
+}
+
+function topicPrefix(name: string, value: string | undefined, fallback: string): string {
+  const v = nonEmpty(value) ?? fallback
+  if (/[#+\u0000]/.test(v) || v.startsWith('/') || v.endsWith('/')) throw new Error(`${name}: "${v}" must be MQTT topic levels without wildcards or outer slashes`)
+  return v
 }
 
 function url(name: string, value: string | undefined, protocols: string[]): string | undefined {
@@ -68,8 +93,11 @@ export function readConfig(env: Env, cwd = process.cwd()): ConsoleConfig {
   if (!/^\d+$/.test(port)) throw new Error(`PORT: "${port}" is not a port number`)
   const config: ConsoleConfig = {
     temporalNamespace: nonEmpty(env.TEMPORAL_NAMESPACE) ?? 'default',
+    databaseSchema: identifier('LOOM_DB_SCHEMA', env.LOOM_DB_SCHEMA, 'loom'),
+    mqttTopicPrefix: topicPrefix('LOOM_MQTT_TOPIC_PREFIX', env.LOOM_MQTT_TOPIC_PREFIX, 'loom'),
     dataDir: path.resolve(cwd, nonEmpty(env.LOOM_DATA_DIR) ?? '.loom-data'),
     exampleWorker: flag('LOOM_EXAMPLE_WORKER', env.LOOM_EXAMPLE_WORKER, loomUrl === undefined),
+    exampleAutoMergeMs: milliseconds('LOOM_EXAMPLE_AUTO_MERGE_MS', env.LOOM_EXAMPLE_AUTO_MERGE_MS, 5000),
     publicUrl: (url('LOOM_PUBLIC_URL', env.LOOM_PUBLIC_URL, ['http:', 'https:']) ?? `http://localhost:${port}`).replace(/\/+$/, ''),
   }
   if (loomUrl) config.loomUrl = loomUrl.replace(/\/+$/, '')
@@ -96,7 +124,7 @@ export function describeConfig(config: ConsoleConfig): string[] {
     `store: ${config.databaseUrl ? `PostgreSQL (${redact(config.databaseUrl)})` : `PGlite in ${config.dataDir}`}`,
     `engine: ${config.temporalAddress ? `Temporal at ${config.temporalAddress}` : 'local (in-process)'}`,
     `announcements: ${config.mqttUrl ? `MQTT at ${redact(config.mqttUrl)}` : 'HTTP'}`,
-    `example worker: ${config.exampleWorker ? 'in-process' : 'off'}`,
+    `example worker: ${config.exampleWorker ? `in-process at ${config.publicUrl}/worker` : 'off'}`,
     `auth: ${config.token ? 'LOOM_TOKEN required' : 'open (set LOOM_TOKEN to require a token)'}`,
   ]
 }
