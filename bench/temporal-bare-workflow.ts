@@ -1,9 +1,10 @@
 /**
  * The baseline for bench/temporal-runs.ts: a bare Temporal workflow with the same
  * dispatch-and-wait pattern as `loomRun` (an activity per step, then a signal from the
- * worker), and none of Loom's store, guards or progress.
+ * worker), then marks the run completed the way `loomRun` does (a local activity), and
+ * none of Loom's store, guards or progress.
  */
-import { condition, defineSignal, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow'
+import { condition, defineSignal, proxyActivities, proxyLocalActivities, setHandler, workflowInfo } from '@temporalio/workflow'
 
 export const bareStepDone = defineSignal<[string]>('stepDone')
 
@@ -12,6 +13,8 @@ const { dispatch } = proxyActivities<{ dispatch(workflowId: string, step: string
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumAttempts: 4 },
 })
 
+const { finish } = proxyLocalActivities<{ finish(workflowId: string): Promise<void> }>({ startToCloseTimeout: '30 seconds' })
+
 export async function bareRun(steps: string[]): Promise<void> {
   const done = new Set<string>()
   setHandler(bareStepDone, (step) => void done.add(step))
@@ -19,4 +22,5 @@ export async function bareRun(steps: string[]): Promise<void> {
     await dispatch(workflowInfo().workflowId, step)
     await condition(() => done.has(step))
   }
+  await finish(workflowInfo().workflowId)
 }

@@ -4,7 +4,7 @@
  * step as soon as it is dispatched. Prints runs per second and the median time from
  * execute to completed for both, and Loom's ratio to the bare workflow.
  *
- *   npx tsx bench/temporal-runs.ts          (RUNS=100 ROUNDS=2; TEMPORAL_ADDRESS to use a running server)
+ *   npx tsx bench/temporal-runs.ts          (RUNS=100 ROUNDS=5; TEMPORAL_ADDRESS to use a running server)
  */
 import { randomUUID } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
@@ -16,7 +16,7 @@ import { startTemporal } from '../packages/temporal/test/support/server'
 import { bareRun, bareStepDone } from './temporal-bare-workflow'
 
 const RUNS = Number(process.env.RUNS ?? 100)
-const ROUNDS = Number(process.env.ROUNDS ?? 2)
+const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const STEPS = ['bump-chart', 'open-pr', 'verify']
 
 Runtime.install({ logger: new DefaultLogger('ERROR'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } })
@@ -93,6 +93,8 @@ async function benchLoom(address: string, connection: NativeConnection, client: 
 
 async function benchBare(connection: NativeConnection, client: Client, runs: number): Promise<Result> {
   const taskQueue = `bench-bare-${randomUUID()}`
+  const completedAt = new Map<string, number>()
+  let onCompleted: (() => void) | undefined
   const worker = await Worker.create({
     connection,
     taskQueue,
@@ -104,23 +106,29 @@ async function benchBare(connection: NativeConnection, client: Client, runs: num
           client.workflow.getHandle(workflowId).signal(bareStepDone, step).catch((error) => console.error('signal failed', error))
         })
       },
+      // Where Loom's last store write happens: the same point of the run for both.
+      async finish(workflowId: string) {
+        completedAt.set(workflowId, performance.now())
+        if (completedAt.size === runs) onCompleted?.()
+      },
     },
   })
   const running = worker.run()
   const ids = Array.from({ length: runs }, (_, i) => `bench-bare-${i}-${randomUUID().slice(0, 8)}`)
+  const done = new Promise<void>((resolve) => (onCompleted = resolve))
+  const executedAt = new Map<string, number>()
   const startedAt = performance.now()
-  const durations = await Promise.all(
+  await Promise.all(
     ids.map(async (workflowId) => {
-      const t0 = performance.now()
-      const handle = await client.workflow.start(bareRun, { workflowId, taskQueue, args: [STEPS] })
-      await handle.result()
-      return performance.now() - t0
+      executedAt.set(workflowId, performance.now())
+      await client.workflow.start(bareRun, { workflowId, taskQueue, args: [STEPS] })
     }),
   )
+  await done
   const endedAt = performance.now()
   worker.shutdown()
   await running
-  return summarise(startedAt, durations, endedAt)
+  return summarise(startedAt, ids.map((id) => completedAt.get(id)! - executedAt.get(id)!), endedAt)
 }
 
 const quiet = new DefaultLogger('ERROR')
@@ -138,17 +146,35 @@ try {
   await benchBare(connection, client, 10)
   await benchLoom(server.address, connection, client, 10)
 
-  const fmt = (r: Result) => `${r.runsPerSecond.toFixed(1)} runs/s, median ${r.medianMs.toFixed(0)} ms, p95 ${r.p95Ms.toFixed(0)} ms`
+  const fmt = (r: Result) => `${r.runsPerSecond.toFixed(1).padStart(5)} runs/s, median ${r.medianMs.toFixed(0).padStart(5)} ms, p95 ${r.p95Ms.toFixed(0).padStart(5)} ms`
+  const bares: Result[] = []
+  const looms: Result[] = []
+  // The machine is shared and noisy: alternate the order round by round, then take medians.
   for (let round = 1; round <= ROUNDS; round++) {
-    const bare = await benchBare(connection, client, RUNS)
-    const loom = await benchLoom(server.address, connection, client, RUNS)
-    console.log(`round ${round}`)
-    console.log(`  bare Temporal workflow: ${fmt(bare)}`)
-    console.log(`  Loom (loomRun):         ${fmt(loom)}`)
-    console.log(
-      `  ratio Loom/bare: median time ${(loom.medianMs / bare.medianMs).toFixed(2)}x, throughput ${(bare.runsPerSecond / loom.runsPerSecond).toFixed(2)}x slower`,
-    )
+    const loomFirst = round % 2 === 0
+    if (loomFirst) looms.push(await benchLoom(server.address, connection, client, RUNS))
+    bares.push(await benchBare(connection, client, RUNS))
+    if (!loomFirst) looms.push(await benchLoom(server.address, connection, client, RUNS))
+    console.log(`round ${round}: bare ${fmt(bares.at(-1)!)} | Loom ${fmt(looms.at(-1)!)}`)
   }
+  const mid = (rs: Result[], key: keyof Result) => quantile(rs.map((r) => r[key]), 0.5)
+  const bare = { runsPerSecond: mid(bares, 'runsPerSecond'), medianMs: mid(bares, 'medianMs'), p95Ms: mid(bares, 'p95Ms') }
+  const loom = { runsPerSecond: mid(looms, 'runsPerSecond'), medianMs: mid(looms, 'medianMs'), p95Ms: mid(looms, 'p95Ms') }
+
+  // One run at a time: the time a run takes with no queueing, i.e. Loom's own overhead per run.
+  const single = async (fn: () => Promise<Result>) => {
+    const times: number[] = []
+    for (let i = 0; i < 10; i++) times.push((await fn()).medianMs)
+    return quantile(times, 0.5)
+  }
+  const bareAlone = await single(() => benchBare(connection, client, 1))
+  const loomAlone = await single(() => benchLoom(server.address, connection, client, 1))
+
+  console.log(`\nmedians over ${ROUNDS} rounds of ${RUNS} concurrent runs`)
+  console.log(`  bare Temporal workflow: ${fmt(bare)}`)
+  console.log(`  Loom (loomRun):         ${fmt(loom)}`)
+  console.log(`  Loom/bare: median execute->completed ${(loom.medianMs / bare.medianMs).toFixed(2)}x, runs/s ${(loom.runsPerSecond / bare.runsPerSecond).toFixed(2)}x`)
+  console.log(`one run at a time (median of 10): bare ${bareAlone.toFixed(0)} ms, Loom ${loomAlone.toFixed(0)} ms, ${(loomAlone / bareAlone).toFixed(2)}x`)
   await connection.close()
   await clientConnection.close()
 } finally {

@@ -1,13 +1,37 @@
 import { describe, inject } from 'vitest'
-import { engineContract } from '@loom/core/testing'
+import { createLoom, memoryStore, type Loom, type LoomEvent } from '@loom/core'
+import { engineContract, loomContract } from '@loom/core/testing'
 import { createHarness } from './support/harness'
 
 const address = inject('temporalAddress')
+// Dispatch retries kept short so the dispatch-failure tests end quickly.
+const engine = { run: { dispatchAttempts: 2, dispatchRetryIntervalMs: 50 } }
 
 describe('@loom/temporal', () => {
   // Each test gets its own Loom worker on a fresh task queue, over the suite's store and dispatcher.
   engineContract('temporalEngine', async ({ store, dispatcher }) => {
-    const harness = await createHarness({ address, store, dispatcher, engine: { run: { dispatchAttempts: 2, dispatchRetryIntervalMs: 50 } } })
+    const harness = await createHarness({ address, store, dispatcher, engine })
     return { engine: harness.engine, close: () => harness.close() }
+  })
+
+  loomContract('createLoom(memoryStore, temporalEngine)', async ({ dispatcher, dryRunner }) => {
+    const store = memoryStore()
+    // The worker's run changes (completed, awaiting review) reach subscribers through onEvent.
+    const workerListeners = new Set<(event: LoomEvent) => void>()
+    const harness = await createHarness({ address, store, dispatcher, engine, onEvent: (e) => workerListeners.forEach((l) => l(e)) })
+    const inner = createLoom({ store, engine: harness.engine, dispatcher, dryRunner, onError: () => {} })
+    await inner.ready
+    const loom: Loom = {
+      ...inner,
+      subscribe(listener) {
+        const stop = inner.subscribe(listener)
+        workerListeners.add(listener)
+        return () => {
+          stop()
+          workerListeners.delete(listener)
+        }
+      },
+    }
+    return { loom, close: () => harness.close() }
   })
 })

@@ -1,0 +1,113 @@
+import { ApplicationFailure } from '@temporalio/common'
+import { describe, expect, it } from 'vitest'
+import { LoomError, memoryStore, type LoomEvent, type MigrationStore, type RunStart, type StepDispatcher } from '@loom/core'
+import { createActivities } from './activities'
+import { loomWorkflowsPath } from './worker'
+
+const M = 'app-chart'
+const RUN: RunStart = { runId: 'app-chart__billing-api', migrationId: M, candidateId: 'billing-api', attempt: 1 }
+const at = () => new Date().toISOString()
+
+async function runningStore(): Promise<MigrationStore> {
+  const store = memoryStore()
+  await store.upsertMigration(
+    {
+      id: M,
+      name: 'App chart',
+      steps: [
+        { name: 'bump-chart', workerApp: 'charts' },
+        { name: 'review', workerApp: 'console', config: { type: 'manual-review' } },
+      ],
+    },
+    [{ id: 'billing-api' }],
+  )
+  await store.transition({ migrationId: M, candidateId: 'billing-api', from: ['not_started'], to: 'queued', at: at() })
+  await store.transition({ migrationId: M, candidateId: 'billing-api', from: ['queued'], to: 'running', at: at() })
+  return store
+}
+
+const accepting: StepDispatcher = { dispatch: async () => {} }
+
+describe('createActivities', () => {
+  it('loads the plan of a running attempt: steps, which ones wait for review, outcomes already reported', async () => {
+    const store = await runningStore()
+    await store.recordStep({ migrationId: M, candidateId: 'billing-api', result: { stepName: 'bump-chart', candidate: { id: 'billing-api' }, success: true }, done: true, at: at() })
+    const activities = createActivities({ store, dispatcher: accepting })
+    expect(await activities.load(RUN)).toEqual({
+      currentStep: 0,
+      steps: [
+        { name: 'bump-chart', workerApp: 'charts', review: false },
+        { name: 'review', workerApp: 'console', review: true },
+      ],
+      reported: [{ stepName: 'bump-chart', success: true, done: true }],
+    })
+  })
+
+  it('loads nothing for a stale attempt', async () => {
+    const activities = createActivities({ store: await runningStore(), dispatcher: accepting })
+    expect(await activities.load({ ...RUN, attempt: 2 })).toBeUndefined()
+  })
+
+  it('turns a stale dispatch into a non-retryable LoomError:conflict failure', async () => {
+    const activities = createActivities({ store: await runningStore(), dispatcher: accepting })
+    const error = await activities.dispatch({ ...RUN, attempt: 2 }, 0).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(ApplicationFailure)
+    expect(error).toMatchObject({ type: 'LoomError:conflict', nonRetryable: true })
+  })
+
+  it('keeps an unreachable worker app retryable, and other errors as they are', async () => {
+    const store = await runningStore()
+    const down = createActivities({ store, dispatcher: { dispatch: async () => Promise.reject(new LoomError('unavailable', 'connection refused')) } })
+    expect(await down.dispatch(RUN, 0).catch((e: unknown) => e)).toMatchObject({ type: 'LoomError:unavailable', nonRetryable: false, message: 'connection refused' })
+    const broken = new TypeError('fetch failed')
+    const failing = createActivities({ store, dispatcher: { dispatch: async () => Promise.reject(broken) } })
+    expect(await failing.dispatch(RUN, 0).catch((e: unknown) => e)).toBe(broken)
+  })
+
+  it('dispatches the step with the run id as callback and the step event name', async () => {
+    const sent: unknown[] = []
+    const activities = createActivities({ store: await runningStore(), dispatcher: { dispatch: async (target, request) => void sent.push({ target, request }) } })
+    await activities.dispatch(RUN, 0)
+    expect(sent).toEqual([
+      {
+        target: { workerApp: 'charts' },
+        request: { migrationId: M, runId: RUN.runId, stepName: 'bump-chart', candidate: { id: 'billing-api' }, callbackId: RUN.runId, eventName: 'step-completed:bump-chart' },
+      },
+    ])
+  })
+
+  it('ends the run through the store, once, and tells onEvent', async () => {
+    const store = await runningStore()
+    const events: LoomEvent[] = []
+    const activities = createActivities({ store, dispatcher: accepting, onEvent: (e) => events.push(e) })
+    expect(await activities.finish(RUN, 'completed')).toBe(true)
+    expect(await activities.finish(RUN, 'completed')).toBe(false)
+    expect((await store.getCandidate(M, 'billing-api'))?.run?.state).toBe('completed')
+    expect(events.map((e) => e.type === 'run.status' && [e.runId, e.previous, e.status])).toEqual([[RUN.runId, 'running', 'completed']])
+  })
+
+  it('records a failed dispatch with its reason and resets the candidate', async () => {
+    const store = await runningStore()
+    const activities = createActivities({ store, dispatcher: accepting })
+    await activities.failStep(RUN, 0, 'dispatch to worker app charts failed: connection refused')
+    const run = (await store.getCandidate(M, 'billing-api'))?.run
+    expect(run?.state).toBe('failed')
+    expect(run?.steps[0]?.result).toEqual({ stepName: 'bump-chart', candidate: { id: 'billing-api' }, success: false, metadata: { error: 'dispatch to worker app charts failed: connection refused' } })
+  })
+
+  it('begins a manual-review step by recording that it awaits review', async () => {
+    const store = await runningStore()
+    const activities = createActivities({ store, dispatcher: accepting })
+    expect(await activities.beginStep(RUN, 1)).toBe(true)
+    const run = (await store.getCandidate(M, 'billing-api'))?.run
+    expect(run?.currentStep).toBe(1)
+    expect(run?.steps[0]).toMatchObject({ done: false, result: { stepName: 'review', metadata: { phase: 'awaiting_review' } } })
+    expect(await activities.beginStep({ ...RUN, attempt: 2 }, 1)).toBe(false)
+  })
+})
+
+describe('loomWorkflowsPath', () => {
+  it('finds the workflow module beside the package entry (the source file when run from source)', () => {
+    expect(loomWorkflowsPath()).toMatch(/packages\/temporal\/src\/workflows\.ts$/)
+  })
+})
