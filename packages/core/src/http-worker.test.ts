@@ -67,6 +67,26 @@ describe('httpDispatcher', () => {
   })
 })
 
+describe('httpDispatcher refusals', () => {
+  it.each([
+    [400, 'invalid'],
+    [401, 'unauthorized'],
+    [403, 'unauthorized'],
+    [404, 'not_found'],
+    [409, 'invalid'],
+    [413, 'too_large'],
+    [408, 'unavailable'],
+    [429, 'unavailable'],
+    [502, 'unavailable'],
+    [503, 'unavailable'],
+  ])('maps a worker answering %i to %s, never conflict', async (status, code) => {
+    const { fetch } = fakeFetch(() => new Response('{}', { status }))
+    const error = await httpDispatcher({ fetch }).dispatch({ workerApp: 'charts', workerUrl: 'http://w' }, request).catch((e) => e)
+    expect(LoomError.is(error, code as never)).toBe(true)
+    expect(error.details).toEqual({ workerStatus: status })
+  })
+})
+
 describe('httpDryRunner', () => {
   it('posts to {workerUrl}/dry-run and returns the checked result', async () => {
     const answer = { steps: [{ stepName: 'update-chart', skipped: false, files: [{ path: 'a.yaml', repo: 'gitops', after: 'x: 1\n' }] }] }

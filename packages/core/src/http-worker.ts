@@ -1,5 +1,5 @@
 import * as v from 'valibot'
-import { LoomError } from './errors'
+import { LoomError, type LoomErrorCode } from './errors'
 import type { DryRunner, DryRunTarget, StepDispatcher } from './ports'
 import { DryRunResultSchema } from './schemas'
 
@@ -25,6 +25,18 @@ function urlFor(target: { workerApp?: string; workerUrl?: string }, options: Htt
   return `${base.replace(/\/+$/, '')}${path}`
 }
 
+/**
+ * A worker's 4xx is a refusal that retrying will not change; a 5xx (or no answer) may pass.
+ * `conflict` is never used: for the engine it means "the run went stale".
+ */
+function refusalCode(status: number): LoomErrorCode {
+  if (status === 401 || status === 403) return 'unauthorized'
+  if (status === 404) return 'not_found'
+  if (status === 413) return 'too_large'
+  if (status >= 400 && status < 500 && status !== 408 && status !== 429) return 'invalid'
+  return 'unavailable'
+}
+
 async function post(url: string, body: unknown, options: HttpWorkerOptions, timeoutMs: number): Promise<Response> {
   const headers: Record<string, string> = { 'content-type': 'application/json' }
   if (options.token) headers.authorization = `Bearer ${options.token}`
@@ -41,7 +53,8 @@ async function post(url: string, body: unknown, options: HttpWorkerOptions, time
   }
   if (!response.ok) {
     const text = await response.text().catch(() => '')
-    throw new LoomError('unavailable', `worker at ${url} answered ${response.status}${text ? `: ${text.slice(0, 300)}` : ''}`)
+    const message = `worker at ${url} answered ${response.status}${text ? `: ${text.slice(0, 300)}` : ''}`
+    throw new LoomError(refusalCode(response.status), message, { details: { workerStatus: response.status } })
   }
   return response
 }

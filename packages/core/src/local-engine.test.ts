@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { LoomError } from './errors'
 import { createLoom } from './loom'
 import { localEngine } from './local-engine'
 import { memoryStore } from './memory-store'
@@ -63,6 +64,37 @@ describe('localEngine', () => {
     await loom.execute(await loom.queue('app-chart', 'billing-api'))
     await eventually(() => expect(worker.stepsOf(RUN)).toEqual(['update-chart']))
     expect((await loom.getRun(RUN)).status).toBe('running')
+    await loom.close()
+  })
+
+  it('fails the step at once, without retrying, when the worker refuses it', async () => {
+    const worker = fakeWorker()
+    let calls = 0
+    worker.dispatcher.dispatch = async () => {
+      calls++
+      throw new LoomError('unauthorized', 'worker at http://w/steps/dispatch answered 401')
+    }
+    const loom = createLoom({ store: memoryStore(), engine: localEngine({ dispatchAttempts: 4, retryDelayMs: 5 }), dispatcher: worker.dispatcher })
+    await loom.announce(announcement('app-chart', { steps: ['update-chart'], candidates: [{ id: 'billing-api' }] }))
+    await loom.execute(await loom.queue('app-chart', 'billing-api'))
+    await eventually(async () => expect((await loom.runStatus(RUN)).runtimeStatus).toBe('FAILED'))
+    expect(calls).toBe(1)
+    expect((await loom.runStatus(RUN)).result.results[0]?.metadata?.error).toContain('answered 401')
+    await loom.close()
+  })
+
+  it('sends the attempt with each dispatch, a new one for each run of the same run id', async () => {
+    const worker = fakeWorker()
+    const loom = createLoom({ store: memoryStore(), engine: localEngine(), dispatcher: worker.dispatcher })
+    await loom.announce(announcement('app-chart', { steps: ['update-chart'], candidates: [{ id: 'billing-api' }] }))
+    await loom.execute(await loom.queue('app-chart', 'billing-api'))
+    await eventually(() => expect(worker.dispatched).toHaveLength(1))
+    await loom.cancel(RUN)
+    await loom.execute(await loom.queue('app-chart', 'billing-api'))
+    await eventually(() => expect(worker.dispatched).toHaveLength(2))
+    const [first, second] = worker.dispatched.map((d) => d.request.attempt)
+    expect(typeof first).toBe('number')
+    expect(second).toBeGreaterThan(first!)
     await loom.close()
   })
 })

@@ -80,6 +80,8 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
       } catch (error) {
         if (LoomError.is(error, 'conflict')) return undefined // the run went stale meanwhile
         lastError = error
+        // A worker that refused the step (bad request, wrong token) will refuse it again.
+        if (LoomError.is(error) && error.code !== 'unavailable') return error
       }
     }
     return lastError

@@ -294,7 +294,10 @@ export interface RunHost {
   beginStep(run: RunStart, index: number): Promise<boolean>
   /** The final outcome already recorded for a step, if any (an event that came early). */
   reportedOutcome(run: RunStart, stepName: string): Promise<StepEvent | undefined>
-  /** Sends step `index` to its worker app. Throws when the worker could not be reached. */
+  /**
+   * Sends step `index` to its worker app. Throws `conflict` when the run went stale, and
+   * otherwise what the dispatcher threw.
+   */
   dispatch(run: RunStart, index: number): Promise<void>
   /** Records that step `index` failed without a worker report (dispatch failed), then fails the run. */
   failStep(run: RunStart, index: number, reason: string): Promise<void>
@@ -324,7 +327,9 @@ export interface DryRunTarget {
 export interface StepDispatcher {
   /**
    * Hands `request` to the worker. Resolves once the worker has accepted it (it reports the
-   * outcome later through Complete); throws `unavailable` when it could not be delivered.
+   * outcome later through Complete). Throws `unavailable` when it could not be delivered
+   * (worth retrying), or `invalid`, `unauthorized` or `not_found` when the worker refused it
+   * (retrying will not help). Never `conflict`: that code is the run host's "run went stale".
    */
   dispatch(target: WorkerTarget, request: DispatchStepRequest): Promise<void>
 }

@@ -106,6 +106,7 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
         candidate: loaded.candidate,
         callbackId: run.runId,
         eventName: stepEventName(step.name),
+        attempt: run.attempt,
         ...(step.config ? { config: step.config } : {}),
       }
       const target = loaded.migration.workerUrl

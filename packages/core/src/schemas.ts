@@ -200,6 +200,12 @@ export const DispatchStepRequestSchema = v.object({
   config: v.optional(StringMapSchema),
   callbackId: v.string(),
   eventName: v.string(),
+  /**
+   * The run's attempt (an addition to API 0.2). A step dispatched twice with the same
+   * attempt is the same work (Loom re-dispatches the step in flight after a restart); a
+   * larger attempt is a new run of the same run id after a cancel or a failure.
+   */
+  attempt: v.optional(v.number()),
 })
 
 export const DryRunRequestSchema = v.object({
