@@ -288,6 +288,31 @@ describe('temporalEngine: cancel, conflict and re-execute', () => {
     expect(await statusOf(store, 'billing-api')).toBe('running')
   })
 
+  it('a start terminates an open workflow of an earlier attempt that does not close in time', async () => {
+    // No worker: a cancel is requested but never processed, so attempt 1 stays open.
+    const store = memoryStore()
+    const harness = await createHarness({ address, store, dispatcher: recordingDispatcher(), noWorker: true, engine: { supersedeWaitMs: 300 } })
+    opened.push(harness)
+    const run = { runId: 'app-chart__billing-api', migrationId: MIGRATION, candidateId: 'billing-api', attempt: 1 }
+    await harness.engine.start(run)
+    await harness.engine.cancel(run.runId)
+    await expect(harness.engine.start(run)).rejects.toSatisfy((e) => LoomError.is(e, 'conflict'))
+
+    await harness.engine.start({ ...run, attempt: 2 })
+    // Visibility catches up asynchronously: wait until it lists both executions.
+    const executions = await until(async () => {
+      const found: [string, unknown][] = []
+      for await (const execution of harness.client.workflow.list({ query: `WorkflowId = '${run.runId}' AND TaskQueue = '${harness.taskQueue}'` })) {
+        found.push([execution.status.name, execution.memo?.loomAttempt])
+      }
+      return found.length === 2 && found.some(([status]) => status === 'TERMINATED') ? found.sort() : undefined
+    }, 20_000, 'two executions')
+    expect(executions).toEqual([
+      ['RUNNING', 2],
+      ['TERMINATED', 1],
+    ])
+  })
+
   it('refuses to start a run whose workflow is open at the same attempt: conflict', async () => {
     const { loom, dispatcher, harness } = await world()
     const runId = await loom.queue(MIGRATION, 'billing-api')
