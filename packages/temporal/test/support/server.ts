@@ -39,8 +39,13 @@ export async function startTemporal(): Promise<TemporalServer> {
 
 /** TEMPORAL_CLI_PATH, then `temporal` on PATH, then the scripts folder of pip's Python. */
 export function findTemporalBinary(): string | undefined {
+  const given = process.env.TEMPORAL_CLI_PATH
+  if (given) {
+    // A path that was asked for and is wrong is an error, not a reason to pick another binary.
+    if (!executable(given)) throw new Error(`TEMPORAL_CLI_PATH=${given} is not an executable file. ${HOW_TO}`)
+    return given
+  }
   const candidates: string[] = []
-  if (process.env.TEMPORAL_CLI_PATH) candidates.push(process.env.TEMPORAL_CLI_PATH)
   for (const dir of (process.env.PATH ?? '').split(delimiter)) if (dir) candidates.push(join(dir, 'temporal'))
   try {
     const scripts = execFileSync('python3', ['-c', 'import sysconfig; print(sysconfig.get_path("scripts"))'], {
@@ -52,14 +57,16 @@ export function findTemporalBinary(): string | undefined {
   } catch {
     // no python3: nothing to add
   }
-  return candidates.find((path) => {
-    try {
-      accessSync(path, constants.X_OK)
-      return true
-    } catch {
-      return false
-    }
-  })
+  return candidates.find(executable)
+}
+
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK)
+    return true
+  } catch {
+    return false
+  }
 }
 
 async function startDevServer(binary: string): Promise<TemporalServer> {
