@@ -55,6 +55,11 @@ describe('createActivities', () => {
     expect(error).toMatchObject({ type: 'LoomError:conflict', nonRetryable: true })
   })
 
+  it('makes a refusal by the worker app non-retryable', async () => {
+    const refusing = createActivities({ store: await runningStore(), dispatcher: { dispatch: async () => Promise.reject(new LoomError('unauthorized', 'worker app charts: 401')) } })
+    expect(await refusing.dispatch(RUN, 0).catch((e: unknown) => e)).toMatchObject({ type: 'LoomError:unauthorized', nonRetryable: true })
+  })
+
   it('keeps an unreachable worker app retryable, and other errors as they are', async () => {
     const store = await runningStore()
     const down = createActivities({ store, dispatcher: { dispatch: async () => Promise.reject(new LoomError('unavailable', 'connection refused')) } })
@@ -71,19 +76,28 @@ describe('createActivities', () => {
     expect(sent).toEqual([
       {
         target: { workerApp: 'charts' },
-        request: { migrationId: M, runId: RUN.runId, stepName: 'bump-chart', candidate: { id: 'billing-api' }, callbackId: RUN.runId, eventName: 'step-completed:bump-chart' },
+        request: { migrationId: M, runId: RUN.runId, stepName: 'bump-chart', candidate: { id: 'billing-api' }, callbackId: RUN.runId, eventName: 'step-completed:bump-chart', attempt: 1 },
       },
     ])
   })
 
-  it('ends the run through the store, once, and tells onEvent', async () => {
+  it('ends the run through the store once, tells onEvent, and is idempotent when run again', async () => {
     const store = await runningStore()
     const events: LoomEvent[] = []
     const activities = createActivities({ store, dispatcher: accepting, onEvent: (e) => events.push(e) })
     expect(await activities.finish(RUN, 'completed')).toBe(true)
-    expect(await activities.finish(RUN, 'completed')).toBe(false)
+    expect(await activities.finish(RUN, 'completed')).toBe(true)
+    expect(await activities.finish(RUN, 'failed')).toBe(false)
     expect((await store.getCandidate(M, 'billing-api'))?.run?.state).toBe('completed')
     expect(events.map((e) => e.type === 'run.status' && [e.runId, e.previous, e.status])).toEqual([[RUN.runId, 'running', 'completed']])
+  })
+
+  it('does not end a run that was cancelled meanwhile', async () => {
+    const store = await runningStore()
+    await store.transition({ migrationId: M, candidateId: 'billing-api', from: ['running'], to: 'cancelled', at: at() })
+    const activities = createActivities({ store, dispatcher: accepting })
+    expect(await activities.finish(RUN, 'completed')).toBe(false)
+    expect((await store.getCandidate(M, 'billing-api'))?.run?.state).toBe('cancelled')
   })
 
   it('records a failed dispatch with its reason and resets the candidate', async () => {

@@ -177,6 +177,20 @@ describe('temporalEngine: a run', () => {
     expect(step?.result.success).toBe(false)
     expect(step?.result.metadata?.error).toBe('dispatch to worker app charts failed: worker app charts: connection refused')
   })
+
+  it('fails the step at once when the worker app refuses it', async () => {
+    const { loom, store, dispatcher } = await world(THREE_STEPS, { run: { dispatchAttempts: 4, dispatchRetryIntervalMs: 50 } })
+    dispatcher.behaviour = () => {
+      throw new LoomError('invalid', 'worker app charts: unknown step bump-chart')
+    }
+    const runId = await loom.queue(MIGRATION, 'billing-api')
+    await loom.execute(runId)
+
+    await until(async () => (await statusOf(store, 'billing-api')) === 'not_started', 30_000, 'not_started')
+    expect(dispatcher.requests).toHaveLength(1)
+    const step = (await store.getCandidate(MIGRATION, 'billing-api'))?.run?.steps[0]
+    expect(step?.result.metadata?.error).toBe('dispatch to worker app charts failed: worker app charts: unknown step bump-chart')
+  })
 })
 
 describe('temporalEngine: events that come early or twice', () => {
