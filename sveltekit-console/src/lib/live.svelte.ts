@@ -4,6 +4,8 @@
  * server replays what was missed); `live.state` says whether the stream is up.
  */
 import type { LoomEvent } from '@loom/core'
+import { invalidate } from '$app/navigation'
+import { navigating } from '$app/state'
 
 type Listener = (event: LoomEvent) => void
 
@@ -43,4 +45,24 @@ export function onLoomEvent(listener: Listener): () => void {
 /** Opens the stream (the layout does this once, so the indicator shows on every page). */
 export function startLive(): void {
   connect()
+}
+
+/**
+ * A debounced `invalidate(dependency)` for pages that refresh on events. It never runs while
+ * the browser is navigating (the next page loads fresh data anyway, and an invalidation
+ * then would supersede the navigation), and `stop` cancels a pending one.
+ */
+export function refresher(dependency: string, delayMs = 150) {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  return {
+    soon() {
+      clearTimeout(timer)
+      timer = setTimeout(() => {
+        if (!navigating.to) void invalidate(dependency)
+      }, delayMs)
+    },
+    stop() {
+      clearTimeout(timer)
+    },
+  }
 }

@@ -4,6 +4,7 @@
  * refused, such as the 409 of a lost race — and then refreshes the page's data.
  */
 import type { SubmitFunction } from '@sveltejs/kit'
+import { invalidateAll } from '$app/navigation'
 import { toast } from './toasts.svelte'
 
 export interface Pending {
@@ -32,8 +33,10 @@ export function submitWith(pending: Pending, key: string, options: Options = {})
         } else if (result.type === 'error') {
           toast('error', result.error instanceof Error ? result.error.message : 'The action failed; try again.')
         }
-        // Keep the form's own fields (hidden ids) and refresh the data behind the page.
+        // Keep the form's own fields (hidden ids) and refresh the data behind the page; after a
+        // refusal too, since it usually means the page was out of date (a lost race).
         await update({ reset: false })
+        if (result.type === 'failure') await invalidateAll()
       } finally {
         pending.delete(key)
       }

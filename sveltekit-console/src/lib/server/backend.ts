@@ -207,7 +207,7 @@ async function temporal(
   ])
   const address = config.temporalAddress!
   const namespace = config.temporalNamespace
-  const taskQueue = 'loom'
+  const taskQueue = config.temporalTaskQueue
   const connection = await Connection.connect({ address })
   closers.push(() => connection.close())
   const client = new Client({ connection, namespace })

@@ -20,6 +20,8 @@ export interface ConsoleConfig {
   temporalAddress?: string
   /** Temporal namespace (`TEMPORAL_NAMESPACE`, default `default`). */
   temporalNamespace: string
+  /** The task queue of Loom's runs (`LOOM_TEMPORAL_TASK_QUEUE`, default `loom`). */
+  temporalTaskQueue: string
   /** MQTT broker (`MQTT_URL`) for announcements and step dispatch. */
   mqttUrl?: string
   /** The first topic level of Loom's MQTT topics (`LOOM_MQTT_TOPIC_PREFIX`, default `loom`). */
@@ -93,6 +95,7 @@ export function readConfig(env: Env, cwd = process.cwd()): ConsoleConfig {
   if (!/^\d+$/.test(port)) throw new Error(`PORT: "${port}" is not a port number`)
   const config: ConsoleConfig = {
     temporalNamespace: nonEmpty(env.TEMPORAL_NAMESPACE) ?? 'default',
+    temporalTaskQueue: nonEmpty(env.LOOM_TEMPORAL_TASK_QUEUE) ?? 'loom',
     databaseSchema: identifier('LOOM_DB_SCHEMA', env.LOOM_DB_SCHEMA, 'loom'),
     mqttTopicPrefix: topicPrefix('LOOM_MQTT_TOPIC_PREFIX', env.LOOM_MQTT_TOPIC_PREFIX, 'loom'),
     dataDir: path.resolve(cwd, nonEmpty(env.LOOM_DATA_DIR) ?? '.loom-data'),
