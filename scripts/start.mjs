@@ -64,6 +64,9 @@ process.env.PORT = port
 process.env.ORIGIN ||= `http://localhost:${port}`
 process.env.LOOM_PUBLIC_URL ||= process.env.ORIGIN
 process.env.LOOM_DATA_DIR ||= join(root, '.loom-data')
+// adapter-node cuts request bodies at 512 KB by default; the API has its own limit (4 MiB,
+// answered 413), which a worker submitting thousands of candidates needs to reach.
+process.env.BODY_SIZE_LIMIT ||= '8M'
 const url = process.env.ORIGIN
 
 let interrupted = 0

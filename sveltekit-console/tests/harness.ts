@@ -72,6 +72,8 @@ export async function startConsole(options: StartOptions = {}): Promise<ConsoleS
     ORIGIN: url,
     LOOM_PUBLIC_URL: url,
     LOOM_DATA_DIR: dataDir,
+    // As scripts/start.mjs sets it: the API's own body limit (4 MiB) applies, not adapter-node's 512 KB.
+    BODY_SIZE_LIMIT: '8M',
     // Pull requests merge quickly so a run goes from queued to its manual review in seconds.
     LOOM_EXAMPLE_AUTO_MERGE_MS: '200',
     ...options.env,
