@@ -26,7 +26,7 @@ export interface ClientOptions {
   /** Bearer token sent with every request (the operator token, or a worker's token). */
   token?: string
   /** The fetch to use; defaults to the global one. Tests pass `app.request`. */
-  fetch?: (input: Request | string | URL, init?: RequestInit) => Promise<Response>
+  fetch?: (input: Request | string | URL, init?: RequestInit) => Response | Promise<Response>
   /** Extra headers sent with every request. */
   headers?: Record<string, string>
   /** First delay before `subscribe` reconnects, doubled up to 30 s; the server's `retry` overrides it. Default 1 s. */

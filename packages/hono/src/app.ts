@@ -15,6 +15,7 @@ import * as v from 'valibot'
 import { bearer } from './auth'
 import { errorResponse, toErrorResponse, type ErrorBody } from './errors'
 import { eventHub, eventStream } from './events'
+import { listCache } from './list-cache'
 import { openApiDocument } from './openapi'
 import { jsonBody, queryOf, slugParam } from './validation'
 
@@ -39,6 +40,14 @@ export interface LoomAppOptions {
    * client that reconnects with `Last-Event-ID`. Default 60 s.
    */
   eventReplayMs?: number
+  /**
+   * Serve `GET /migrations/{id}/candidates` without a query from the serialized list, kept
+   * until this process's `loom` reports a change to the migration. Several times faster
+   * for large lists, but only correct when every change goes through this process's
+   * `loom` (memory store, or embedded PGlite with the local engine); not with a store
+   * shared between processes or a Temporal engine. Default false.
+   */
+  cacheCandidateLists?: boolean
   /** Receives errors that are bugs (answered 500). Default: console.error. */
   onError?: (error: unknown) => void
 }
@@ -85,6 +94,7 @@ export function loomApp(loom: Loom, options: LoomAppOptions = {}) {
   const worker = bearer([options.workerToken ?? options.token, options.token], 'worker')
   const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024
   const hub = eventHub(loom, options.eventReplayMs ?? 60_000)
+  const lists = options.cacheCandidateLists ? listCache(loom) : undefined
   let openapi: Record<string, unknown> | undefined
   const migrationId = slugParam('id', 'migrationId')
 
@@ -105,7 +115,10 @@ export function loomApp(loom: Loom, options: LoomAppOptions = {}) {
     .get('/:id/candidates', operator, migrationId, queryOf(CandidateQuerySchema, numbersIn), async (c) => {
       const id = c.req.valid('param').id
       // API 0.2 clients expect the bare list of every candidate; a query pages it and counts.
-      if (Object.keys(c.req.query()).length === 0) return c.json(await loom.listCandidates(id))
+      if (Object.keys(c.req.query()).length === 0) {
+        if (lists) return c.body(await lists.get(id), 200, { 'content-type': 'application/json' })
+        return c.json(await loom.listCandidates(id))
+      }
       const { candidates, total } = await loom.searchCandidates(id, c.req.valid('query'))
       return c.json(candidates, 200, { 'X-Total-Count': String(total) })
     })

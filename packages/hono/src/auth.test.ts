@@ -48,7 +48,7 @@ describe('bearer tokens', () => {
     await t.loom.announce(announcement(M, { candidates: candidates(1) }))
     const before = await t.snapshot()
     for (const authorization of [undefined, 'Bearer nope', 'Basic b3A6c2VjcmV0', 'Bearer', 'op-secret', 'Bearer op-secret extra']) {
-      const headers = authorization ? { authorization } : {}
+      const headers: Record<string, string> = authorization ? { authorization } : {}
       expect((await t.call('POST', `/migrations/${M}/queue`, { candidateId: 'svc-0' }, headers)).status, authorization).toBe(401)
       expect((await t.call('POST', `/migrations/${M}/candidates`, { candidates: [] }, headers)).status, authorization).toBe(401)
       expect((await t.call('DELETE', `/migrations/${M}`, undefined, headers)).status, authorization).toBe(401)

@@ -1,0 +1,39 @@
+import type { Loom } from '@loom/core'
+
+/** Migrations whose lists are kept at most; the oldest is dropped first. */
+const MAX_ENTRIES = 64
+
+/**
+ * The serialized candidate list of each migration, kept until `loom` reports a change to
+ * that migration. Serializing a list of thousands of candidates costs more than the rest
+ * of the request together (see bench/http-candidates.ts); consoles poll it.
+ *
+ * Only correct when every change reaches this process's `loom.subscribe`: a memory store,
+ * or an embedded database with the local engine. A store shared with another process, or
+ * an engine whose runs end in another process (a Temporal worker), changes lists without
+ * telling this one. Hence opt-in.
+ */
+export function listCache(loom: Loom) {
+  const entries = new Map<string, Uint8Array<ArrayBuffer>>()
+  /** Bumped by every change, so a list read before a change is never stored after it. */
+  const generations = new Map<string, number>()
+  const encoder = new TextEncoder()
+  loom.subscribe((event) => {
+    generations.set(event.migrationId, (generations.get(event.migrationId) ?? 0) + 1)
+    entries.delete(event.migrationId)
+  })
+
+  return {
+    async get(migrationId: string): Promise<Uint8Array<ArrayBuffer>> {
+      const hit = entries.get(migrationId)
+      if (hit) return hit
+      const generation = generations.get(migrationId) ?? 0
+      const bytes = encoder.encode(JSON.stringify(await loom.listCandidates(migrationId)))
+      if ((generations.get(migrationId) ?? 0) === generation) {
+        entries.set(migrationId, bytes)
+        if (entries.size > MAX_ENTRIES) entries.delete(entries.keys().next().value!)
+      }
+      return bytes
+    },
+  }
+}
