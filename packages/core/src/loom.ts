@@ -105,6 +105,11 @@ export interface LoomInstance extends Loom {
   readonly ready: Promise<void>
   /** Stops the engine's work in this process. The store is the caller's to close. */
   close(): Promise<void>
+  /**
+   * Hands subscribers a change made outside this instance: pass it as the event callback of
+   * a run host this process runs elsewhere (`createLoomWorker({ onEvent: loom.publish })`).
+   */
+  publish(event: LoomEvent): void
 }
 
 /**
@@ -273,6 +278,8 @@ export function createLoom(deps: LoomDeps): LoomInstance {
 
   const loom: LoomInstance = {
     ready,
+
+    publish: emit,
 
     async close() {
       await engine.close?.()

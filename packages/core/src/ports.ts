@@ -301,7 +301,11 @@ export interface RunHost {
   dispatch(run: RunStart, index: number): Promise<void>
   /** Records that step `index` failed without a worker report (dispatch failed), then fails the run. */
   failStep(run: RunStart, index: number, reason: string): Promise<void>
-  /** Ends the run: `completed` after the last success, `failed` (candidate `not_started`) after a failure. */
+  /**
+   * Ends the run: `completed` after the last success, `failed` (candidate `not_started`) after
+   * a failure. Idempotent: true when this attempt has ended with this outcome (now or before),
+   * false when the run went stale.
+   */
   finish(run: RunStart, outcome: 'completed' | 'failed'): Promise<boolean>
   /** Runs the store says are running (for an engine resuming after a restart). */
   runningRuns(): Promise<RunStart[]>

@@ -56,7 +56,12 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
       attempt: run.attempt,
       at: at(),
     })
-    if (!result.ok) return false
+    if (!result.ok) {
+      // Run again (a Temporal activity replayed after its worker died): this attempt already
+      // ended this way, which is not the same as having gone stale.
+      const found = await store.getCandidate(run.migrationId, run.candidateId)
+      return found?.run?.attempt === run.attempt && found.run.state === rule.to
+    }
     emit({
       type: 'run.status',
       runId: run.runId,

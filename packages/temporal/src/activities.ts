@@ -71,14 +71,7 @@ export function createActivities({ store, dispatcher, onEvent, now }: LoomActivi
     beginStep: (run, index) => failureOf(() => host.beginStep(run, index)),
     dispatch: (run, index) => failureOf(() => host.dispatch(run, index)),
     failStep: (run, index, reason) => failureOf(() => host.failStep(run, index, reason)),
-    finish: (run, outcome) =>
-      failureOf(async () => {
-        if (await host.finish(run, outcome)) return true
-        // Run again on replay after a worker died before Temporal recorded its result: the run
-        // already ended this way, which is not the same as having been cancelled meanwhile.
-        const found = await store.getCandidate(run.migrationId, run.candidateId)
-        return found?.run?.attempt === run.attempt && found.run.state === outcome
-      }),
+    finish: (run, outcome) => failureOf(() => host.finish(run, outcome)),
   }
 }
 

@@ -1,5 +1,5 @@
 import { describe, inject } from 'vitest'
-import { createLoom, memoryStore, type Loom, type LoomEvent } from '@loom/core'
+import { createLoom, memoryStore, type LoomInstance } from '@loom/core'
 import { engineContract, loomContract } from '@loom/core/testing'
 import { createHarness } from './support/harness'
 
@@ -16,22 +16,11 @@ describe('@loom/temporal', () => {
 
   loomContract('createLoom(memoryStore, temporalEngine)', async ({ dispatcher, dryRunner }) => {
     const store = memoryStore()
-    // The worker's run changes (completed, awaiting review) reach subscribers through onEvent.
-    const workerListeners = new Set<(event: LoomEvent) => void>()
-    const harness = await createHarness({ address, store, dispatcher, engine, onEvent: (e) => workerListeners.forEach((l) => l(e)) })
-    const inner = createLoom({ store, engine: harness.engine, dispatcher, dryRunner, onError: () => {} })
-    await inner.ready
-    const loom: Loom = {
-      ...inner,
-      subscribe(listener) {
-        const stop = inner.subscribe(listener)
-        workerListeners.add(listener)
-        return () => {
-          stop()
-          workerListeners.delete(listener)
-        }
-      },
-    }
+    // The worker's run changes (completed, awaiting review) reach subscribers through publish.
+    let loom: LoomInstance | undefined
+    const harness = await createHarness({ address, store, dispatcher, engine, onEvent: (e) => loom?.publish(e) })
+    loom = createLoom({ store, engine: harness.engine, dispatcher, dryRunner, onError: () => {} })
+    await loom.ready
     return { loom, close: () => harness.close() }
   })
 })

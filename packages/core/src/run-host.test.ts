@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest'
+import { createLoom } from './loom'
+import { localEngine } from './local-engine'
+import { memoryStore } from './memory-store'
+import { createRunHost } from './run-host'
+import type { LoomEvent } from './schemas'
+import { announcement, fakeWorker } from './testing/fakes'
+
+describe('createRunHost', () => {
+  const setup = async () => {
+    const store = memoryStore()
+    const worker = fakeWorker()
+    const loom = createLoom({ store, engine: localEngine({ resume: false }), dispatcher: worker.dispatcher })
+    await loom.announce(announcement('app-chart', { steps: ['update-chart'], candidates: [{ id: 'billing-api' }] }))
+    const runId = await loom.queue('app-chart', 'billing-api')
+    const found = await store.getCandidate('app-chart', 'billing-api')
+    const run = { runId, migrationId: 'app-chart', candidateId: 'billing-api', attempt: found!.run!.attempt }
+    return { store, worker, loom, run }
+  }
+
+  it('ends a run once, and answers true again for the same outcome without a second event', async () => {
+    const { store, worker, run } = await setup()
+    await store.transition({ migrationId: 'app-chart', candidateId: 'billing-api', from: ['queued'], to: 'running', at: new Date().toISOString() })
+    const events: LoomEvent[] = []
+    const host = createRunHost({ store, dispatcher: worker.dispatcher, emit: (e) => events.push(e) })
+    expect(await host.finish(run, 'completed')).toBe(true)
+    expect(await host.finish(run, 'completed')).toBe(true)
+    expect(await host.finish(run, 'failed')).toBe(false)
+    expect(events.filter((e) => e.type === 'run.status')).toHaveLength(1)
+  })
+
+  it('treats a stale attempt as stale: nothing changes and every operation says so', async () => {
+    const { store, worker, run } = await setup()
+    await store.transition({ migrationId: 'app-chart', candidateId: 'billing-api', from: ['queued'], to: 'running', at: new Date().toISOString() })
+    const host = createRunHost({ store, dispatcher: worker.dispatcher })
+    const stale = { ...run, attempt: run.attempt + 1 }
+    expect(await host.load(stale)).toBeUndefined()
+    expect(await host.beginStep(stale, 0)).toBe(false)
+    expect(await host.finish(stale, 'completed')).toBe(false)
+    await expect(host.dispatch(stale, 0)).rejects.toMatchObject({ code: 'conflict' })
+    expect(worker.dispatched).toEqual([])
+    expect((await store.getCandidate('app-chart', 'billing-api'))!.run!.state).toBe('running')
+  })
+
+  it('lets events from a host elsewhere in the process reach subscribers through publish', async () => {
+    const { loom } = await setup()
+    const seen: string[] = []
+    loom.subscribe((e) => seen.push(e.type))
+    loom.publish({ type: 'migration.deleted', migrationId: 'x', at: new Date().toISOString() })
+    expect(seen).toEqual(['migration.deleted'])
+  })
+})
