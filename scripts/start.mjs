@@ -67,6 +67,8 @@ process.env.LOOM_DATA_DIR ||= join(root, '.loom-data')
 // adapter-node cuts request bodies at 512 KB by default; the API has its own limit (4 MiB,
 // answered 413), which a worker submitting thousands of candidates needs to reach.
 process.env.BODY_SIZE_LIMIT ||= '8M'
+// On Ctrl-C, connections still busy after this many seconds are closed so the process can end.
+process.env.SHUTDOWN_TIMEOUT ||= '5'
 const url = process.env.ORIGIN
 
 let interrupted = 0

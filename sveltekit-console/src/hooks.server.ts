@@ -10,8 +10,14 @@ const stopping = new AbortController()
 if (!dev) {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stopping.abort())
   // adapter-node emits this once the HTTP server has closed: close Loom, the database and the
-  // worker, then let the process end. A handle someone else left open must not keep it alive.
+  // worker, then let the process end. A handle someone else left open must not keep it alive,
+  // and neither may a close that hangs.
   process.once('sveltekit:shutdown' as 'exit', () => {
+    const deadline = setTimeout(() => {
+      console.error('[loom console] closing took longer than 10 s; exiting anyway')
+      process.exit(1)
+    }, 10_000)
+    deadline.unref()
     void closeBackend().finally(() => setTimeout(() => process.exit(0), 1000).unref())
   })
 }

@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest'
+import { describeConfig, readConfig } from './config'
+
+describe('readConfig', () => {
+  it('defaults to the embedded setup: PGlite in .loom-data, local engine, the example worker, no token', () => {
+    const config = readConfig({}, '/srv/loom')
+    expect(config).toEqual({
+      dataDir: '/srv/loom/.loom-data',
+      databaseSchema: 'loom',
+      exampleWorker: true,
+      exampleAutoMergeMs: 5000,
+      mqttTopicPrefix: 'loom',
+      publicUrl: 'http://localhost:3000',
+      temporalNamespace: 'default',
+      temporalTaskQueue: 'loom',
+    })
+    expect(describeConfig(config)).toEqual([
+      'store: PGlite in /srv/loom/.loom-data',
+      'engine: local (in-process)',
+      'announcements: HTTP',
+      'example worker: in-process at http://localhost:3000/worker',
+      'auth: open (set LOOM_TOKEN to require a token)',
+    ])
+  })
+
+  it('switches each part to its service when its variable is set', () => {
+    const config = readConfig(
+      {
+        DATABASE_URL: 'postgres://loom:secret@db:5432/loom',
+        TEMPORAL_ADDRESS: 'temporal:7233',
+        MQTT_URL: 'mqtt://broker:1883',
+        LOOM_TOKEN: 'op-token',
+        PORT: '8080',
+        LOOM_DATA_DIR: 'data',
+      },
+      '/srv',
+    )
+    expect(config).toMatchObject({
+      databaseUrl: 'postgres://loom:secret@db:5432/loom',
+      temporalAddress: 'temporal:7233',
+      mqttUrl: 'mqtt://broker:1883',
+      token: 'op-token',
+      publicUrl: 'http://localhost:8080',
+      dataDir: '/srv/data',
+    })
+    // The password never reaches the log line.
+    expect(describeConfig(config)[0]).toBe('store: PostgreSQL (postgres://loom:***@db:5432/loom)')
+  })
+
+  it('talks to a remote Loom with LOOM_URL and then hosts no example worker by default', () => {
+    const config = readConfig({ LOOM_URL: 'https://loom.example.com/api/' })
+    expect(config.loomUrl).toBe('https://loom.example.com/api')
+    expect(config.exampleWorker).toBe(false)
+    expect(describeConfig(config)).toEqual(['Loom API: remote, https://loom.example.com/api'])
+  })
+
+  it.each([
+    [{ LOOM_URL: 'ftp://x' }, 'LOOM_URL: "ftp://x" must start with http:// or https://'],
+    [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL: "mysql://x" must start with postgres:// or postgresql://'],
+    [{ TEMPORAL_ADDRESS: 'http://temporal' }, 'TEMPORAL_ADDRESS: "http://temporal" must be host:port'],
+    [{ PORT: 'eighty' }, 'PORT: "eighty" is not a port number'],
+    [{ LOOM_EXAMPLE_WORKER: 'maybe' }, 'LOOM_EXAMPLE_WORKER: "maybe" is not a boolean (use true or false)'],
+    [{ LOOM_EXAMPLE_AUTO_MERGE_MS: '5s' }, 'LOOM_EXAMPLE_AUTO_MERGE_MS: "5s" is not a number of milliseconds'],
+    [{ LOOM_DB_SCHEMA: 'Loom; drop' }, 'LOOM_DB_SCHEMA: "Loom; drop" must be a lower-case SQL identifier (a-z, 0-9, _)'],
+    [{ LOOM_MQTT_TOPIC_PREFIX: 'loom/#' }, 'LOOM_MQTT_TOPIC_PREFIX: "loom/#" must be MQTT topic levels without wildcards or outer slashes'],
+  ])('refuses %o with an error naming the variable', (env, message) => {
+    expect(() => readConfig(env)).toThrow(message)
+  })
+
+  it('treats empty variables as unset', () => {
+    expect(readConfig({ LOOM_TOKEN: '', DATABASE_URL: '  ', LOOM_URL: '' })).not.toHaveProperty('token')
+    expect(readConfig({ DATABASE_URL: '  ' })).not.toHaveProperty('databaseUrl')
+  })
+})
