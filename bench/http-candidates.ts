@@ -2,7 +2,7 @@
  * `GET /migrations/{id}/candidates` of loomApp against a bare Hono route returning the
  * same JSON bytes, with 1,000 and 10,000 candidates on the memory store; and, to separate
  * the store's share from serialization's, a route that serializes the same list held in
- * memory (`c.json(list)`). The apps run
+ * memory (`c.json(list)`), and loomApp with its opt-in `cacheCandidateLists`. The apps run
  * on @hono/node-server in one child process (so the load generator does not share their
  * event loop); autocannon drives them from this process over 127.0.0.1, taking turns each
  * round. Prints requests per second, latency and Loom's ratio to the
@@ -40,17 +40,19 @@ async function buildApps(n: number) {
   // A few runs, so statuses and run ids vary as they would.
   for (let i = 0; i < n; i += 10) await loom.queue(M, `svc-${i}`)
   const loomHttp = loomApp(loom)
+  const loomCached = loomApp(loom, { cacheCandidateLists: true })
   const reference = await loomHttp.request(`/migrations/${M}/candidates`)
   const bytes = new Uint8Array(await reference.arrayBuffer())
   const bare = new Hono().get('/migrations/:id/candidates', (c) => c.body(bytes, 200, { 'content-type': 'application/json' }))
   // The same list kept as objects and serialized per request: what any JSON API pays, store or not.
   const list = await loom.listCandidates(M)
   const serialize = new Hono().get('/migrations/:id/candidates', (c) => c.json(list))
-  return { loom, loomHttp, bare, serialize, bytes }
+  return { loom, loomHttp, loomCached, bare, serialize, bytes }
 }
 
 interface Ports {
   loom: number
+  cached: number
   bare: number
   serialize: number
   bytes: number
@@ -60,12 +62,12 @@ interface Ports {
 async function child() {
   const ports: Record<string, Ports> = {}
   for (const n of SIZES) {
-    const { loomHttp, bare, serialize, bytes } = await buildApps(n)
+    const { loomHttp, loomCached, bare, serialize, bytes } = await buildApps(n)
     const listen = (fetch: (r: Request) => Response | Promise<Response>) =>
       new Promise<number>((resolve) => {
         serve({ fetch, hostname: '127.0.0.1', port: 0 }, (info) => resolve(info.port))
       })
-    ports[n] = { loom: await listen(loomHttp.fetch), bare: await listen(bare.fetch), serialize: await listen(serialize.fetch), bytes: bytes.length }
+    ports[n] = { loom: await listen(loomHttp.fetch), cached: await listen(loomCached.fetch), bare: await listen(bare.fetch), serialize: await listen(serialize.fetch), bytes: bytes.length }
   }
   process.send!({ ports })
 }
@@ -122,7 +124,8 @@ async function parent() {
       const path = `/migrations/${M}/candidates`
       const url = (port: number) => `http://127.0.0.1:${port}${path}`
       // Warm-up: JIT and connection pools on all three.
-      for (const port of [p.bare, p.serialize, p.loom]) await load(url(port), 2)
+      for (const port of [p.bare, p.serialize, p.loom, p.cached]) await load(url(port), 2)
+      const cached: Measure[] = []
       const bare: Measure[] = []
       const serialize: Measure[] = []
       const loom: Measure[] = []
@@ -130,9 +133,10 @@ async function parent() {
         bare.push(await load(url(p.bare), DURATION))
         loom.push(await load(url(p.loom), DURATION))
         serialize.push(await load(url(p.serialize), DURATION))
+        cached.push(await load(url(p.cached), DURATION))
       }
       const best = (ms: Measure[]) => ms.reduce((a, b) => (b.rps > a.rps ? b : a))
-      const [b, l, j] = [best(bare), best(loom), best(serialize)]
+      const [b, l, j, k] = [best(bare), best(loom), best(serialize), best(cached)]
       const all = (ms: Measure[]) => ms.map((m) => m.rps.toFixed(0)).join(' / ')
       const show = (m: Measure) => `${m.rps.toFixed(0)} req/s (p50 ${m.p50} ms, p99 ${m.p99} ms)`
       lines.push(
@@ -140,7 +144,9 @@ async function parent() {
           `    bare route (same bytes)        ${show(b)}\n` +
           `    loomApp                        ${show(l)}   ratio to bare ${(l.rps / b.rps).toFixed(2)}\n` +
           `    c.json of the list (no store)  ${show(j)}   ratio to bare ${(j.rps / b.rps).toFixed(2)}\n` +
-          `    rounds: bare ${all(bare)}; loomApp ${all(loom)}; c.json ${all(serialize)}; errors ${[...bare, ...loom, ...serialize].reduce((s, m) => s + m.errors, 0)}`,
+          `    loomApp, cacheCandidateLists   ${show(k)}   ratio to bare ${(k.rps / b.rps).toFixed(2)}\n` +
+          `    rounds: bare ${all(bare)}; loomApp ${all(loom)}; c.json ${all(serialize)}; cached ${all(cached)}; ` +
+          `errors ${[...bare, ...loom, ...serialize, ...cached].reduce((s, m) => s + m.errors, 0)}`,
       )
       console.log(lines.at(-1))
     }
