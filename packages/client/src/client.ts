@@ -253,12 +253,12 @@ export function createClient(options: ClientOptions): LoomClient {
 }
 
 /**
- * A path segment. `.` and `..` are escaped too: URL parsing would otherwise resolve them
- * and send the request to another route.
+ * A path segment. `.` and `..` cannot be sent as one (URL parsing resolves them, even
+ * percent-encoded); they break the id rules anyway, and the request they turn into
+ * reaches no route of the API, which answers 404 as `createLoom` answers `not_found`.
  */
 function segment(value: string): string {
-  const encoded = encodeURIComponent(String(value))
-  return encoded === '.' || encoded === '..' ? encoded.replaceAll('.', '%2E') : encoded
+  return encodeURIComponent(String(value))
 }
 
 /** The `LoomError` an error answer stands for: rebuilt from `{ error, code }`, else `unavailable`. */

@@ -1,0 +1,196 @@
+import { LoomError, createLoom, localEngine, memoryStore, type LoomEvent } from '@loom/core'
+import { announcement, candidates, eventually, expectLoomError } from '@loom/core/testing'
+import { loomApp } from '@loom/hono'
+import { afterEach, describe, expect, it } from 'vitest'
+import { createClient } from './index'
+
+const M = 'app-chart'
+const cleanups: Array<() => Promise<void> | void> = []
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!()
+})
+
+/** A client over a real loomApp, through `app.request`, with every request recorded. */
+async function over(options: { token?: string; appToken?: string; wrap?: (request: Request, response: Response) => Response } = {}) {
+  const store = memoryStore()
+  const loom = createLoom({ store, engine: localEngine(), onError: () => {} })
+  await loom.ready
+  const app = loomApp(loom, options.appToken ? { token: options.appToken } : {})
+  const requests: Request[] = []
+  const errors: unknown[] = []
+  const client = createClient({
+    baseUrl: 'http://loom.test/api/',
+    ...(options.token ? { token: options.token } : {}),
+    headers: { 'x-trace': 'abc' },
+    reconnectDelayMs: 10,
+    onError: (e) => errors.push(e),
+    fetch: async (input, init) => {
+      const request = new Request(input, init)
+      requests.push(request.clone())
+      const url = new URL(request.url)
+      const response = await app.request(url.pathname.replace(/^\/api/, '') + url.search, request)
+      return options.wrap ? options.wrap(request, response) : response
+    },
+  })
+  cleanups.push(() => client.close(), () => loom.close())
+  return { client, loom, store, requests, errors }
+}
+
+describe('requests', () => {
+  it('sends the token and extra headers, and encodes path segments', async () => {
+    const { client, requests } = await over({ token: 'op', appToken: 'op' })
+    await expectLoomError(client.getMigration('a b/c'), 'invalid')
+    await expectLoomError(client.getRun('..'), 'not_found')
+    await expectLoomError(client.getRun('.'), 'not_found')
+    // `..` and `.` resolve away in any URL; they land on no route, which answers not_found.
+    expect(requests.map((r) => new URL(r.url).pathname)).toEqual(['/api/migrations/a%20b%2Fc', '/api/', '/api/runs/'])
+    expect(requests.every((r) => r.headers.get('authorization') === 'Bearer op' && r.headers.get('x-trace') === 'abc')).toBe(true)
+  })
+
+  it('checks the ids of queue and dryRun before sending, as createLoom does', async () => {
+    const { client, requests } = await over()
+    const error = await expectLoomError(client.queue('', 'svc-0'), 'invalid')
+    expect(error.message).toBe('migrationId: must not be empty')
+    await expectLoomError(client.dryRun(M, 'a__b'), 'invalid')
+    expect(requests).toEqual([])
+  })
+
+  it('pages a search with its query and reads the total from X-Total-Count', async () => {
+    const { client, loom, requests } = await over()
+    await loom.announce(announcement(M, { candidates: candidates(5) }))
+    const page = await client.searchCandidates(M, { q: 'payments', limit: 2, offset: 1 })
+    expect(page.total).toBe(3)
+    expect(page.candidates.map((c) => c.id)).toEqual(['svc-2', 'svc-4'])
+    expect(new URL(requests[0]!.url).search).toBe('?q=payments&limit=2&offset=1')
+    expect(await client.searchCandidates(M, {})).toMatchObject({ total: 5 })
+  })
+})
+
+describe('errors', () => {
+  it('rebuilds the LoomError from the {error, code} body, with its details', async () => {
+    const { client, loom } = await over()
+    await loom.announce(announcement(M, { candidates: candidates(1) }))
+    await loom.queue(M, 'svc-0')
+    const conflict = await expectLoomError(client.queue(M, 'svc-0'), 'conflict')
+    expect(conflict.message).toContain('the candidate is queued')
+    expect(conflict.details).toEqual({ httpStatus: 409, status: 'queued' })
+    const invalid = await expectLoomError(client.submitCandidates(M, [{ id: 'a__b' }]), 'invalid')
+    expect(invalid.details).toEqual({ httpStatus: 400, field: 'candidates.0.id' })
+    expect(LoomError.is(invalid)).toBe(true)
+  })
+
+  it('rebuilds unavailable with the failing dependency from a 503 health answer', async () => {
+    const store = memoryStore()
+    const loom = createLoom({ store: { ...store, ping: () => Promise.reject(new Error('connection refused')) }, engine: localEngine() })
+    const app = loomApp(loom)
+    const client = createClient({ baseUrl: 'http://loom.test', fetch: (input, init) => app.request(input, init) })
+    cleanups.push(() => loom.close())
+    const error = await expectLoomError(client.health(), 'unavailable')
+    expect(error.message).toBe('store: connection refused')
+    expect(error.details?.dependency).toBe('store')
+  })
+
+  it('answers unavailable for a server that cannot be reached or does not speak the contract', async () => {
+    const down = createClient({ baseUrl: 'http://loom.test', fetch: () => Promise.reject(new TypeError('fetch failed')) })
+    expect((await expectLoomError(down.listMigrations(), 'unavailable')).message).toBe('Loom at http://loom.test could not be reached: fetch failed')
+    const proxy = createClient({ baseUrl: 'http://loom.test', fetch: async () => new Response('<html>Bad gateway</html>', { status: 502 }) })
+    const error = await expectLoomError(proxy.getMigration(M), 'unavailable')
+    expect(error.message).toBe('Loom at http://loom.test answered 502: <html>Bad gateway</html>')
+    expect(error.details).toEqual({ httpStatus: 502 })
+    const garbled = createClient({ baseUrl: 'http://loom.test', fetch: async () => new Response('not json', { status: 200 }) })
+    await expectLoomError(garbled.getMigration(M), 'unavailable')
+  })
+})
+
+describe('subscribe', () => {
+  it('delivers the events of changes made through the client right after subscribing', async () => {
+    const { client } = await over()
+    const events: LoomEvent[] = []
+    const stop = client.subscribe((e) => events.push(e))
+    // No pause: the announce waits until the stream is in place.
+    await client.announce(announcement(M, { candidates: candidates(1) }))
+    await eventually(() => expect(events.map((e) => e.type)).toEqual(['migration.updated', 'candidates.submitted']))
+    stop()
+  })
+
+  it('shares one stream between listeners, and closes it when the last one leaves', async () => {
+    const { client, loom, requests } = await over()
+    const a: string[] = []
+    const b: string[] = []
+    const stopA = client.subscribe((e) => a.push(e.type))
+    const stopB = client.subscribe((e) => b.push(e.type))
+    await client.health()
+    await loom.announce(announcement(M))
+    await eventually(() => expect([a, b]).toEqual([['migration.updated'], ['migration.updated']]))
+    const streams = requests.filter((r) => r.url.endsWith('/events'))
+    expect(streams).toHaveLength(1)
+    stopA()
+    expect(streams[0]!.signal.aborted).toBe(false)
+    stopB()
+    expect(streams[0]!.signal.aborted).toBe(true)
+  })
+
+  it('reconnects after the stream drops, with Last-Event-ID, and misses nothing', async () => {
+    let drops = 1
+    const { client, loom, requests, errors } = await over({
+      // The first stream ends after its first event, as a proxy cutting a long response would.
+      wrap: (request, response) => {
+        if (!request.url.endsWith('/events') || drops-- <= 0) return response
+        const reader = response.body!.getReader()
+        let seen = ''
+        return new Response(
+          new ReadableStream<Uint8Array>({
+            async pull(controller) {
+              const { done, value } = await reader.read()
+              if (done) return controller.close()
+              controller.enqueue(value)
+              seen += new TextDecoder().decode(value)
+              if (seen.includes('data: ')) {
+                await reader.cancel()
+                controller.close()
+              }
+            },
+          }),
+          response,
+        )
+      },
+    })
+    await loom.announce(announcement(M, { candidates: candidates(3) }))
+    const seen: string[] = []
+    const stop = client.subscribe((e) => {
+      if (e.type === 'run.status') seen.push(e.candidateId)
+    })
+    await client.health()
+    await loom.queue(M, 'svc-0')
+    await loom.queue(M, 'svc-1')
+    await loom.queue(M, 'svc-2')
+    await eventually(() => expect(seen).toEqual(['svc-0', 'svc-1', 'svc-2']))
+    const streams = requests.filter((r) => r.url.endsWith('/events'))
+    expect(streams).toHaveLength(2)
+    expect(streams[1]!.headers.get('last-event-id')).toMatch(/^[0-9a-f]{8}-1$/)
+    expect(errors).toEqual([])
+    stop()
+  })
+
+  it('keeps calling the other listeners when one throws, and reports the error', async () => {
+    const { client, loom, errors } = await over()
+    const received: string[] = []
+    client.subscribe(() => {
+      throw new Error('listener bug')
+    })
+    client.subscribe((e) => received.push(e.type))
+    await client.health()
+    await loom.announce(announcement(M))
+    await eventually(() => expect(received).toEqual(['migration.updated']))
+    expect(errors).toEqual([new Error('listener bug')])
+  })
+
+  it('retries a refused stream and reports the refusal once', async () => {
+    const { client, requests, errors } = await over({ appToken: 'op' })
+    const stop = client.subscribe(() => {})
+    await eventually(() => expect(requests.filter((r) => r.url.endsWith('/events')).length).toBeGreaterThanOrEqual(3))
+    stop()
+    expect(errors).toHaveLength(1)
+    expect(LoomError.is(errors[0], 'unauthorized')).toBe(true)
+  })
+})
