@@ -124,7 +124,7 @@ export async function launchBrowser(): Promise<Browser> {
 
 /** Waits until the console's JavaScript has taken over the page (its root layout has mounted). */
 export async function hydrated(page: Page): Promise<void> {
-  await page.waitForSelector('[data-hydrated="true"]', { timeout: 15_000 })
+  await page.waitForSelector('[data-hydrated="true"]', { timeout: 30_000 })
 }
 
 /** Saves a full-page screenshot and returns its path. */
