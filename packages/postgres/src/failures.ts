@@ -1,0 +1,67 @@
+import { LoomError } from '@loom/core'
+
+/** Errors of the `postgres` driver and of Node's sockets that mean "the database cannot be reached". */
+const CONNECTION_CODES = new Set([
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+  'CONNECT_TIMEOUT',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOENT', // a Unix socket that is gone (the embedded server stopped)
+])
+
+/**
+ * SQLSTATEs that mean the server is going away or refusing work, not that the request is
+ * wrong: connection exceptions (class 08), operator intervention (57P01 terminated by
+ * `pg_terminate_backend`, 57P02 crash, 57P03 starting up), too many connections, and
+ * an unknown database.
+ */
+function isUnavailableState(state: string): boolean {
+  return state.startsWith('08') || state.startsWith('57P') || state === '53300' || state === '3D000'
+}
+
+/** The schema or one of its tables is missing: `migrate` was not run. */
+function isMissingSchema(state: string): boolean {
+  return state === '42P01' || state === '3F000'
+}
+
+/**
+ * Runs `work`, turning a failure to reach the database into an `unavailable` LoomError.
+ * Every other error (a bug, a constraint this package should have prevented) is rethrown
+ * as it is, so it is not mistaken for an outage.
+ */
+export async function guard<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work()
+  } catch (error) {
+    throw translate(error)
+  }
+}
+
+function translate(error: unknown): unknown {
+  if (LoomError.is(error) || typeof error !== 'object' || error === null) return error
+  const code = (error as { code?: unknown }).code
+  if (typeof code !== 'string') return error
+  const message = (error as Error).message
+  if (CONNECTION_CODES.has(code) || (/^[0-9A-Z]{5}$/.test(code) && isUnavailableState(code))) {
+    return new LoomError('unavailable', `postgres: ${message}`, { cause: error, details: { dependency: 'postgres', code } })
+  }
+  if (isMissingSchema(code)) {
+    return new LoomError('unavailable', `postgres: ${message}; run migrate() before using the store`, {
+      cause: error,
+      details: { dependency: 'postgres', code },
+    })
+  }
+  if (code === '22P05' || code === '22021') {
+    // Text that PostgreSQL cannot hold (a NUL character in an id or kind).
+    return new LoomError('invalid', `postgres: ${message}`, { cause: error, details: { code } })
+  }
+  return error
+}

@@ -1,0 +1,188 @@
+import { LoomError } from '@loom/core'
+import type { Sql } from 'postgres'
+import { guard } from './failures'
+
+/** The schema Loom's tables live in unless the caller names another. */
+export const DEFAULT_SCHEMA = 'loom'
+
+/**
+ * One versioned change of Loom's tables. `sql` is plain DDL where `{schema}` stands for the
+ * quoted schema name; it runs once, inside the transaction that records its version.
+ */
+interface SchemaMigration {
+  version: number
+  name: string
+  sql: string
+}
+
+/**
+ * The schema, oldest change first. Never edit a released entry: add one with the next version.
+ *
+ * Timestamps are `timestamptz`; JSON columns are `json`, not `jsonb`, so metadata comes back
+ * with its keys in the order it was written and `\u0000` survives. `candidates.search` holds
+ * the lower-cased id and metadata values (lower-cased by JavaScript, like `matchesQuery`), so
+ * the `q` filter gives the same answers as the memory store on any collation.
+ */
+const MIGRATIONS: readonly SchemaMigration[] = [
+  {
+    version: 1,
+    name: 'migrations, steps, candidates, runs, run steps, cancelled attempts',
+    sql: `
+      create table {schema}.migrations (
+        id text primary key,
+        seq bigint generated always as identity unique,
+        name text not null,
+        description text,
+        worker_url text,
+        created_at timestamptz not null
+      );
+
+      create table {schema}.steps (
+        migration_id text not null references {schema}.migrations (id) on delete cascade,
+        position integer not null,
+        name text not null,
+        worker_app text not null,
+        description text,
+        config json,
+        files json,
+        primary key (migration_id, position)
+      );
+
+      create table {schema}.candidates (
+        migration_id text not null references {schema}.migrations (id) on delete cascade,
+        id text not null,
+        position integer not null,
+        kind text,
+        metadata json,
+        state json,
+        files json,
+        search text[] not null,
+        primary key (migration_id, id)
+      );
+      create index candidates_by_position on {schema}.candidates (migration_id, position);
+
+      create sequence {schema}.attempts as bigint;
+
+      create table {schema}.runs (
+        migration_id text not null,
+        candidate_id text not null,
+        attempt bigint not null,
+        state text not null
+          check (state in ('queued', 'running', 'completed', 'failed', 'cancelled', 'dequeued')),
+        current_step integer not null default 0,
+        started_at timestamptz,
+        updated_at timestamptz not null,
+        primary key (migration_id, candidate_id),
+        foreign key (migration_id, candidate_id)
+          references {schema}.candidates (migration_id, id) on delete cascade
+      );
+      create index runs_by_state on {schema}.runs (state);
+
+      create table {schema}.run_steps (
+        migration_id text not null,
+        candidate_id text not null,
+        position integer not null,
+        step_name text not null,
+        success boolean not null,
+        done boolean not null,
+        result json not null,
+        at timestamptz not null,
+        primary key (migration_id, candidate_id, step_name),
+        foreign key (migration_id, candidate_id)
+          references {schema}.runs (migration_id, candidate_id) on delete cascade
+      );
+
+      create table {schema}.cancelled_attempts (
+        id bigint generated always as identity primary key,
+        migration_id text not null references {schema}.migrations (id) on delete cascade,
+        candidate_id text not null,
+        run_id text not null,
+        attempt bigint not null,
+        cancelled_at timestamptz not null
+      );
+      create index cancelled_attempts_by_migration on {schema}.cancelled_attempts (migration_id, id);
+    `,
+  },
+]
+
+/** The newest schema version this package knows. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version
+
+export interface MigrateOptions {
+  /** The schema to create Loom's tables in. Default `loom`. */
+  schema?: string
+}
+
+export interface MigrateResult {
+  /** The versions this call applied, oldest first; empty when the schema was up to date. */
+  applied: number[]
+  /** The schema's version after the call. */
+  version: number
+}
+
+/**
+ * Brings Loom's tables in `schema` up to date. Idempotent, and safe when several processes
+ * call it at once: they queue on a transaction-scoped advisory lock, and each version is
+ * applied in the transaction that records it, so a failure leaves the previous version intact.
+ *
+ * @example
+ * import postgres from 'postgres'
+ * import { migrate, postgresStore } from '@loom/postgres'
+ *
+ * const sql = postgres(process.env.DATABASE_URL!)
+ * await migrate(sql)
+ * const store = postgresStore(sql)
+ */
+export async function migrate(sql: Sql<any>, options: MigrateOptions = {}): Promise<MigrateResult> {
+  const schema = schemaName(options.schema)
+  const quoted = `"${schema}"`
+  return guard(() =>
+    sql.begin(async (tx) => {
+      // `if not exists` reports "already exists, skipping" as a notice; keep the caller's log quiet.
+      await tx`set local client_min_messages = warning`
+      await tx`select pg_advisory_xact_lock(${LOCK_CLASS}, hashtext(${schema}))`
+      await tx.unsafe(`create schema if not exists ${quoted}`)
+      await tx.unsafe(
+        `create table if not exists ${quoted}.schema_migrations (
+           version integer primary key,
+           name text not null,
+           applied_at timestamptz not null default now()
+         )`,
+      )
+      const rows = await tx.unsafe<{ version: number }[]>(`select version from ${quoted}.schema_migrations`)
+      const done = new Set(rows.map((r) => Number(r.version)))
+      const newest = Math.max(0, ...done)
+      if (newest > SCHEMA_VERSION) {
+        throw new LoomError(
+          'unavailable',
+          `schema "${schema}" is at version ${newest}, newer than this @loom/postgres knows (${SCHEMA_VERSION}): upgrade the package`,
+          { details: { schema, version: newest } },
+        )
+      }
+      const applied: number[] = []
+      for (const m of MIGRATIONS) {
+        if (done.has(m.version)) continue
+        await tx.unsafe(m.sql.replaceAll('{schema}', quoted)).simple()
+        await tx.unsafe(`insert into ${quoted}.schema_migrations (version, name) values ($1, $2)`, [m.version, m.name])
+        applied.push(m.version)
+      }
+      return { applied, version: SCHEMA_VERSION }
+    }),
+  )
+}
+
+/** The advisory lock class of Loom's migrations ("LOOM" in ASCII); the schema's hash is the key. */
+const LOCK_CLASS = 0x4c4f4f4d
+
+const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
+
+/** The schema name, checked so that it is always a plain identifier. */
+export function schemaName(schema: string | undefined): string {
+  if (schema === undefined) return DEFAULT_SCHEMA
+  if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema)) {
+    throw new LoomError('invalid', `schema: "${String(schema)}" must be 1-63 characters of A-Z a-z 0-9 _, not starting with a digit`, {
+      details: { field: 'schema' },
+    })
+  }
+  return schema
+}
