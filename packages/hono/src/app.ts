@@ -13,7 +13,7 @@ import { bodyLimit } from 'hono/body-limit'
 import { methodNotAllowed } from 'hono/method-not-allowed'
 import * as v from 'valibot'
 import { bearer } from './auth'
-import { errorResponse, toErrorResponse, type ErrorBody } from './errors'
+import { errorResponse, toErrorResponse, type LoomErrorBody } from './errors'
 import { eventHub, eventStream } from './events'
 import { listCache } from './list-cache'
 import { openApiDocument } from './openapi'
@@ -78,7 +78,7 @@ const AnnounceBodySchema = v.pipe(
  * `Loom` interface, which does the work. Requests are validated with core's schemas
  * before they reach `loom`; every failure answers `{ error, code }` with the status of its
  * code. Mount it wherever you like; it uses Web-standard APIs only, so it runs on Node,
- * Bun, Deno and workerd.
+ * Bun and workerd (each proven by an example test).
  *
  * @example
  * import { Hono } from 'hono'
@@ -164,7 +164,7 @@ export function loomApp(loom: Loom, options: LoomAppOptions = {}) {
         // The closed set of codes has none for a wrong method; `invalid` says "fix the request".
         onMethodNotAllowed: (c, methods) =>
           c.json(
-            { error: `method ${c.req.method} is not allowed on ${c.req.path}; allowed: ${methods.join(', ')}`, code: 'invalid' } satisfies ErrorBody,
+            { error: `method ${c.req.method} is not allowed on ${c.req.path}; allowed: ${methods.join(', ')}`, code: 'invalid' } satisfies LoomErrorBody,
             405,
             { Allow: methods.join(', ') },
           ),

@@ -17,7 +17,7 @@ export const STATUS_OF_CODE = {
 } as const satisfies Record<LoomErrorCode, ContentfulStatusCode>
 
 /** The error body of the contract, `{ error, code }`, plus the one detail a caller can act on. */
-export interface ErrorBody {
+export interface LoomErrorBody {
   error: string
   code: LoomErrorCode
   /** `invalid`: the field that broke the rules. */
@@ -31,8 +31,8 @@ export interface ErrorBody {
 /** Details that travel with the error body; anything else stays in the server's logs. */
 const WIRE_DETAILS = ['field', 'status', 'dependency'] as const
 
-export function errorBody(error: LoomError): ErrorBody {
-  const body: ErrorBody = { error: error.message, code: error.code }
+export function errorBody(error: LoomError): LoomErrorBody {
+  const body: LoomErrorBody = { error: error.message, code: error.code }
   for (const key of WIRE_DETAILS) {
     const value = error.details?.[key]
     if (typeof value === 'string') body[key] = value
@@ -67,5 +67,5 @@ export function toErrorResponse(c: Context, error: unknown, onError: (error: unk
   }
   onError(error)
   // No code of the closed set fits a bug; `unavailable` tells a client to retry later, which is the best it can do.
-  return c.json({ error: 'internal error', code: 'unavailable' } satisfies ErrorBody, 500)
+  return c.json({ error: 'internal error', code: 'unavailable' } satisfies LoomErrorBody, 500)
 }

@@ -7,5 +7,5 @@
  * Bun and edge runtimes such as workerd.
  */
 export { loomApp, type LoomApp, type LoomAppOptions } from './app'
-export { STATUS_OF_CODE, errorBody, type ErrorBody } from './errors'
+export { STATUS_OF_CODE, errorBody, type LoomErrorBody } from './errors'
 export { openApiDocument, type RouteAccess } from './openapi'
