@@ -11,6 +11,11 @@ export interface PgliteOptions {
    * One process at a time: PGlite does not lock the folder against a second opener.
    */
   dataDir?: string
+  /**
+   * Options for the `postgres` client (`debug`, `types`, `idle_timeout`…). The connection
+   * settings and `max` are the embedded server's and cannot be changed.
+   */
+  client?: Omit<postgres.Options<{}>, 'host' | 'port' | 'path' | 'max' | 'username' | 'user' | 'database' | 'db'>
 }
 
 /** An embedded PostgreSQL reached through a `postgres` client, and how to stop it. */
@@ -70,12 +75,13 @@ export async function pglite(options: PgliteOptions = {}): Promise<EmbeddedPostg
     await server.start()
     const connection = path ? { path } : { host: '127.0.0.1', port: Number(server.getServerConn().split(':').pop()) }
     const sql = postgres({
+      ...options.client,
       ...connection,
       username: 'postgres',
       database: 'postgres',
       max: 1,
       // PGlite reports notices on every `if not exists`; they are not the caller's business.
-      onnotice: () => {},
+      onnotice: options.client?.onnotice ?? (() => {}),
     })
     let closing: Promise<void> | undefined
     return {

@@ -522,13 +522,15 @@ function jsonOrNull(value: unknown): string | null {
 
 /**
  * What `q` is matched against: the id and each metadata value, lower-cased the way
- * `matchesQuery` does it. PostgreSQL text cannot hold NUL, so NUL becomes U+FFFF in both
- * the terms and the needle, which keeps matches the same.
+ * `matchesQuery` does it. PostgreSQL text cannot hold NUL or a lone surrogate, so NUL
+ * becomes U+FFFF and a lone surrogate U+FFFD, in the terms and the needle alike.
  */
 function searchTerms(candidate: Candidate): string[] {
   return [candidate.id, ...Object.values(candidate.metadata ?? {})].map(foldCase)
 }
 
 function foldCase(s: string): string {
-  return s.toLowerCase().replaceAll('\u0000', '\uffff')
+  return s.toLowerCase().replaceAll('\u0000', '\uffff').replace(LONE_SURROGATE, '\ufffd')
 }
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g

@@ -4,7 +4,7 @@
  * schema, dropped when the test is done, so files and parallel runs never share tables.
  */
 import postgres, { type Sql } from 'postgres'
-import { afterAll } from 'vitest'
+import { afterAll, describe } from 'vitest'
 import { migrate, pglite, postgresStore, type EmbeddedPostgres, type PostgresStore } from '../src/index'
 
 export const DATABASE_URL = process.env.DATABASE_URL
@@ -12,24 +12,44 @@ export const DATABASE_URL = process.env.DATABASE_URL
 /** The describe-title suffix of tests that only a PostgreSQL server can run. */
 export const NEEDS_SERVER = '(needs a real PostgreSQL: set DATABASE_URL)'
 
-/** A pool on the real PostgreSQL, ended after the file's tests. */
+let sent = 0
+
+/** How many statements this file's clients have sent so far (to prove a call makes a fixed number). */
+export function statementsSent(): number {
+  return sent
+}
+
+const countStatement = () => {
+  sent++
+}
+
+const pools: Sql<{}>[] = []
+let embedded: Promise<EmbeddedPostgres> | undefined
+
+// Registered while the test file imports this module, so it runs after all of the file's tests.
+afterAll(async () => {
+  await Promise.all(pools.map((sql) => sql.end({ timeout: 5 })))
+  if (embedded) await (await embedded).close()
+})
+
+/** A new pool on the real PostgreSQL, ended after the file's tests. */
 export function serverPool(options: postgres.Options<{}> = {}): Sql<{}> {
   if (!DATABASE_URL) throw new Error('DATABASE_URL is not set')
-  const sql = postgres(DATABASE_URL, { onnotice: () => {}, ...options })
-  afterAll(() => sql.end({ timeout: 5 }))
+  const sql = postgres(DATABASE_URL, { onnotice: () => {}, debug: countStatement, ...options })
+  pools.push(sql)
   return sql
 }
 
-let embedded: Promise<EmbeddedPostgres> | undefined
+let shared: Sql<{}> | undefined
+
+/** This file's pool on the real PostgreSQL. */
+export function sharedPool(): Sql<{}> {
+  return (shared ??= serverPool())
+}
 
 /** This file's PGlite (in memory), started on first use and closed after the file's tests. */
 export function sharedPglite(): Promise<EmbeddedPostgres> {
-  if (!embedded) {
-    embedded = pglite()
-    const opened = embedded
-    afterAll(async () => (await opened).close())
-  }
-  return embedded
+  return (embedded ??= pglite({ client: { debug: countStatement } }))
 }
 
 export function freshSchema(): string {
@@ -47,4 +67,21 @@ export async function scratchStore(sql: Sql<any>): Promise<{ store: PostgresStor
       await sql.unsafe(`drop schema if exists "${schema}" cascade`)
     },
   }
+}
+
+export interface Database {
+  name: string
+  /** This file's client on the database (shared by its tests). */
+  sql: () => Promise<Sql<any>>
+}
+
+/**
+ * Defines the tests of `define` once on PGlite and once on the real PostgreSQL; without
+ * `DATABASE_URL` the PostgreSQL block is skipped, saying why.
+ */
+export function onEachDatabase(define: (db: Database) => void): void {
+  describe('on PGlite', () => define({ name: 'PGlite', sql: async () => (await sharedPglite()).sql }))
+  describe.skipIf(!DATABASE_URL)(`on PostgreSQL ${NEEDS_SERVER}`, () => {
+    define({ name: 'PostgreSQL', sql: async () => sharedPool() })
+  })
 }
