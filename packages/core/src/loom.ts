@@ -147,6 +147,7 @@ export function createLoom(deps: LoomDeps): LoomInstance {
   ready.catch(onError)
 
   const requireMigration = async (id: string): Promise<MigrationSummary> => {
+    parse(SlugSchema, id, 'migrationId')
     const migration = await store.getMigration(id)
     if (!migration) throw new LoomError('not_found', `migration ${id} not found`, { details: { migrationId: id } })
     return migration
@@ -304,6 +305,7 @@ export function createLoom(deps: LoomDeps): LoomInstance {
     },
 
     async deleteMigration(id) {
+      parse(SlugSchema, id, 'migrationId')
       const outcome = await store.deleteMigration(id)
       if (outcome === 'not_found') throw new LoomError('not_found', `migration ${id} not found`)
       if (outcome === 'running') {
@@ -313,6 +315,7 @@ export function createLoom(deps: LoomDeps): LoomInstance {
     },
 
     async submitCandidates(migrationId, input) {
+      parse(SlugSchema, migrationId, 'migrationId')
       const candidates = parse(CandidateListSchema, input, 'candidates')
       if (!(await store.replaceCandidates(migrationId, candidates))) await requireMigration(migrationId)
       emit({ type: 'candidates.submitted', migrationId, count: candidates.length, at: at() })
@@ -323,6 +326,7 @@ export function createLoom(deps: LoomDeps): LoomInstance {
     },
 
     async searchCandidates(migrationId, input) {
+      parse(SlugSchema, migrationId, 'migrationId')
       const query = parse(CandidateQuerySchema, input, 'query')
       const page = await store.listCandidates(migrationId, query)
       if (!page) throw new LoomError('not_found', `migration ${migrationId} not found`)

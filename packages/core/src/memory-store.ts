@@ -45,7 +45,7 @@ export function memoryStore(): MigrationStore {
 
   const replace = (m: StoredMigration, candidates: Candidate[]) => {
     const next = new Map<string, Candidate>()
-    for (const c of candidates) next.set(c.id, clone(c))
+    for (const c of candidates) next.set(c.id, copyCandidate(c))
     for (const [id, c] of m.candidates) {
       if (!next.has(id) && candidateStatusOf(m.runs.get(id)?.state) !== 'not_started') next.set(id, c)
     }
@@ -99,20 +99,19 @@ export function memoryStore(): MigrationStore {
     async listCandidates(migrationId, query: CandidateQuery = {}): Promise<CandidatePage | undefined> {
       const m = migrations.get(migrationId)
       if (!m) return undefined
-      const matching: CandidateWithStatus[] = []
+      const matching: Array<{ candidate: Candidate; status: CandidateWithStatus['status']; runId?: string }> = []
       for (const candidate of m.candidates.values()) {
         const run = m.runs.get(candidate.id)
         const status = candidateStatusOf(run?.state)
         if (!matchesQuery(candidate, status, query)) continue
-        matching.push(
-          status === 'not_started'
-            ? { ...candidate, status }
-            : { ...candidate, status, runId: joinRunId(migrationId, candidate.id) },
-        )
+        matching.push(status === 'not_started' ? { candidate, status } : { candidate, status, runId: joinRunId(migrationId, candidate.id) })
       }
       const offset = query.offset ?? 0
       const page = matching.slice(offset, query.limit === undefined ? undefined : offset + query.limit)
-      return { candidates: clone(page), total: matching.length }
+      return {
+        candidates: page.map(({ candidate, ...rest }) => ({ ...copyCandidate(candidate), ...rest })),
+        total: matching.length,
+      }
     },
 
     async getCandidate(migrationId, candidateId) {
@@ -120,7 +119,7 @@ export function memoryStore(): MigrationStore {
       const candidate = m?.candidates.get(candidateId)
       if (!m || !candidate) return undefined
       const run = m.runs.get(candidateId)
-      return run ? { candidate: clone(candidate), run: clone(run) } : { candidate: clone(candidate) }
+      return run ? { candidate: copyCandidate(candidate), run: clone(run) } : { candidate: copyCandidate(candidate) }
     },
 
     async transition(request): Promise<TransitionResult> {
@@ -228,6 +227,19 @@ export function decideStep(
 }
 
 type RecordStepRequestResult = RunRecord['steps'][number]['result']
+
+/**
+ * A candidate's own copy, field by field: lists of thousands of candidates are copied on
+ * every read, and this is an order of magnitude cheaper than `structuredClone`.
+ */
+function copyCandidate(c: Candidate): Candidate {
+  const copy: Candidate = { id: c.id }
+  if (c.kind !== undefined) copy.kind = c.kind
+  if (c.metadata) copy.metadata = { ...c.metadata }
+  if (c.state) copy.state = { ...c.state }
+  if (c.files) copy.files = c.files.map((group) => ({ ...group, files: group.files.map((file) => ({ ...file })) }))
+  return copy
+}
 
 function clone<T>(value: T): T {
   return structuredClone(value)

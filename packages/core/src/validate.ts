@@ -15,12 +15,18 @@ export function parse<const S extends v.GenericSchema>(
   if (result.success) return result.output
   const issues = result.issues.map((issue) => ({
     field: fieldOf(issue, label),
-    message: issue.message,
+    message: messageOf(issue),
   }))
   const first = issues[0]!
   throw new LoomError('invalid', `${first.field}: ${first.message}`, {
     details: { field: first.field, issues },
   })
+}
+
+/** valibot reports a missing key as "Invalid key: Expected "id" but received undefined". */
+function messageOf(issue: v.BaseIssue<unknown>): string {
+  if (issue.type === 'object' && issue.received === 'undefined' && issue.expected?.startsWith('"')) return 'is required'
+  return issue.message
 }
 
 function fieldOf(issue: v.BaseIssue<unknown>, label: string): string {

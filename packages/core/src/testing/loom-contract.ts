@@ -234,6 +234,19 @@ export function loomContract(name: string, factory: LoomFactory): void {
         expect(error.message).toContain('candidateId')
         await expectLoomError(loom.queue(M, 'x'.repeat(201)), 'invalid')
         await expectLoomError(loom.queue('', 'svc-0'), 'invalid')
+        for (const bad of ['a__b', '_x', 'x'.repeat(201)]) {
+          const error = await expectLoomError(loom.getMigration(bad), 'invalid')
+          expect(error.message).toMatch(/^migrationId: /)
+          await expectLoomError(loom.deleteMigration(bad), 'invalid')
+          await expectLoomError(loom.listCandidates(bad), 'invalid')
+          await expectLoomError(loom.submitCandidates(bad, candidates(1)), 'invalid')
+          await expectLoomError(loom.dryRun(bad, 'svc-0'), 'invalid')
+        }
+      })
+
+      it('names a missing field as required', async () => {
+        const error = await expectLoomError(loom.submitCandidates(M, [{ kind: 'application' } as never]), 'invalid')
+        expect(error.message).toBe('candidates.0.id: is required')
       })
     })
 
