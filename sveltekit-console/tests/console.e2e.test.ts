@@ -128,7 +128,7 @@ describe('the console in Chromium', () => {
     await toast(page, 'Queued billing-api').waitFor()
     await page.unroute((url) => url.search.includes('/queue'))
     await row(page, 'billing-api').and(page.locator('[data-status="queued"]')).waitFor()
-    await expect(page.locator('.pills a', { hasText: 'Queued' }).textContent()).resolves.toMatch(/Queued\s*1/)
+    await page.locator('.pills a', { hasText: /Queued\s*1/ }).waitFor()
   })
 
   it('shows the dry-run preview of the queued run, per step, with line diffs', async () => {
@@ -241,7 +241,7 @@ describe('the console in Chromium', () => {
     })
     expect(queued.status).toBe(202)
     await stale.click('button[aria-label="Queue checkout"]')
-    const message = toast(stale, 'cannot queue')
+    const message = toast(stale, 'Someone got there first. Cannot queue')
     await message.waitFor()
     await expect(message.textContent()).resolves.toContain('the candidate is queued')
     await expect(stale.locator('[data-testid="toast"][data-kind="error"]').count()).resolves.toBe(1)

@@ -84,7 +84,14 @@ export async function startConsole(options: StartOptions = {}): Promise<ConsoleS
   let output = ''
   child.stdout!.on('data', (chunk) => (output += chunk))
   child.stderr!.on('data', (chunk) => (output += chunk))
-  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)))
+  let stopping = false
+  const exited = new Promise<number | null>((resolveExit) =>
+    child.once('exit', (code, signal) => {
+      // A console that dies on its own is a failure worth reading about.
+      if (!stopping) console.error(`the console at ${url} exited by itself (code ${code}, signal ${signal}):\n${output}`)
+      resolveExit(code)
+    }),
+  )
 
   const deadline = Date.now() + 90_000
   for (;;) {
@@ -104,6 +111,7 @@ export async function startConsole(options: StartOptions = {}): Promise<ConsoleS
     process: child,
     output: () => output,
     async stop() {
+      stopping = true
       if (child.exitCode === null) child.kill('SIGINT')
       const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
       const code = await exited

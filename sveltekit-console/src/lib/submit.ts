@@ -29,7 +29,9 @@ export function submitWith(pending: Pending, key: string, options: Options = {})
           toast('success', String(data.message ?? 'Done.'), link)
         } else if (result.type === 'failure') {
           const data = (result.data ?? {}) as Record<string, unknown>
-          toast('error', String(data.message ?? `The action was refused (${result.status}).`))
+          const message = String(data.message ?? `The action was refused (${result.status}).`)
+          // A conflict means someone (another operator, a worker) changed the candidate first.
+          toast('error', data.code === 'conflict' ? `Someone got there first. ${message.charAt(0).toUpperCase()}${message.slice(1)}.` : message)
         } else if (result.type === 'error') {
           toast('error', result.error instanceof Error ? result.error.message : 'The action failed; try again.')
         }
