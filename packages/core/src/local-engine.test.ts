@@ -97,4 +97,22 @@ describe('localEngine', () => {
     expect(second).toBeGreaterThan(first!)
     await loom.close()
   })
+
+  it('takes a step report that arrives while the dispatch is still being retried, and stops retrying', async () => {
+    const worker = fakeWorker()
+    let calls = 0
+    worker.dispatcher.dispatch = async () => {
+      calls++
+      throw new LoomError('unavailable', 'worker at http://w/steps/dispatch answered 502')
+    }
+    const loom = createLoom({ store: memoryStore(), engine: localEngine({ dispatchAttempts: 5, retryDelayMs: 200 }), dispatcher: worker.dispatcher })
+    await loom.announce(announcement('app-chart', { steps: ['update-chart'], candidates: [{ id: 'billing-api' }] }))
+    await loom.execute(await loom.queue('app-chart', 'billing-api'))
+    await eventually(() => expect(calls).toBe(1))
+    await loom.complete(RUN, done('update-chart'))
+    await eventually(async () => expect((await loom.getRun(RUN)).status).toBe('completed'))
+    await new Promise((r) => setTimeout(r, 500))
+    expect(calls).toBe(1)
+    await loom.close()
+  })
 })

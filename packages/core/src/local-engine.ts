@@ -20,6 +20,8 @@ interface Loop {
   currentStep?: string
   waitingFor?: 'worker' | 'review'
   waiter?: { stepName: string; resolve: (event: StepEvent | undefined) => void }
+  /** The awaited step's event, once it came: it ends the dispatch retries too. */
+  arrived?: StepEvent
   wake?: () => void
   done: Promise<void>
 }
@@ -71,9 +73,9 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
   /** Dispatches step `index`, retrying with backoff; returns the last error when every try failed. */
   const dispatch = async (h: RunHost, loop: Loop, index: number): Promise<unknown> => {
     let lastError: unknown
-    for (let attempt = 0; attempt < dispatchAttempts && !loop.stopped; attempt++) {
+    for (let attempt = 0; attempt < dispatchAttempts && !loop.stopped && !loop.arrived; attempt++) {
       if (attempt > 0) await sleep(loop, retryDelayMs * 2 ** (attempt - 1))
-      if (loop.stopped) return undefined
+      if (loop.stopped || loop.arrived) return undefined
       try {
         await h.dispatch(loop.run, index)
         return undefined
@@ -97,12 +99,14 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
       loop.currentStep = step.name
       loop.waitingFor = isManualReview(step) ? 'review' : 'worker'
       // Wait before looking: an event delivered while we look is caught either way.
+      loop.arrived = undefined
       const event = waitFor(loop, step.name)
       let outcome = await h.reportedOutcome(loop.run, step.name)
       if (!outcome) {
         if (!isManualReview(step)) {
           const error = await dispatch(h, loop, index)
-          if (error !== undefined) {
+          // The worker may have reported the step although our dispatch looked failed (a timeout).
+          if (error !== undefined && !loop.arrived) {
             const reason = error instanceof Error ? error.message : String(error)
             await h.failStep(loop.run, index, `dispatch to worker app ${step.workerApp} failed: ${reason}`)
             return 'failed'
@@ -157,8 +161,11 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
     },
 
     async deliver(runId, event) {
-      const waiter = loops.get(runId)?.waiter
-      if (event.done && waiter?.stepName === event.stepName) waiter.resolve(event)
+      const loop = loops.get(runId)
+      if (!loop || !event.done || loop.waiter?.stepName !== event.stepName) return
+      loop.arrived = event
+      loop.waiter.resolve(event)
+      loop.wake?.()
     },
 
     async progress(runId) {
