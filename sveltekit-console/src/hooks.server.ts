@@ -49,7 +49,7 @@ export const handle: Handle = async ({ event, resolve }) => {
   const started = await backend()
   if (started.worker && (path === '/worker' || path.startsWith('/worker/'))) {
     if (token && !signedIn) return new Response('Sign in to the console first.', { status: 401 })
-    const request = event.request.clone()
+    const request = event.request
     const headers = new Headers(request.headers)
     // The example worker guards its merge and close buttons with the same token.
     if (token && !headers.has('authorization')) headers.set('authorization', `Bearer ${cfg.workerToken ?? token}`)

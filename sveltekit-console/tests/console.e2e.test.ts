@@ -96,6 +96,16 @@ describe('the console in Chromium', () => {
     await expect(page.locator('details.steps').textContent()).resolves.toContain('verify-sync')
     await screenshot(page, '02-migration')
     await expectAccessible(page)
+
+    // Group the page by a metadata key.
+    await page.click('.group-by a:has-text("team")')
+    await page.waitForURL(/group=team/)
+    const groups = await page.locator('tr.group-row').allTextContents()
+    expect(groups.length).toBeGreaterThan(0)
+    expect(groups.every((g) => g.startsWith('team: '))).toBe(true)
+    await expectAccessible(page)
+    await page.click('.group-by a:has-text("None")')
+    await page.waitForURL((url) => !url.search.includes('group='))
   })
 
   it('searches candidates and shows an empty state when nothing matches', async () => {
