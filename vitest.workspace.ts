@@ -11,4 +11,5 @@ export default [
   'packages/hono', 'packages/client', 'examples/node', 'examples/bun', 'examples/workerd',
   'packages/worker', 'examples/worker',
   'sveltekit-console',
+  'tests/docs',
 ]
