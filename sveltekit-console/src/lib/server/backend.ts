@@ -18,6 +18,7 @@ import {
   type DryRunner,
   type Engine,
   type Loom,
+  type LoomInstance,
   type LoomEvent,
   type MigrationStore,
   type StepDispatcher,
@@ -101,33 +102,15 @@ export async function startBackend(config: ConsoleConfig, options: BackendOption
       dryRunner = { dryRun: (target, request) => (target.workerUrl ? overHttp.dryRunner : mqttDry).dryRun(target, request) }
     }
 
-    // Events of runs hosted by a Temporal worker in this process join Loom's own.
-    const extraListeners = new Set<(event: LoomEvent) => void>()
-    const emitExtra = (event: LoomEvent) => {
-      for (const listener of extraListeners) {
-        try {
-          listener(event)
-        } catch (error) {
-          console.error('[loom console] event listener failed:', error)
-        }
-      }
-    }
-    const engine = config.temporalAddress ? await temporal(config, { store, dispatcher, onEvent: emitExtra }, closers, log) : localEngine()
+    // Events of runs hosted by a Temporal worker in this process reach Loom's subscribers through publish.
+    let published: LoomInstance | undefined
+    const onEvent = (event: LoomEvent) => published?.publish(event)
+    const engine = config.temporalAddress ? await temporal(config, { store, dispatcher, onEvent }, closers, log) : localEngine()
 
-    const inner = createLoom({ store, engine, dispatcher, dryRunner })
-    closers.push(() => inner.close())
-    await inner.ready
-    const loom: Loom = {
-      ...inner,
-      subscribe(listener) {
-        extraListeners.add(listener)
-        const off = inner.subscribe(listener)
-        return () => {
-          extraListeners.delete(listener)
-          off()
-        }
-      },
-    }
+    const loom = createLoom({ store, engine, dispatcher, dryRunner })
+    published = loom
+    closers.push(() => loom.close())
+    await loom.ready
 
     if (mqttClient) {
       const { mqttAnnouncements } = await import('@loom/mqtt')
