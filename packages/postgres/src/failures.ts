@@ -35,13 +35,33 @@ function isMissingSchema(state: string): boolean {
 /**
  * Runs `work`, turning a failure to reach the database into an `unavailable` LoomError.
  * Every other error (a bug, a constraint this package should have prevented) is rethrown
- * as it is, so it is not mistaken for an outage.
+ * as it is, so it is not mistaken for an outage. With `timeoutMs`, a call that has no
+ * answer by then fails `unavailable` too: the `postgres` driver (3.4.9) can strand a query
+ * in its pool when connections are killed under it, and a caller must not wait forever.
+ * Like a lost commit acknowledgement, such a call's write may still land later.
  */
-export async function guard<T>(work: () => Promise<T>): Promise<T> {
+export async function guard<T>(work: () => Promise<T>, timeoutMs = 0): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
   try {
-    return await work()
+    const running = work()
+    if (timeoutMs <= 0) return await running
+    running.catch(() => {}) // a late failure after the deadline has nobody left to tell
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new LoomError('unavailable', `postgres: no answer within ${timeoutMs} ms`, {
+              details: { dependency: 'postgres', code: 'TIMEOUT' },
+            }),
+          ),
+        timeoutMs,
+      )
+    })
+    return await Promise.race([running, deadline])
   } catch (error) {
     throw translate(error)
+  } finally {
+    clearTimeout(timer)
   }
 }
 

@@ -2,8 +2,8 @@
  * @loom/postgres — Loom's `MigrationStore` on PostgreSQL. `postgresStore(sql)` runs on the
  * caller's `postgres` (postgres.js) client over a normalised schema (migrations, steps,
  * candidates, runs, run steps, cancelled attempts) that `migrate` creates and upgrades under
- * an advisory lock. Each status change is one transaction holding the candidate's row lock,
- * with its audit record; listing joins, filters and pages in SQL. `pglite({ dataDir })`
+ * an advisory lock. Each status change is one compare-and-set on the run's row version,
+ * written with its audit record; listing joins, filters and pages in one query. `pglite({ dataDir })`
  * serves the same SQL from PGlite embedded in the process and persisted in a folder: the
  * default database of the standalone server and the console.
  */

@@ -75,6 +75,8 @@ export async function pglite(options: PgliteOptions = {}): Promise<EmbeddedPostg
     await server.start()
     const connection = path ? { path } : { host: '127.0.0.1', port: Number(server.getServerConn().split(':').pop()) }
     const sql = postgres({
+      // The store needs no array types, and skipping the query that fetches them makes connecting quicker.
+      fetch_types: false,
       ...options.client,
       ...connection,
       username: 'postgres',

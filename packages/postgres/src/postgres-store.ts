@@ -21,13 +21,18 @@ import {
   type StepDefinition,
   type TransitionResult,
 } from '@loom/core'
-import type { Sql, TransactionSql } from 'postgres'
-import { guard } from './failures'
+import type { Sql } from 'postgres'
+import { guard as guardCall } from './failures'
 import { migrate, schemaName, type MigrateResult } from './schema'
 
 export interface PostgresStoreOptions {
   /** The schema holding Loom's tables (see `migrate`). Default `loom`. */
   schema?: string
+  /**
+   * How long a call may wait for the database before it fails `unavailable` (its write may
+   * still land, as when a commit's answer is lost). Default 30 000 ms; 0 waits for ever.
+   */
+  timeoutMs?: number
 }
 
 /** A `MigrationStore` on PostgreSQL, which can also bring its own tables up to date. */
@@ -36,23 +41,28 @@ export interface PostgresStore extends MigrationStore {
   migrate(): Promise<MigrateResult>
 }
 
-type Db = Sql<any> | TransactionSql<any>
 type Row = Record<string, any>
 
-/** Statuses whose run pins the candidate: it is kept when a new list omits it. */
-const ACTIVE: RunState[] = ['queued', 'running', 'completed']
+const DEFAULT_TIMEOUT_MS = 30_000
+const RETRY = Symbol('retry')
+const MAX_TRIES = 1000
+const FOREIGN_KEY_VIOLATION = '23503'
 
 /**
  * A `MigrationStore` on the caller's `postgres` client (a PostgreSQL server, or PGlite
  * through `pglite()`). The client stays the caller's: the store never closes it. Run
  * `migrate` (or `store.migrate()`) once before use.
  *
- * Every status change is one transaction that first locks the candidate's row, then reads
- * the run and writes it back together with its audit record, so of concurrent transitions
- * for one candidate exactly one wins and the others see its result. The transition rules
- * themselves are core's (`applyTransition`, `decideStep`), not restated in SQL. Listing
- * joins statuses, filters, counts and pages in one query. A database that cannot be
- * reached surfaces as an `unavailable` LoomError.
+ * A status change reads the run with its row version, decides with core's rules
+ * (`applyTransition`, `decideStep`, not restated in SQL), then writes with one conditional
+ * statement — `UPDATE … WHERE version = $read` (or an insert that yields to a concurrent
+ * one) — that also writes its cancelled attempt. Of concurrent changes to one run exactly
+ * one write matches; the others read again and answer from what they find. Rewrites of
+ * many rows (upsert, replace candidates, delete) are single calls of functions the schema
+ * defines, which lock before they check. No client-side transaction is ever left open, so a
+ * connection that dies mid-call leaves nothing half-applied. Listing joins statuses,
+ * filters, counts and pages in one query. A database that cannot be reached, or does not
+ * answer within `timeoutMs`, surfaces as an `unavailable` LoomError.
  *
  * @example
  * import postgres from 'postgres'
@@ -71,12 +81,17 @@ export function postgresStore(sql: Sql<any>, options: PostgresStoreOptions = {})
     })
   }
   const transform = sql.options?.transform
-  if (transform?.column?.from || transform?.row?.from || transform?.value?.from) {
+  if (transform?.column?.from || transform?.column?.to || transform?.row?.from || transform?.value?.from) {
     throw new LoomError('invalid', 'sql: a client with column, row or value transforms is not supported; pass one without `transform`', {
       details: { field: 'sql' },
     })
   }
   const schema = schemaName(options.schema)
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
+    throw new LoomError('invalid', 'timeoutMs: must be a number of milliseconds, 0 or more', { details: { field: 'timeoutMs' } })
+  }
+  const guard = <R>(work: () => Promise<R>) => guardCall(work, timeoutMs)
   const T = {
     migrations: sql(`${schema}.migrations`),
     steps: sql(`${schema}.steps`),
@@ -87,11 +102,10 @@ export function postgresStore(sql: Sql<any>, options: PostgresStoreOptions = {})
   }
   const attemptSequence = `"${schema}"."attempts"`
 
-  const transaction = <R>(work: (tx: TransactionSql<any>) => Promise<R>): Promise<R> =>
-    guard(() => sql.begin(work) as Promise<R>)
+  const fn = (name: string) => sql(`${schema}.${name}`)
 
   /** The migration rows with steps, counts and cancelled attempts; all of them when `id` is undefined. */
-  const summaries = async (db: Db, id: string | undefined): Promise<MigrationSummary[]> => {
+  const summaries = async (db: Sql<any>, id: string | undefined): Promise<MigrationSummary[]> => {
     const rows = await db`
       select
         m.id, m.name, m.description, m.worker_url,
@@ -139,116 +153,60 @@ export function postgresStore(sql: Sql<any>, options: PostgresStoreOptions = {})
     })
   }
 
-  /** The run with its steps; `lock` holds its row against `setCurrentStep` until the transaction ends. */
-  const readRun = async (db: Db, migrationId: string, candidateId: string, lock: boolean): Promise<RunRecord | undefined> => {
-    const [row] = await db`
-      select r.migration_id, r.candidate_id, r.attempt, r.state, r.current_step,
+  /**
+   * The candidate (whether it exists) and its run with its steps and row version, read in
+   * one statement, so the steps are those of the version read.
+   */
+  const readForWrite = async (migrationId: string, candidateId: string) => {
+    const [row] = await sql`
+      select r.migration_id, r.candidate_id, r.attempt, r.state, r.current_step, r.version,
         ${ms('r.started_at')} as started_at, ${ms('r.updated_at')} as updated_at,
-        ${runSteps()} as steps
-      from ${T.runs} r
-      where r.migration_id = ${migrationId} and r.candidate_id = ${candidateId}
-      ${lock ? sql`for update` : sql``}
+        case when r.candidate_id is null then null else ${runSteps()} end as steps
+      from ${T.candidates} c
+      left join ${T.runs} r on r.migration_id = c.migration_id and r.candidate_id = c.id
+      where c.migration_id = ${migrationId} and c.id = ${candidateId}
     `
-    return row && runOf(row)
+    if (!row) return undefined
+    return row.candidate_id === null ? { version: 0 } : { run: runOf(row), version: Number(row.version) }
   }
 
   /**
-   * Takes the candidate's row lock, or reports that there is no such candidate. Every
-   * writer of a run holds this lock, so what the transaction reads next is current and
-   * stays so until it commits. (Reading the run in the same statement would not do: a
-   * statement that waited for the lock still sees the run as it was before the wait.)
+   * Runs `attempt` until it is not beaten to the row: each try reads the run, decides with
+   * core's rules and writes only if the row version is still the one read. A try fails only
+   * because another write succeeded, so the loop always ends; the bound guards against a bug.
    */
-  const lockCandidate = async (tx: TransactionSql<any>, migrationId: string, candidateId: string) => {
-    const rows = await tx`
-      select 1 from ${T.candidates}
-      where migration_id = ${migrationId} and id = ${candidateId}
-      for no key update
-    `
-    return rows.length > 0
-  }
-
-  /**
-   * Replaces the candidate list inside `tx`, which holds the migration row's lock. Candidates
-   * that may be dropped are locked first, and their runs are checked in a later statement,
-   * so a transition that was in flight is seen before deciding.
-   */
-  const replace = async (tx: TransactionSql<any>, migrationId: string, candidates: Candidate[]) => {
-    const ids = candidates.map((c) => c.id)
-    const dropping = await tx`
-      select id from ${T.candidates}
-      where migration_id = ${migrationId} and id <> all(${ids}::text[])
-      order by id
-      for update
-    `
-    if (dropping.length > 0) {
-      await tx`
-        delete from ${T.candidates} c
-        where c.migration_id = ${migrationId}
-          and c.id = any(${dropping.map((r) => r.id as string)}::text[])
-          and not exists (
-            select 1 from ${T.runs} r
-            where r.migration_id = c.migration_id and r.candidate_id = c.id
-              and r.state = any(${ACTIVE}::text[])
-          )
-      `
-      // Candidates kept for their run go after the new list, in their previous order.
-      await tx`
-        update ${T.candidates} c set position = ${candidates.length}::int + kept.rank - 1
-        from (
-          select id, row_number() over (order by position) as rank
-          from ${T.candidates}
-          where migration_id = ${migrationId} and id <> all(${ids}::text[])
-        ) kept
-        where c.migration_id = ${migrationId} and c.id = kept.id
-      `
+  const optimistic = async <R>(attempt: () => Promise<R | typeof RETRY>): Promise<R> => {
+    for (let i = 0; i < MAX_TRIES; i++) {
+      const outcome = await attempt()
+      if (outcome !== RETRY) return outcome
     }
-    if (candidates.length === 0) return
-    await tx`
-      insert into ${T.candidates} (migration_id, id, position, kind, metadata, state, files, search)
-      select ${migrationId}, v.id, (v.ord - 1)::int, v.kind, v.metadata, v.state, v.files, array(select json_array_elements_text(v.search))
-      from unnest(
-        ${ids}::text[],
-        ${candidates.map((c) => c.kind ?? null)}::text[],
-        ${candidates.map((c) => jsonOrNull(c.metadata))}::text[]::json[],
-        ${candidates.map((c) => jsonOrNull(c.state))}::text[]::json[],
-        ${candidates.map((c) => jsonOrNull(c.files))}::text[]::json[],
-        ${candidates.map((c) => JSON.stringify(searchTerms(c)))}::text[]::json[]
-      ) with ordinality as v(id, kind, metadata, state, files, search, ord)
-      on conflict (migration_id, id) do update set
-        position = excluded.position, kind = excluded.kind, metadata = excluded.metadata,
-        state = excluded.state, files = excluded.files, search = excluded.search
-    `
+    throw new LoomError('unavailable', `postgres: gave up after ${MAX_TRIES} conflicting writes to one run`)
   }
+
+  /**
+   * A candidate list as the schema's functions take it: JSON text of one array of strings
+   * per candidate. Sent as one text parameter, it needs none of the client's array types.
+   */
+  const candidateRows = (candidates: Candidate[]) =>
+    JSON.stringify(
+      candidates.map((c) => [c.id, c.kind ?? null, jsonOrNull(c.metadata), jsonOrNull(c.state), jsonOrNull(c.files), JSON.stringify(searchTerms(c))]),
+    )
 
   const store: PostgresStore = {
     migrate: () => migrate(sql, { schema }),
 
     upsertMigration(definition: MigrationDefinition, candidates?: Candidate[]) {
-      return transaction(async (tx) => {
-        const [row] = await tx`
-          insert into ${T.migrations} (id, name, description, worker_url, created_at)
-          values (${definition.id}, ${definition.name}, ${definition.description ?? null}::text,
-                  ${definition.workerUrl ?? null}::text, ${new Date().toISOString()}::timestamptz)
-          on conflict (id) do update set
-            name = excluded.name, description = excluded.description, worker_url = excluded.worker_url
-          returning ${ms('created_at')} as created_at
+      return guard(async () => {
+        const steps = JSON.stringify(
+          definition.steps.map((s) => [s.name, s.workerApp, s.description ?? null, jsonOrNull(s.config), jsonOrNull(s.files)]),
+        )
+        const [row] = await sql`
+          select (extract(epoch from ${fn('upsert_migration')}(
+            ${definition.id}::text, ${definition.name}::text, ${definition.description ?? null}::text,
+            ${definition.workerUrl ?? null}::text, ${new Date().toISOString()}::timestamptz,
+            ${steps}::text::json, ${candidates ? candidateRows(candidates) : null}::text::json
+          )) * 1000)::float8 as created_at
         `
-        const steps = definition.steps
-        await tx`delete from ${T.steps} where migration_id = ${definition.id}`
-        if (steps.length > 0) {
-          await tx`
-            insert into ${T.steps} (migration_id, position, name, worker_app, description, config, files)
-            select ${definition.id}, (v.ord - 1)::int, v.name, v.worker_app, v.description, v.config, v.files
-            from unnest(
-              ${steps.map((s) => s.name)}::text[],
-              ${steps.map((s) => s.workerApp)}::text[],
-              ${steps.map((s) => s.description ?? null)}::text[],
-              ${steps.map((s) => jsonOrNull(s.config))}::text[]::json[],
-              ${steps.map((s) => jsonOrNull(s.files))}::text[]::json[]
-            ) with ordinality as v(name, worker_app, description, config, files, ord)
-          `
-        }
-        if (candidates) await replace(tx, definition.id, candidates)
         const record: MigrationRecord = { ...structuredClone(definition), createdAt: iso(row!.created_at) }
         return record
       })
@@ -264,26 +222,18 @@ export function postgresStore(sql: Sql<any>, options: PostgresStoreOptions = {})
     },
 
     deleteMigration(id) {
-      return transaction(async (tx) => {
-        const found = await tx`select 1 from ${T.migrations} where id = ${id} for update`
-        if (found.length === 0) return 'not_found' as const
-        // Hold every candidate so no transition to running can land between the check and the delete.
-        await tx`select 1 from ${T.candidates} where migration_id = ${id} order by id for update`
-        const [running] = await tx`
-          select 1 from ${T.runs} where migration_id = ${id} and state = 'running' limit 1
-        `
-        if (running) return 'running' as const
-        await tx`delete from ${T.migrations} where id = ${id}`
-        return 'deleted' as const
+      return guard(async () => {
+        const [row] = await sql`select ${fn('delete_migration')}(${id}::text) as outcome`
+        return row!.outcome as 'deleted' | 'not_found' | 'running'
       })
     },
 
     replaceCandidates(migrationId, candidates) {
-      return transaction(async (tx) => {
-        const found = await tx`select 1 from ${T.migrations} where id = ${migrationId} for no key update`
-        if (found.length === 0) return false
-        await replace(tx, migrationId, candidates)
-        return true
+      return guard(async () => {
+        const [row] = await sql`
+          select ${fn('replace_candidates')}(${migrationId}::text, ${candidateRows(candidates)}::text::json) as replaced
+        `
+        return row!.replaced === true
       })
     },
 
@@ -296,7 +246,7 @@ export function postgresStore(sql: Sql<any>, options: PostgresStoreOptions = {})
             from ${T.candidates} c
             left join ${T.runs} r on r.migration_id = c.migration_id and r.candidate_id = c.id
             cross join lateral (
-              select case when r.state = any(${ACTIVE}::text[]) then r.state else 'not_started' end as status
+              select case when r.state in ('queued', 'running', 'completed') then r.state else 'not_started' end as status
             ) st
             where c.migration_id = ${migrationId}
               and (${query.status ?? null}::text is null or st.status = ${query.status ?? null}::text)
@@ -343,86 +293,111 @@ export function postgresStore(sql: Sql<any>, options: PostgresStoreOptions = {})
 
     transition(request): Promise<TransitionResult> {
       const { migrationId, candidateId } = request
-      return transaction(async (tx) => {
-        if (!(await lockCandidate(tx, migrationId, candidateId))) return { ok: false, reason: 'not_found' } as const
-        const run = await readRun(tx, migrationId, candidateId, true)
-        const previous = candidateStatusOf(run?.state)
-        if (!request.from.includes(previous) || (request.attempt !== undefined && run?.attempt !== request.attempt)) {
-          return run
-            ? ({ ok: false, reason: 'conflict', status: previous, attempt: run.attempt } as const)
-            : ({ ok: false, reason: 'conflict', status: previous } as const)
-        }
-        // A new attempt takes its number from the sequence in the write below.
-        let fresh = false
-        const next = applyTransition(run, request, previous, () => {
-          fresh = true
-          return 0
-        })
-        const cancelled = next.state === 'cancelled'
-        const [written] = await tx`
-          with saved as (
-            insert into ${T.runs} (migration_id, candidate_id, attempt, state, current_step, started_at, updated_at)
-            values (
-              ${migrationId}, ${candidateId},
-              case when ${fresh}::boolean then nextval(${attemptSequence}::regclass) else ${next.attempt}::bigint end,
-              ${next.state}, ${next.currentStep}::int, ${next.startedAt ?? null}::timestamptz, ${next.updatedAt}::timestamptz
-            )
-            on conflict (migration_id, candidate_id) do update set
-              attempt = excluded.attempt, state = excluded.state, current_step = excluded.current_step,
-              started_at = excluded.started_at, updated_at = excluded.updated_at
-            returning attempt
-          ),
-          cleared as (
-            delete from ${T.runSteps}
-            where ${fresh}::boolean and migration_id = ${migrationId} and candidate_id = ${candidateId}
-          ),
-          audit as (
-            insert into ${T.cancelled} (migration_id, candidate_id, run_id, attempt, cancelled_at)
-            select ${migrationId}, ${candidateId}, ${next.runId}, saved.attempt, ${request.at}::timestamptz
-            from saved where ${cancelled}::boolean
-          )
-          select attempt from saved
-        `
-        next.attempt = Number(written!.attempt)
-        return { ok: true, run: next, previous } as const
-      })
+      return guard(() =>
+        optimistic(async (): Promise<TransitionResult | typeof RETRY> => {
+          const found = await readForWrite(migrationId, candidateId)
+          if (!found) return { ok: false, reason: 'not_found' }
+          const { run, version } = found
+          const previous = candidateStatusOf(run?.state)
+          if (!request.from.includes(previous) || (request.attempt !== undefined && run?.attempt !== request.attempt)) {
+            return run ? { ok: false, reason: 'conflict', status: previous, attempt: run.attempt } : { ok: false, reason: 'conflict', status: previous }
+          }
+          // A new attempt takes its number from the sequence, in the write.
+          let fresh = false
+          const next = applyTransition(run, request, previous, () => {
+            fresh = true
+            return 0
+          })
+          const cancelled = next.state === 'cancelled'
+          const write = run
+            ? sql`
+                update ${T.runs} set
+                  attempt = case when ${fresh}::boolean then nextval(${attemptSequence}::regclass) else attempt end,
+                  state = ${next.state}::text, current_step = ${next.currentStep}::int,
+                  started_at = ${next.startedAt ?? null}::timestamptz, updated_at = ${next.updatedAt}::timestamptz,
+                  version = version + 1
+                where migration_id = ${migrationId} and candidate_id = ${candidateId} and version = ${version}::bigint
+                returning attempt`
+            : // Inserting through the candidate row: its foreign-key check waits for a replace or delete holding it.
+              sql`
+                insert into ${T.runs} (migration_id, candidate_id, attempt, state, current_step, started_at, updated_at)
+                select c.migration_id, c.id, nextval(${attemptSequence}::regclass), ${next.state}::text, ${next.currentStep}::int,
+                  ${next.startedAt ?? null}::timestamptz, ${next.updatedAt}::timestamptz
+                from ${T.candidates} c
+                where c.migration_id = ${migrationId} and c.id = ${candidateId}
+                on conflict (migration_id, candidate_id) do nothing
+                returning attempt`
+          let rows
+          try {
+            rows = await sql`
+              with saved as (${write}),
+              cleared as (
+                delete from ${T.runSteps}
+                where ${fresh}::boolean and migration_id = ${migrationId} and candidate_id = ${candidateId}
+                  and exists (select 1 from saved)
+              ),
+              audit as (
+                insert into ${T.cancelled} (migration_id, candidate_id, run_id, attempt, cancelled_at)
+                select ${migrationId}, ${candidateId}, ${next.runId}, saved.attempt, ${request.at}::timestamptz
+                from saved where ${cancelled}::boolean
+              )
+              select attempt from saved
+            `
+          } catch (error) {
+            // The candidate was deleted between the read and the insert: read again (it will be not_found).
+            if ((error as { code?: unknown }).code === FOREIGN_KEY_VIOLATION) return RETRY
+            throw error
+          }
+          if (rows.length === 0) return RETRY
+          next.attempt = Number(rows[0]!.attempt)
+          return { ok: true, run: next, previous }
+        }),
+      )
     },
 
     recordStep(request): Promise<RecordStepOutcome> {
       const { migrationId, candidateId } = request
-      return transaction(async (tx) => {
-        if (!(await lockCandidate(tx, migrationId, candidateId))) return { outcome: 'not_found' } as const
-        const run = await readRun(tx, migrationId, candidateId, true)
-        if (!run || run.state !== 'running' || (request.attempt !== undefined && run.attempt !== request.attempt)) {
-          return { outcome: 'not_running', status: candidateStatusOf(run?.state) } as const
-        }
-        const decision = decideStep(run, request)
-        if (decision.outcome !== 'recorded') return { outcome: decision.outcome, run }
-        const position = decision.steps.findIndex((s) => s.result.stepName === request.result.stepName)
-        const entry = decision.steps[position]!
-        await tx`
-          with saved as (
-            insert into ${T.runSteps} (migration_id, candidate_id, position, step_name, success, done, result, at)
-            values (
-              ${migrationId}, ${candidateId}, ${position}::int, ${entry.result.stepName},
-              ${entry.result.success}::boolean, ${entry.done}::boolean,
-              ${JSON.stringify(entry.result)}::text::json, ${entry.at}::timestamptz
+      return guard(() =>
+        optimistic(async (): Promise<RecordStepOutcome | typeof RETRY> => {
+          const found = await readForWrite(migrationId, candidateId)
+          if (!found) return { outcome: 'not_found' }
+          const { run, version } = found
+          if (!run || run.state !== 'running' || (request.attempt !== undefined && run.attempt !== request.attempt)) {
+            return { outcome: 'not_running', status: candidateStatusOf(run?.state) }
+          }
+          const decision = decideStep(run, request)
+          if (decision.outcome !== 'recorded') return { outcome: decision.outcome, run }
+          const position = decision.steps.findIndex((s) => s.result.stepName === request.result.stepName)
+          const entry = decision.steps[position]!
+          const rows = await sql`
+            with saved as (
+              update ${T.runs} set updated_at = ${request.at}::timestamptz, version = version + 1
+              where migration_id = ${migrationId} and candidate_id = ${candidateId} and version = ${version}::bigint
+              returning 1
+            ),
+            step as (
+              insert into ${T.runSteps} (migration_id, candidate_id, position, step_name, success, done, result, at)
+              select ${migrationId}, ${candidateId}, ${position}::int, ${entry.result.stepName}::text,
+                ${entry.result.success}::boolean, ${entry.done}::boolean,
+                ${JSON.stringify(entry.result)}::text::json, ${entry.at}::timestamptz
+              from saved
+              on conflict (migration_id, candidate_id, step_name) do update set
+                success = excluded.success, done = excluded.done, result = excluded.result, at = excluded.at
             )
-            on conflict (migration_id, candidate_id, step_name) do update set
-              success = excluded.success, done = excluded.done, result = excluded.result, at = excluded.at
-          )
-          update ${T.runs} set updated_at = ${request.at}::timestamptz
-          where migration_id = ${migrationId} and candidate_id = ${candidateId}
-        `
-        return { outcome: 'recorded', run: { ...run, steps: decision.steps, updatedAt: request.at } }
-      })
+            select 1 from saved
+          `
+          if (rows.length === 0) return RETRY
+          return { outcome: 'recorded', run: { ...run, steps: decision.steps, updatedAt: request.at } }
+        }),
+      )
     },
 
     setCurrentStep(migrationId, candidateId, attempt, index) {
       return guard(async () => {
         // One conditional UPDATE: it re-checks state and attempt on the row it locks, so it cannot race a transition.
         const rows = await sql`
-          update ${T.runs} set current_step = ${index}::int, updated_at = ${new Date().toISOString()}::timestamptz
+          update ${T.runs} set current_step = ${index}::int, updated_at = ${new Date().toISOString()}::timestamptz,
+            version = version + 1
           where migration_id = ${migrationId} and candidate_id = ${candidateId}
             and state = 'running' and attempt = ${attempt}::bigint
           returning 1

@@ -71,6 +71,7 @@ const MIGRATIONS: readonly SchemaMigration[] = [
           check (state in ('queued', 'running', 'completed', 'failed', 'cancelled', 'dequeued')),
         current_step integer not null default 0,
         started_at timestamptz,
+        version bigint not null default 1,
         updated_at timestamptz not null,
         primary key (migration_id, candidate_id),
         foreign key (migration_id, candidate_id)
@@ -101,6 +102,96 @@ const MIGRATIONS: readonly SchemaMigration[] = [
         cancelled_at timestamptz not null
       );
       create index cancelled_attempts_by_migration on {schema}.cancelled_attempts (migration_id, id);
+
+      -- The operations that rewrite many rows run server-side, each in one statement: every
+      -- statement inside gets a fresh snapshot, so what they check after taking their locks is
+      -- current, and no client-side transaction is left open on a connection that dies.
+
+      -- Candidate lists arrive as one JSON array of rows, each an array of strings:
+      -- [id, kind, metadata, state, files, search terms], the last four themselves JSON
+      -- texts. A NUL escape stays escaped inside the inner text until it lands in a json column.
+      create function {schema}.replace_candidates(p_migration text, p_candidates json)
+      returns boolean language plpgsql as $$
+      declare
+        v_ids text[] := array(select e->>0 from json_array_elements(p_candidates) e);
+      begin
+        perform 1 from {schema}.migrations where id = p_migration for no key update;
+        if not found then
+          return false;
+        end if;
+        -- Hold the candidates that may be dropped, and their runs: a queue (which inserts a run,
+        -- checking its candidate) or any other transition (which updates the run) now waits.
+        perform 1 from {schema}.candidates
+          where migration_id = p_migration and id <> all(v_ids) order by id for update;
+        perform 1 from {schema}.runs
+          where migration_id = p_migration and candidate_id <> all(v_ids) order by candidate_id for update;
+        delete from {schema}.candidates c
+          where c.migration_id = p_migration and c.id <> all(v_ids)
+            and not exists (
+              select 1 from {schema}.runs r
+              where r.migration_id = c.migration_id and r.candidate_id = c.id
+                and r.state in ('queued', 'running', 'completed')
+            );
+        -- Candidates kept for their run go after the new list, in their previous order.
+        update {schema}.candidates c set position = cardinality(v_ids) + kept.rank - 1
+          from (
+            select id, row_number() over (order by position) as rank
+            from {schema}.candidates
+            where migration_id = p_migration and id <> all(v_ids)
+          ) kept
+          where c.migration_id = p_migration and c.id = kept.id;
+        insert into {schema}.candidates (migration_id, id, position, kind, metadata, state, files, search)
+          select p_migration, e.r->>0, (e.ord - 1)::integer, e.r->>1, (e.r->>2)::json, (e.r->>3)::json,
+            (e.r->>4)::json, array(select json_array_elements_text((e.r->>5)::json))
+          from json_array_elements(p_candidates) with ordinality as e(r, ord)
+          on conflict (migration_id, id) do update set
+            position = excluded.position, kind = excluded.kind, metadata = excluded.metadata,
+            state = excluded.state, files = excluded.files, search = excluded.search;
+        return true;
+      end
+      $$;
+
+      -- Steps arrive like candidates: [name, workerApp, description, config, files].
+      -- p_candidates null keeps the candidate list as it is.
+      create function {schema}.upsert_migration(
+        p_id text, p_name text, p_description text, p_worker_url text, p_now timestamptz,
+        p_steps json, p_candidates json
+      ) returns timestamptz language plpgsql as $$
+      declare
+        v_created timestamptz;
+      begin
+        insert into {schema}.migrations (id, name, description, worker_url, created_at)
+          values (p_id, p_name, p_description, p_worker_url, p_now)
+          on conflict (id) do update set
+            name = excluded.name, description = excluded.description, worker_url = excluded.worker_url
+          returning created_at into v_created;
+        delete from {schema}.steps where migration_id = p_id;
+        insert into {schema}.steps (migration_id, position, name, worker_app, description, config, files)
+          select p_id, (e.ord - 1)::integer, e.r->>0, e.r->>1, e.r->>2, (e.r->>3)::json, (e.r->>4)::json
+          from json_array_elements(p_steps) with ordinality as e(r, ord);
+        if p_candidates is not null then
+          perform {schema}.replace_candidates(p_id, p_candidates);
+        end if;
+        return v_created;
+      end
+      $$;
+
+      create function {schema}.delete_migration(p_id text) returns text language plpgsql as $$
+      begin
+        perform 1 from {schema}.migrations where id = p_id for update;
+        if not found then
+          return 'not_found';
+        end if;
+        -- Hold every candidate (no run can be inserted) and every run (none can change state).
+        perform 1 from {schema}.candidates where migration_id = p_id order by id for update;
+        perform 1 from {schema}.runs where migration_id = p_id order by candidate_id for update;
+        if exists (select 1 from {schema}.runs where migration_id = p_id and state = 'running') then
+          return 'running';
+        end if;
+        delete from {schema}.migrations where id = p_id;
+        return 'deleted';
+      end
+      $$;
     `,
   },
 ]
