@@ -128,7 +128,7 @@ describe.each(pairings(broker.versions))('dispatch and dry run over MQTT (server
       await new Promise((r) => setTimeout(r, 50))
       const { candidate: _omitted, ...withoutCandidate } = request
       await server.publishAsync(`${prefix}/workers/charts/dispatch`, JSON.stringify({ ...withoutCandidate, replyTo: replies, correlationId: 'c-1' }), { qos: 1 })
-      expect(JSON.parse((await answered).payload)).toEqual({ correlationId: 'c-1', ok: false, code: 'invalid', error: 'candidate: Invalid key: Expected "candidate" but received undefined' })
+      expect(JSON.parse((await answered).payload)).toEqual({ correlationId: 'c-1', ok: false, code: 'invalid', error: 'candidate: is required' })
       expect(received).toEqual([])
     })
 
@@ -197,7 +197,7 @@ describe.each(pairings(broker.versions))('dispatch and dry run over MQTT (server
       const broken = serveDryRun(worker, { workerApp: 'charts', topicPrefix: prefix, handler: () => ({ steps: [{ stepName: 'bump-chart' }] }) as never })
       await broken.ready
       const invalid = await expectLoomError(dryRunner.dryRun({ workerApps: ['charts'] }, dryRunRequest), 'unavailable')
-      expect(invalid.message).toBe('dry run of app-chart for billing-api by worker app charts: invalid answer: result.steps.0.skipped: Invalid key: Expected "skipped" but received undefined')
+      expect(invalid.message).toBe('dry run of app-chart for billing-api by worker app charts: invalid answer: result.steps.0.skipped: is required')
       await dryRunner.close()
     })
 
