@@ -240,30 +240,35 @@ export function postgresStore(sql: Sql<any>, options: PostgresStoreOptions = {})
     listCandidates(migrationId, query: CandidateQuery = {}): Promise<CandidatePage | undefined> {
       return guard(async () => {
         const q = query.q ? foldCase(query.q) : null
-        const rows = await sql`
-          with filtered as (
-            select c.id, c.kind, c.metadata, c.state, c.files, c.position, st.status
-            from ${T.candidates} c
-            left join ${T.runs} r on r.migration_id = c.migration_id and r.candidate_id = c.id
-            cross join lateral (
-              select case when r.state in ('queued', 'running', 'completed') then r.state else 'not_started' end as status
-            ) st
-            where c.migration_id = ${migrationId}
-              and (${query.status ?? null}::text is null or st.status = ${query.status ?? null}::text)
-              and (${q}::text is null or exists (select 1 from unnest(c.search) term where strpos(term, ${q}::text) > 0))
-          )
-          select (select count(*) from filtered)::int as total, page.*
-          from ${T.migrations} m
-          left join lateral (
-            select * from filtered order by position
-            limit ${query.limit ?? null}::int offset ${query.offset ?? 0}::int
-          ) page on true
-          where m.id = ${migrationId}
+        const status = query.status ?? null
+        /** The candidates that match, joined with their status; the filter is written once for both queries below. */
+        const matching = () => sql`
+          from ${T.candidates} c
+          left join ${T.runs} r on r.migration_id = c.migration_id and r.candidate_id = c.id
+          cross join lateral (
+            select case when r.state in ('queued', 'running', 'completed') then r.state else 'not_started' end as status
+          ) st
+          where c.migration_id = ${migrationId}
+            and (${status}::text is null or st.status = ${status}::text)
+            and (${q}::text is null or exists (select 1 from unnest(c.search) term where strpos(term, ${q}::text) > 0))
         `
-        if (rows.length === 0) return undefined
+        // The page carries the total; only an empty page (no match, an offset past the end, or
+        // no such migration) needs a second statement to tell which.
+        const rows = await sql`
+          select count(*) over ()::int as total, c.id, c.kind, c.metadata, c.state, c.files, st.status
+          ${matching()}
+          order by c.position
+          limit ${query.limit ?? null}::int offset ${query.offset ?? 0}::int
+        `
+        if (rows.length === 0) {
+          const [row] = await sql`
+            select (select count(*) ${matching()})::int as total
+            from ${T.migrations} m where m.id = ${migrationId}
+          `
+          return row && { candidates: [], total: Number(row.total) }
+        }
         const candidates: CandidateWithStatus[] = []
         for (const row of rows) {
-          if (row.id === null) continue
           const candidate = candidateOf(row) as CandidateWithStatus
           candidate.status = row.status
           if (row.status !== 'not_started') candidate.runId = joinRunId(migrationId, row.id)
