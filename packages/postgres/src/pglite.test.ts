@@ -22,10 +22,11 @@ describe('pglite({ dataDir })', () => {
   })
 
   it('reads back what another process wrote to the folder, and keeps what this one adds', async () => {
-    const child = await run(process.execPath, ['--import', 'tsx', fixture, dataDir], { timeout: 60_000 })
+    const folder = join(dataDir, 'state', 'db') // missing folders are made
+    const child = await run(process.execPath, ['--import', 'tsx', fixture, folder], { timeout: 60_000 })
     expect(child.stdout).toBe('written\n')
 
-    const first = await pglite({ dataDir })
+    const first = await pglite({ dataDir: folder })
     try {
       expect((await migrate(first.sql)).applied).toEqual([])
       const store = postgresStore(first.sql)
@@ -40,7 +41,7 @@ describe('pglite({ dataDir })', () => {
       await first.close()
     }
 
-    const second = await pglite({ dataDir })
+    const second = await pglite({ dataDir: folder })
     try {
       const [running] = await postgresStore(second.sql).listRuns('running')
       expect(running).toMatchObject({ runId: 'from-child__svc-1', state: 'running' })

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LoomError } from '@loom/core'
@@ -65,6 +65,8 @@ export async function pglite(options: PgliteOptions = {}): Promise<EmbeddedPostg
   }
 
   try {
+    // PGlite makes only the last folder of the path.
+    if (options.dataDir !== undefined) await mkdir(options.dataDir, { recursive: true })
     db = await PGlite.create(options.dataDir === undefined ? {} : { dataDir: options.dataDir })
     const posix = process.platform !== 'win32'
     socketDir = posix ? await mkdtemp(join(tmpdir(), 'loom-pglite-')) : undefined
