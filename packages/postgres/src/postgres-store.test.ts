@@ -173,6 +173,13 @@ describe('postgresStore arguments', () => {
     expect(() => postgresStore(sql)).toThrow(expect.objectContaining({ code: 'invalid', details: { field: 'sql' } }))
   })
 
+  it('refuses a timeoutMs that is not a number of milliseconds, naming the field', () => {
+    const sql = postgres({ host: '127.0.0.1', port: 1 })
+    for (const timeoutMs of [-1, Number.NaN, Number.POSITIVE_INFINITY, '5' as never]) {
+      expect(() => postgresStore(sql, { timeoutMs })).toThrow(expect.objectContaining({ code: 'invalid', details: { field: 'timeoutMs' } }))
+    }
+  })
+
   it('refuses something that is not a postgres client', () => {
     expect(() => postgresStore({} as never)).toThrow(expect.objectContaining({ code: 'invalid', details: { field: 'sql' } }))
   })
