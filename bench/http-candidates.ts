@@ -103,7 +103,7 @@ async function profile(n: number) {
   const iterations = n >= 10_000 ? 30 : 300
   const page = await loom.listCandidates(M)
   const rows = [
-    await time('store.listCandidates (filter + structuredClone)', () => store.listCandidates(M, {}), iterations),
+    await time('store.listCandidates (filter + copy)', () => store.listCandidates(M, {}), iterations),
     await time('shallow copy of the page instead (copy-on-write)', () => page.map((c) => ({ ...c })), iterations),
     await time('JSON.stringify of the list', () => JSON.stringify(page), iterations),
     await time('loom.listCandidates (whole call)', () => loom.listCandidates(M), iterations),
