@@ -115,4 +115,30 @@ describe('localEngine', () => {
     expect(calls).toBe(1)
     await loom.close()
   })
+
+  it('ends a run cancelled while its step is being begun, so close does not hang', async () => {
+    const store = memoryStore()
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    const setCurrentStep = store.setCurrentStep.bind(store)
+    // The step becomes the one in flight, then the cancel lands before the engine waits for it.
+    let entered!: () => void
+    const inFlight = new Promise<void>((resolve) => (entered = resolve))
+    store.setCurrentStep = async (...args) => {
+      const result = await setCurrentStep(...args)
+      entered()
+      await gate
+      return result
+    }
+    const worker = fakeWorker()
+    const loom = createLoom({ store, engine: localEngine(), dispatcher: worker.dispatcher })
+    await loom.announce(announcement('app-chart', { steps: ['update-chart'], candidates: [{ id: 'billing-api' }] }))
+    await loom.execute(await loom.queue('app-chart', 'billing-api'))
+    await inFlight
+    await loom.cancel(RUN)
+    release()
+    const closed = await Promise.race([loom.close().then(() => 'closed'), new Promise((r) => setTimeout(() => r('hung'), 2000))])
+    expect(closed).toBe('closed')
+    expect(worker.dispatched).toEqual([])
+  })
 })

@@ -67,6 +67,8 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
 
   const waitFor = (loop: Loop, stepName: string) =>
     new Promise<StepEvent | undefined>((resolve) => {
+      // Stopped while the step was being begun: nobody would resolve a waiter set now.
+      if (loop.stopped) return resolve(undefined)
       loop.waiter = { stepName, resolve }
     })
 
