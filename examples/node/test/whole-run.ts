@@ -5,6 +5,7 @@
  * and workerd examples import it from here.
  */
 import type { DispatchStepRequest } from '@loom/core'
+import { eventually } from '@loom/core/testing'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -37,19 +38,6 @@ export async function startFakeWorker(): Promise<FakeWorker> {
     url: `http://127.0.0.1:${port}`,
     dispatched,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  }
-}
-
-/** Polls until `probe` stops throwing, for at most `timeoutMs`. */
-export async function eventually<T>(probe: () => Promise<T> | T, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    try {
-      return await probe()
-    } catch (error) {
-      if (Date.now() > deadline) throw error
-      await new Promise((resolve) => setTimeout(resolve, 25))
-    }
   }
 }
 
