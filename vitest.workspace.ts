@@ -12,4 +12,5 @@ export default [
   'packages/worker', 'examples/worker',
   'sveltekit-console',
   'tests/docs',
+  'tests/packages',
 ]
