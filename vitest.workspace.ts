@@ -13,4 +13,5 @@ export default [
   'sveltekit-console',
   'tests/docs',
   'tests/packages',
+  'tests/consumer',
 ]

@@ -2,7 +2,8 @@
  * A consumer's service, written against the packed @loom/* packages only: Loom embedded in
  * a Hono app with the PostgreSQL store (DATABASE_URL, or PGlite in a temporary folder) and
  * the local engine, plus a worker built with @loom/worker. It drives one candidate to
- * `completed` over real HTTP on 127.0.0.1 and prints `consumer: completed on node vX`.
+ * `completed` over real HTTP on 127.0.0.1, then prints one JSON line: the Node version, the
+ * store used, and the run as the HTTP API reports it.
  */
 import { serve } from '@hono/node-server'
 import { createClient } from '@loom/client'
@@ -12,13 +13,14 @@ import { migrate, pglite, postgresStore } from '@loom/postgres'
 import { createWorker, defineMigration } from '@loom/worker'
 import { Hono } from 'hono'
 import type { AddressInfo } from 'node:net'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
 
 const schema = `consumer_${process.pid}`
-const embedded = process.env.DATABASE_URL ? undefined : await pglite({ dataDir: mkdtempSync(join(tmpdir(), 'loom-consumer-')) })
+const dataDir = process.env.DATABASE_URL ? undefined : mkdtempSync(join(tmpdir(), 'loom-consumer-pglite-'))
+const embedded = dataDir ? await pglite({ dataDir }) : undefined
 const sql = embedded ? embedded.sql : postgres(process.env.DATABASE_URL!, { onnotice: () => {} })
 await migrate(sql, { schema })
 
@@ -64,19 +66,28 @@ try {
 }
 await operator.execute(runId)
 const deadline = Date.now() + 20_000
-let status = ''
-while (Date.now() < deadline && status !== 'completed') {
-  status = (await operator.getRun(runId)).status // not_found if the run failed: the error says why
-  if (status !== 'completed') await new Promise((resolve) => setTimeout(resolve, 50))
+let run = await operator.getRun(runId)
+// A failed run is no longer a run of its candidate: getRun then rejects with not_found, saying why.
+while (Date.now() < deadline && run.status !== 'completed') {
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  run = await operator.getRun(runId)
 }
-if (status !== 'completed') throw new Error(`run ended as ${status}`)
 
 await worker.stop()
 await loom.close()
 await sql.unsafe(`drop schema ${schema} cascade`)
 if (embedded) await embedded.close()
 else await sql.end()
+if (dataDir) rmSync(dataDir, { recursive: true, force: true })
 server.close()
 workerServer.close()
-console.log(`consumer: completed on node ${process.version}`)
+console.log(
+  JSON.stringify({
+    node: process.version,
+    store: embedded ? 'pglite' : 'postgresql',
+    sameRun: run.runId === runId,
+    status: run.status,
+    steps: (run.steps ?? []).map(({ stepName, success, metadata }) => ({ stepName, success, metadata })),
+  }),
+)
 process.exit(0)
