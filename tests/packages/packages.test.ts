@@ -33,7 +33,6 @@ describe('published packages', () => {
     expect(pkg.private).toBeUndefined()
     expect(pkg.version).toBe(workspaceVersion)
     expect(pkg).toMatchObject({ type: 'module', sideEffects: false, license: 'MIT', files: ['dist', 'CHANGELOG.md'] })
-    expect(pkg.repository).toMatchObject({ type: 'git', directory: path })
     expect(pkg.engines.node).toBe('>=20.11')
     for (const [entry, target] of Object.entries(pkg.exports as Record<string, unknown>)) {
       if (entry === './package.json') continue
