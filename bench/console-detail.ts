@@ -31,7 +31,11 @@ function candidates(n: number) {
 }
 
 async function api(base: string, path: string, body: unknown) {
-  const response = await fetch(`${base}/api${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const response = await fetch(`${base}/api${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
   if (!response.ok) throw new Error(`POST ${path}: ${response.status} ${await response.text()}`)
 }
 
@@ -52,10 +56,7 @@ async function loadDetail(page: Page, url: string): Promise<number> {
 async function applyFilter(page: Page, label: string, expectRows: (n: number) => boolean): Promise<number> {
   const started = performance.now()
   await page.click(`.pills a:has-text("${label}")`)
-  await page.waitForFunction(
-    (want) => document.querySelector(`.pills a[aria-current="true"]`)?.textContent?.includes(want) ?? false,
-    label,
-  )
+  await page.waitForFunction((want) => document.querySelector(`.pills a[aria-current="true"]`)?.textContent?.includes(want) ?? false, label)
   await page.waitForSelector('tr[data-candidate]')
   const rows = await page.locator('tr[data-candidate]').count()
   if (!expectRows(rows)) throw new Error(`filter ${label}: ${rows} rows`)
@@ -65,11 +66,16 @@ async function applyFilter(page: Page, label: string, expectRows: (n: number) =>
 async function search(page: Page, text: string): Promise<number> {
   const started = performance.now()
   await page.fill('#candidate-search', text)
-  await page.waitForFunction((q) => new URL(location.href).searchParams.get('q') === q && document.querySelectorAll('tr[data-candidate]').length === 1, text)
+  await page.waitForFunction(
+    (q) => new URL(location.href).searchParams.get('q') === q && document.querySelectorAll('tr[data-candidate]').length === 1,
+    text,
+  )
   return performance.now() - started
 }
 
-const server = await startConsole({ env: { LOOM_EXAMPLE_WORKER: 'false', DATABASE_URL: undefined, TEMPORAL_ADDRESS: undefined, MQTT_URL: undefined } })
+const server = await startConsole({
+  env: { LOOM_EXAMPLE_WORKER: 'false', DATABASE_URL: undefined, TEMPORAL_ADDRESS: undefined, MQTT_URL: undefined },
+})
 const browser = await launchBrowser()
 try {
   for (const n of SIZES) {
@@ -88,10 +94,10 @@ try {
 
   const context = await browser.newContext({ viewport: { width: 1360, height: 900 } })
   const page = await context.newPage()
-  const cold: Record<number, number[]> = { 100: [], 10_000: [] }
-  const loads: Record<number, number[]> = { 100: [], 10_000: [] }
-  const filters: Record<number, number[]> = { 100: [], 10_000: [] }
-  const searches: Record<number, number[]> = { 100: [], 10_000: [] }
+  const cold: Record<number, number[]> = { 100: [], 10000: [] }
+  const loads: Record<number, number[]> = { 100: [], 10000: [] }
+  const filters: Record<number, number[]> = { 100: [], 10000: [] }
+  const searches: Record<number, number[]> = { 100: [], 10000: [] }
   // Warm up both pages once (JIT, the browser cache of the app's scripts), then alternate.
   for (const n of SIZES) await loadDetail(page, `${server.url}/migrations/bench-${n}`)
   for (let run = 0; run < RUNS; run++) {
@@ -117,7 +123,9 @@ try {
   }
   const ratio = (xs: Record<number, number[]>) => (median(xs[10_000]!) / median(xs[100]!)).toFixed(2)
   console.log(`\n10,000 / 100, time to interactive: cold ${ratio(cold)}×, warm ${ratio(loads)}× (aim: under 2×)`)
-  console.log(`all cold loads (ms): 100 → ${cold[100]!.map((x) => x.toFixed(0)).join(', ')}; 10,000 → ${cold[10_000]!.map((x) => x.toFixed(0)).join(', ')}`)
+  console.log(
+    `all cold loads (ms): 100 → ${cold[100]!.map((x) => x.toFixed(0)).join(', ')}; 10,000 → ${cold[10_000]!.map((x) => x.toFixed(0)).join(', ')}`,
+  )
   await context.close()
 } finally {
   await browser.close()

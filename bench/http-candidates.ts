@@ -30,7 +30,13 @@ const candidates = (n: number): Candidate[] =>
     id: `svc-${i}`,
     kind: 'application',
     metadata: { team: i % 2 === 0 ? 'payments' : 'search', repoName: `acme/svc-${i}` },
-    files: [{ name: 'chart', repo: 'gitops', files: [{ path: `apps/svc-${i}/values.yaml`, url: `https://git.example/gitops/apps/svc-${i}/values.yaml` }] }],
+    files: [
+      {
+        name: 'chart',
+        repo: 'gitops',
+        files: [{ path: `apps/svc-${i}/values.yaml`, url: `https://git.example/gitops/apps/svc-${i}/values.yaml` }],
+      },
+    ],
   }))
 
 async function buildApps(n: number) {
@@ -67,7 +73,13 @@ async function child() {
       new Promise<number>((resolve) => {
         serve({ fetch, hostname: '127.0.0.1', port: 0 }, (info) => resolve(info.port))
       })
-    ports[n] = { loom: await listen(loomHttp.fetch), cached: await listen(loomCached.fetch), bare: await listen(bare.fetch), serialize: await listen(serialize.fetch), bytes: bytes.length }
+    ports[n] = {
+      loom: await listen(loomHttp.fetch),
+      cached: await listen(loomCached.fetch),
+      bare: await listen(bare.fetch),
+      serialize: await listen(serialize.fetch),
+      bytes: bytes.length,
+    }
   }
   process.send!({ ports })
 }
@@ -107,7 +119,11 @@ async function profile(n: number) {
     await time('shallow copy of the page instead (copy-on-write)', () => page.map((c) => ({ ...c })), iterations),
     await time('JSON.stringify of the list', () => JSON.stringify(page), iterations),
     await time('loom.listCandidates (whole call)', () => loom.listCandidates(M), iterations),
-    await time('loomApp.request (no socket, body read)', async () => (await loomHttp.request(`/migrations/${M}/candidates`)).arrayBuffer(), iterations),
+    await time(
+      'loomApp.request (no socket, body read)',
+      async () => (await loomHttp.request(`/migrations/${M}/candidates`)).arrayBuffer(),
+      iterations,
+    ),
   ]
   await loom.close()
   return { rows, bytes: bytes.length }

@@ -38,7 +38,13 @@ try {
   }))
   await store.upsertMigration({ id: migrationId, name: 'Bench', steps: [{ name: 'bump', workerApp: 'charts' }] }, candidates)
   const move = (candidateId: string, action: StatusAction) =>
-    store.transition({ migrationId, candidateId, from: STATUS_RULES[action].from, to: STATUS_RULES[action].to, at: new Date().toISOString() })
+    store.transition({
+      migrationId,
+      candidateId,
+      from: STATUS_RULES[action].from,
+      to: STATUS_RULES[action].to,
+      at: new Date().toISOString(),
+    })
   for (let i = 0; i < CANDIDATES; i += 4) await move(`svc-${i}`, 'queue')
 
   const T = { candidates: sql(`${schema}.candidates`), runs: sql(`${schema}.runs`) }
@@ -60,7 +66,16 @@ try {
   for (let i = 0; i < 3; i++) await Promise.all([viaStore(), bare()]) // warm caches and plans
   for (let i = 0; i < LIST_ROUNDS; i++) {
     // Alternate which goes first so neither always meets a warmer cache.
-    const order = i % 2 ? [[viaStore, storeTimes], [bare, bareTimes]] as const : [[bare, bareTimes], [viaStore, storeTimes]] as const
+    const order =
+      i % 2
+        ? ([
+            [viaStore, storeTimes],
+            [bare, bareTimes],
+          ] as const)
+        : ([
+            [bare, bareTimes],
+            [viaStore, storeTimes],
+          ] as const)
     for (const [run, times] of order) {
       const start = performance.now()
       await run()

@@ -47,9 +47,11 @@ async function benchLoom(address: string, connection: NativeConnection, client: 
   const dispatcher: StepDispatcher = {
     async dispatch(_target, request) {
       setImmediate(() => {
-        loom.complete(request.runId, { stepName: request.stepName, candidate: { id: request.candidate.id }, success: true }).catch((error) => {
-          console.error('report failed', error)
-        })
+        loom
+          .complete(request.runId, { stepName: request.stepName, candidate: { id: request.candidate.id }, success: true })
+          .catch((error) => {
+            console.error('report failed', error)
+          })
       })
     },
   }
@@ -88,7 +90,11 @@ async function benchLoom(address: string, connection: NativeConnection, client: 
   worker.shutdown()
   await running
   void address
-  return summarise(startedAt, runIds.map((id) => completedAt.get(id)! - executedAt.get(id)!), endedAt)
+  return summarise(
+    startedAt,
+    runIds.map((id) => completedAt.get(id)! - executedAt.get(id)!),
+    endedAt,
+  )
 }
 
 async function benchBare(connection: NativeConnection, client: Client, runs: number): Promise<Result> {
@@ -103,7 +109,10 @@ async function benchBare(connection: NativeConnection, client: Client, runs: num
       // The worker app: accepts the dispatch, then signals the step done at once, as a separate call.
       async dispatch(workflowId: string, step: string) {
         setImmediate(() => {
-          client.workflow.getHandle(workflowId).signal(bareStepDone, step).catch((error) => console.error('signal failed', error))
+          client.workflow
+            .getHandle(workflowId)
+            .signal(bareStepDone, step)
+            .catch((error) => console.error('signal failed', error))
         })
       },
       // Where Loom's last store write happens: the same point of the run for both.
@@ -128,25 +137,35 @@ async function benchBare(connection: NativeConnection, client: Client, runs: num
   const endedAt = performance.now()
   worker.shutdown()
   await running
-  return summarise(startedAt, ids.map((id) => completedAt.get(id)! - executedAt.get(id)!), endedAt)
+  return summarise(
+    startedAt,
+    ids.map((id) => completedAt.get(id)! - executedAt.get(id)!),
+    endedAt,
+  )
 }
 
 const quiet = new DefaultLogger('ERROR')
 const loomBundle = bundleLoomWorkflows({ logger: quiet })
-const bareBundle = bundleWorkflowCode({ workflowsPath: fileURLToPath(new URL('./temporal-bare-workflow.ts', import.meta.url)), logger: quiet })
+const bareBundle = bundleWorkflowCode({
+  workflowsPath: fileURLToPath(new URL('./temporal-bare-workflow.ts', import.meta.url)),
+  logger: quiet,
+})
 
 const server = await startTemporal()
 try {
   const connection = await NativeConnection.connect({ address: server.address })
   const clientConnection = await Connection.connect({ address: server.address })
   const client = new Client({ connection: clientConnection })
-  console.log(`Temporal: ${server.source} at ${server.address}; ${RUNS} runs of ${STEPS.length} steps, ${ROUNDS} round(s), Node ${process.version}`)
+  console.log(
+    `Temporal: ${server.source} at ${server.address}; ${RUNS} runs of ${STEPS.length} steps, ${ROUNDS} round(s), Node ${process.version}`,
+  )
 
   // Warm-up: bundles loaded, connections and task queues live.
   await benchBare(connection, client, 10)
   await benchLoom(server.address, connection, client, 10)
 
-  const fmt = (r: Result) => `${r.runsPerSecond.toFixed(1).padStart(5)} runs/s, median ${r.medianMs.toFixed(0).padStart(5)} ms, p95 ${r.p95Ms.toFixed(0).padStart(5)} ms`
+  const fmt = (r: Result) =>
+    `${r.runsPerSecond.toFixed(1).padStart(5)} runs/s, median ${r.medianMs.toFixed(0).padStart(5)} ms, p95 ${r.p95Ms.toFixed(0).padStart(5)} ms`
   const bares: Result[] = []
   const looms: Result[] = []
   // The machine is shared and noisy: alternate the order round by round, then take medians.
@@ -157,7 +176,11 @@ try {
     if (!loomFirst) looms.push(await benchLoom(server.address, connection, client, RUNS))
     console.log(`round ${round}: bare ${fmt(bares.at(-1)!)} | Loom ${fmt(looms.at(-1)!)}`)
   }
-  const mid = (rs: Result[], key: keyof Result) => quantile(rs.map((r) => r[key]), 0.5)
+  const mid = (rs: Result[], key: keyof Result) =>
+    quantile(
+      rs.map((r) => r[key]),
+      0.5,
+    )
   const bare = { runsPerSecond: mid(bares, 'runsPerSecond'), medianMs: mid(bares, 'medianMs'), p95Ms: mid(bares, 'p95Ms') }
   const loom = { runsPerSecond: mid(looms, 'runsPerSecond'), medianMs: mid(looms, 'medianMs'), p95Ms: mid(looms, 'p95Ms') }
 
@@ -173,8 +196,12 @@ try {
   console.log(`\nmedians over ${ROUNDS} rounds of ${RUNS} concurrent runs`)
   console.log(`  bare Temporal workflow: ${fmt(bare)}`)
   console.log(`  Loom (loomRun):         ${fmt(loom)}`)
-  console.log(`  Loom/bare: median execute->completed ${(loom.medianMs / bare.medianMs).toFixed(2)}x, runs/s ${(loom.runsPerSecond / bare.runsPerSecond).toFixed(2)}x`)
-  console.log(`one run at a time (median of 10): bare ${bareAlone.toFixed(0)} ms, Loom ${loomAlone.toFixed(0)} ms, ${(loomAlone / bareAlone).toFixed(2)}x`)
+  console.log(
+    `  Loom/bare: median execute->completed ${(loom.medianMs / bare.medianMs).toFixed(2)}x, runs/s ${(loom.runsPerSecond / bare.runsPerSecond).toFixed(2)}x`,
+  )
+  console.log(
+    `one run at a time (median of 10): bare ${bareAlone.toFixed(0)} ms, Loom ${loomAlone.toFixed(0)} ms, ${(loomAlone / bareAlone).toFixed(2)}x`,
+  )
   await connection.close()
   await clientConnection.close()
 } finally {

@@ -27,7 +27,9 @@ export function renderReference(): { markdown: string; json: string } {
     for (const method of METHODS) if (item[method]) operations.push({ method, path, op: item[method] })
   }
   for (const { method, path, op } of operations) {
-    const success = Object.keys(op.responses).filter((s) => s.startsWith('2')).join(', ')
+    const success = Object.keys(op.responses)
+      .filter((s) => s.startsWith('2'))
+      .join(', ')
     lines.push(`| ${method.toUpperCase()} | [\`${path}\`](#${anchor(method, path)}) | ${access(op)} | ${op.summary ?? ''} | ${success} |`)
   }
   for (const { method, path, op } of operations) {
@@ -60,7 +62,10 @@ function access(op: Json): string {
 }
 
 function anchor(method: string, path: string): string {
-  return `${method}-${path}`.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '')
+  return `${method}-${path}`
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '')
 }
 
 function schemaName(schema: Json | undefined): string {
@@ -68,7 +73,9 @@ function schemaName(schema: Json | undefined): string {
   if (schema.$ref) return `\`${String(schema.$ref).split('/').pop()}\``
   if (schema.type === 'array' && schema.items) return `array of ${schemaName(schema.items)}`
   if (schema.type === 'object' && schema.properties) {
-    return `\`{ ${Object.keys(schema.properties).map((k) => (schema.required?.includes(k) ? k : `${k}?`)).join(', ')} }\``
+    return `\`{ ${Object.keys(schema.properties)
+      .map((k) => (schema.required?.includes(k) ? k : `${k}?`))
+      .join(', ')} }\``
   }
   return `\`${schema.type ?? 'value'}\``
 }

@@ -84,9 +84,14 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 await import(pathToFileURL(join(root, 'sveltekit-console/build/index.js')).href)
 
 for (let i = 0; i < 600 && !interrupted; i++) {
-  const ok = await fetch(`http://127.0.0.1:${port}/api/health`).then((r) => r.ok, () => false)
+  const ok = await fetch(`http://127.0.0.1:${port}/api/health`).then(
+    (r) => r.ok,
+    () => false,
+  )
   if (ok) {
-    console.log(`\n  Loom console: ${url}\n  Loom API:     ${url}/api   (a worker's LOOM_URL)\n  Data:         ${process.env.LOOM_DATA_DIR}\n\n  Ctrl-C stops.\n`)
+    console.log(
+      `\n  Loom console: ${url}\n  Loom API:     ${url}/api   (a worker's LOOM_URL)\n  Data:         ${process.env.LOOM_DATA_DIR}\n\n  Ctrl-C stops.\n`,
+    )
     break
   }
   await new Promise((resolve) => setTimeout(resolve, 200))

@@ -48,7 +48,10 @@ export async function startWorkerd(options: { port?: number; token?: string } = 
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const running = await startWorkerd({ port: Number(process.env.PORT ?? 8787), ...(process.env.LOOM_TOKEN ? { token: process.env.LOOM_TOKEN } : {}) })
+  const running = await startWorkerd({
+    port: Number(process.env.PORT ?? 8787),
+    ...(process.env.LOOM_TOKEN ? { token: process.env.LOOM_TOKEN } : {}),
+  })
   console.log(`listening on ${running.url}`)
   process.on('SIGINT', () => void running.dispose().then(() => process.exit(0)))
 }

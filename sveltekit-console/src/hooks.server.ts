@@ -53,7 +53,13 @@ export const handle: Handle = async ({ event, resolve }) => {
     const headers = new Headers(request.headers)
     // The example worker guards its merge and close buttons with the same token.
     if (token && !headers.has('authorization')) headers.set('authorization', `Bearer ${cfg.workerToken ?? token}`)
-    return started.worker(new Request(request.url, { method: request.method, headers, ...(request.method === 'GET' || request.method === 'HEAD' ? {} : { body: await request.arrayBuffer() }) }))
+    return started.worker(
+      new Request(request.url, {
+        method: request.method,
+        headers,
+        ...(request.method === 'GET' || request.method === 'HEAD' ? {} : { body: await request.arrayBuffer() }),
+      }),
+    )
   }
 
   event.locals.loom = started.loom

@@ -90,7 +90,9 @@ describe('the console in Chromium', () => {
     const ids = await page.locator('tbody tr[data-candidate]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-candidate')))
     expect(ids).toEqual(discovered)
     await expect(row(page, 'billing-api').getAttribute('data-status')).resolves.toBe('not_started')
-    await expect(page.locator('.pills a', { hasText: 'Not started' }).textContent()).resolves.toMatch(new RegExp(`Not started\\s*${discovered.length}`))
+    await expect(page.locator('.pills a', { hasText: 'Not started' }).textContent()).resolves.toMatch(
+      new RegExp(`Not started\\s*${discovered.length}`),
+    )
     // Metadata columns come from the candidates' metadata.
     await expect(page.locator('thead').textContent()).resolves.toContain('team')
     await expect(page.locator('details.steps').textContent()).resolves.toContain('verify-sync')

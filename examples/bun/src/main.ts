@@ -10,7 +10,10 @@ import { Hono } from 'hono'
 
 /** The part of Bun's global this example uses (the repository does not install @types/bun). */
 declare const Bun: {
-  serve(options: { fetch: (request: Request) => Response | Promise<Response>; hostname: string; port: number }): { port: number; stop(force?: boolean): void }
+  serve(options: { fetch: (request: Request) => Response | Promise<Response>; hostname: string; port: number }): {
+    port: number
+    stop(force?: boolean): void
+  }
   version: string
 }
 declare const process: { env: Record<string, string | undefined>; on(signal: string, handler: () => void): void; exit(code: number): never }
@@ -18,9 +21,7 @@ declare const process: { env: Record<string, string | undefined>; on(signal: str
 const loom = createLoom({ store: memoryStore(), engine: localEngine() })
 await loom.ready
 const token = process.env.LOOM_TOKEN
-const app = new Hono()
-  .get('/', (c) => c.text(`Loom on Bun ${Bun.version}`))
-  .route('/api', loomApp(loom, token ? { token } : {}))
+const app = new Hono().get('/', (c) => c.text(`Loom on Bun ${Bun.version}`)).route('/api', loomApp(loom, token ? { token } : {}))
 
 const hostname = process.env.HOST ?? '127.0.0.1'
 const server = Bun.serve({ fetch: app.fetch, hostname, port: Number(process.env.PORT ?? 3000) })

@@ -51,7 +51,12 @@ export interface RunningServer {
  * Starts a server process and waits (at most `timeoutMs`) for its `listening on <url>` line.
  * Its output is kept for the failure message.
  */
-export async function startServer(command: string, args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<RunningServer> {
+export async function startServer(
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 30_000,
+): Promise<RunningServer> {
   const child: ChildProcess = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   const url = await new Promise<string>((resolve, reject) => {
@@ -122,7 +127,10 @@ export async function driveWholeRun(options: { api: string; token?: string; work
   const runId = queued.json.runId as string
 
   expect((await call('DELETE', `/runs/${runId}/dequeue`)).status).toBe(204)
-  expect((await call('GET', `/migrations/${M}/candidates`)).json.map((c: { status: string }) => c.status)).toEqual(['not_started', 'not_started'])
+  expect((await call('GET', `/migrations/${M}/candidates`)).json.map((c: { status: string }) => c.status)).toEqual([
+    'not_started',
+    'not_started',
+  ])
   expect((await call('POST', `/migrations/${M}/queue`, { candidate: { id: 'svc-0' } })).status).toBe(202)
   expect((await call('GET', `/runs/${runId}`)).json.status).toBe('queued')
 
@@ -149,7 +157,11 @@ export async function driveWholeRun(options: { api: string; token?: string; work
     ['svc-0', 'completed'],
     ['svc-1', 'not_started'],
   ])
-  expect((await call('GET', `/status/${runId}`)).json).toMatchObject({ instanceId: runId, runtimeStatus: 'COMPLETED', result: { status: 'completed' } })
+  expect((await call('GET', `/status/${runId}`)).json).toMatchObject({
+    instanceId: runId,
+    runtimeStatus: 'COMPLETED',
+    result: { status: 'completed' },
+  })
   expect(worker.dispatched.filter((d) => d.runId === runId).map((d) => d.stepName)).toEqual(['update-chart', 'open-pr'])
   return runId
 }

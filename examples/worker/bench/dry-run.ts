@@ -13,10 +13,18 @@ import { createExampleWorker, MIGRATION_ID } from '../src/index'
 
 const calls = Number(process.argv[2] ?? 40)
 const dataDir = await mkdtemp(join(tmpdir(), 'loom-example-bench-'))
-const loom = createLoom({ store: memoryStore(), engine: localEngine(), dispatcher: httpDispatcher(), dryRunner: httpDryRunner(), onError: () => {} })
+const loom = createLoom({
+  store: memoryStore(),
+  engine: localEngine(),
+  dispatcher: httpDispatcher(),
+  dryRunner: httpDryRunner(),
+  onError: () => {},
+})
 let fetchWorker: (r: Request) => Response | Promise<Response> = () => new Response(null, { status: 503 })
 const { server, url } = await new Promise<{ server: ServerType; url: string }>((resolve) => {
-  const s = serve({ fetch: (r) => fetchWorker(r), port: 0, hostname: '127.0.0.1' }, (info) => resolve({ server: s, url: `http://127.0.0.1:${info.port}` }))
+  const s = serve({ fetch: (r) => fetchWorker(r), port: 0, hostname: '127.0.0.1' }, (info) =>
+    resolve({ server: s, url: `http://127.0.0.1:${info.port}` }),
+  )
 })
 const t0 = performance.now()
 const example = await createExampleWorker({ dataDir, loom, url, onError: () => {} })

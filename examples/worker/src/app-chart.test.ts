@@ -67,7 +67,10 @@ describe('discoverApps', () => {
     const repo = await freshRepo()
     const switched = ['dev', 'prod'].map((env) => `apps/billing-api/${env}/application.yaml`)
     const files = await Promise.all(
-      switched.map(async (path) => ({ path, content: switchApplication((await repo.read(path))!, { app: 'billing-api', path, gitopsUrl: 'u' }) })),
+      switched.map(async (path) => ({
+        path,
+        content: switchApplication((await repo.read(path))!, { app: 'billing-api', path, gitopsUrl: 'u' }),
+      })),
     )
     await repo.commit('loom/test/switch', files, 'switch')
     await repo.merge('loom/test/switch')

@@ -71,7 +71,9 @@ export function appChartFiles(app: string, genericVersion: string, genericRepo: 
     `    repository: ${genericRepo}`,
     '',
   ].join('\n')
-  const values = [`# Defaults for every environment of ${app}; each application.yaml overrides them.`, `${GENERIC_CHART}: {}`, ''].join('\n')
+  const values = [`# Defaults for every environment of ${app}; each application.yaml overrides them.`, `${GENERIC_CHART}: {}`, ''].join(
+    '\n',
+  )
   return [
     { path: `charts/${app}/Chart.yaml`, content: chart },
     { path: `charts/${app}/values.yaml`, content: values },
@@ -90,7 +92,9 @@ export function switchApplication(text: string, options: { app: string; path: st
   const source = genericSource(doc)
   if (!source) {
     const chart = doc.getIn(['spec', 'source', 'chart'])
-    throw new Error(`${options.path}: spec.source.chart is ${chart === undefined ? 'missing' : `"${String(chart)}"`}, not ${GENERIC_CHART}; it changed since discovery`)
+    throw new Error(
+      `${options.path}: spec.source.chart is ${chart === undefined ? 'missing' : `"${String(chart)}"`}, not ${GENERIC_CHART}; it changed since discovery`,
+    )
   }
   const chartPair = source.items.find((pair) => isScalar(pair.key) && pair.key.value === 'chart')!
   chartPair.key = doc.createNode('path')
@@ -146,7 +150,11 @@ export function appChartMigration(options: AppChartOptions): Migration {
       const current = await Promise.all(changes.map((c) => repo.read(c.path)))
       const changed = changes.filter((c, i) => current[i] !== c.content)
       if (changed.length === 0) return { metadata: { phase: 'merged', note: `already done on main` } }
-      await repo.commit(branch, changed.map(({ path, content }) => ({ path, content })), `${title}\n\nLoom run ${context.runId}, step ${context.stepName}`)
+      await repo.commit(
+        branch,
+        changed.map(({ path, content }) => ({ path, content })),
+        `${title}\n\nLoom run ${context.runId}, step ${context.stepName}`,
+      )
     }
     await pullRequests.watch({ runId: context.runId, stepName: context.stepName, branch, prUrl })
     return pending({ phase: 'open', prUrl, branch })
@@ -176,7 +184,8 @@ export function appChartMigration(options: AppChartOptions): Migration {
         name: 'create-app-chart',
         description: `Add charts/<app> wrapping ${GENERIC_CHART} at the version in use (a pull request)`,
         files: ['charts/<app>/Chart.yaml', 'charts/<app>/values.yaml'],
-        run: (context) => openPullRequest(context, `${context.candidate.id}: add its own chart`, async () => chartChanges(context.candidate)),
+        run: (context) =>
+          openPullRequest(context, `${context.candidate.id}: add its own chart`, async () => chartChanges(context.candidate)),
         dryRun: ({ candidate }) => chartChanges(candidate),
       },
       {
@@ -184,13 +193,19 @@ export function appChartMigration(options: AppChartOptions): Migration {
         description: 'Point every environment’s Application at charts/<app>, values under the dependency (a pull request)',
         files: ['apps/<app>/<env>/application.yaml'],
         run: (context) =>
-          openPullRequest(context, `${context.candidate.id}: deploy from its own chart`, () => switchChanges(context.candidate, (p) => repo.read(p))),
+          openPullRequest(context, `${context.candidate.id}: deploy from its own chart`, () =>
+            switchChanges(context.candidate, (p) => repo.read(p)),
+          ),
         dryRun: ({ candidate, files }) => switchChanges(candidate, (p) => files.read(p)),
       },
       {
         name: 'verify-sync',
         description: 'An operator checks in Argo CD that every environment is Synced and Healthy',
-        config: { type: 'manual-review', instructions: 'Open Argo CD: each application of the app must be Synced and Healthy on charts/<app>. Approve, or reject to retry.' },
+        config: {
+          type: 'manual-review',
+          instructions:
+            'Open Argo CD: each application of the app must be Synced and Healthy on charts/<app>. Approve, or reject to retry.',
+        },
       },
     ],
     discover: () => discoverApps(repo, options.repoName, options.fileUrl),

@@ -42,7 +42,10 @@ if (!loomUrl) {
   })
   ownLoom = loom
   const server = serve({ fetch: new Hono().route('/api', loomApp(loom, token ? { token } : {})).fetch, port: loomPort })
-  closers.push(() => new Promise((resolve) => server.close(resolve)), () => loom.close())
+  closers.push(
+    () => new Promise((resolve) => server.close(resolve)),
+    () => loom.close(),
+  )
   if (client) {
     const announcements = mqttAnnouncements(client, loom, token ? { token } : {})
     await announcements.ready
@@ -62,7 +65,10 @@ const example = await createExampleWorker({
   ...(client ? { announce: { mqtt: client } } : {}),
 })
 const workerServer = serve({ fetch: example.fetch, port: workerPort })
-closers.unshift(() => example.stop(), () => new Promise((resolve) => workerServer.close(resolve)))
+closers.unshift(
+  () => example.stop(),
+  () => new Promise((resolve) => workerServer.close(resolve)),
+)
 log(`worker "${example.worker.workerApp}" on http://localhost:${workerPort}; GitOps repository in ${example.repo.dir}`)
 await example.start()
 log(`announced ${MIGRATION_ID}${client ? ' over MQTT' : ''} and submitted its candidates`)
@@ -85,7 +91,9 @@ function describe(event: LoomEvent) {
     case 'step.reported': {
       const { stepName, success, metadata } = event.result
       const phase = metadata?.phase ?? (success ? 'succeeded' : 'failed')
-      return log(`${event.candidateId}: step ${stepName} ${event.done ? (success ? 'succeeded' : 'failed') : phase}${metadata?.prUrl ? `  ${metadata.prUrl}` : ''}${metadata?.error ? `: ${metadata.error}` : ''}`)
+      return log(
+        `${event.candidateId}: step ${stepName} ${event.done ? (success ? 'succeeded' : 'failed') : phase}${metadata?.prUrl ? `  ${metadata.prUrl}` : ''}${metadata?.error ? `: ${metadata.error}` : ''}`,
+      )
     }
     case 'candidates.submitted':
       return log(`${event.migrationId}: ${event.count} candidates submitted`)
@@ -100,7 +108,9 @@ async function demo(loom: Loom) {
   const runId = await loom.queue(MIGRATION_ID, candidate.id)
   const preview = await loom.dryRun(MIGRATION_ID, candidate.id)
   for (const step of preview.steps) {
-    log(`dry run, ${step.stepName}: ${step.skipped ? 'skipped (an operator’s step)' : step.files?.map((f) => `${f.before ? 'edit' : 'new '} ${f.path}`).join(', ')}`)
+    log(
+      `dry run, ${step.stepName}: ${step.skipped ? 'skipped (an operator’s step)' : step.files?.map((f) => `${f.before ? 'edit' : 'new '} ${f.path}`).join(', ')}`,
+    )
   }
   await loom.execute(runId)
   // The manual review is an operator's: this demo approves it once the pull requests are merged.

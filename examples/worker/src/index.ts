@@ -7,6 +7,15 @@
  * diffs. `createExampleWorker` hosts it in any process; `bin.ts` runs it standalone.
  */
 export { createExampleWorker, FIXTURES_DIR, type ExampleWorker, type ExampleWorkerOptions } from './example-worker'
-export { appChartMigration, discoverApps, switchApplication, appChartFiles, branchOf, GENERIC_CHART, MIGRATION_ID, type AppChartOptions } from './app-chart'
+export {
+  appChartMigration,
+  discoverApps,
+  switchApplication,
+  appChartFiles,
+  branchOf,
+  GENERIC_CHART,
+  MIGRATION_ID,
+  type AppChartOptions,
+} from './app-chart'
 export { openGitOpsRepo, MAIN, type GitOpsRepo } from './gitops'
 export { pullRequests, type PullRequests, type OpenPullRequest, type PullRequestsOptions } from './pull-requests'

@@ -91,7 +91,10 @@ export function pullRequests(options: PullRequestsOptions): PullRequests {
       const commit = await repo.head(pr.branch)
       await settle(pr, { success: true, metadata: { phase: 'merged', prUrl: pr.prUrl, branch: pr.branch, ...(commit ? { commit } : {}) } })
     } else if ((await repo.head(pr.branch)) === undefined) {
-      await settle(pr, { success: false, metadata: { phase: 'closed', prUrl: pr.prUrl, error: `pull request ${pr.branch} was closed without merging` } })
+      await settle(pr, {
+        success: false,
+        metadata: { phase: 'closed', prUrl: pr.prUrl, error: `pull request ${pr.branch} was closed without merging` },
+      })
     }
   }
 

@@ -64,9 +64,25 @@ describe('the example worker end to end', () => {
 
     const runId = await loom.queue(MIGRATION_ID, 'billing-api')
     const preview = await loom.dryRun(MIGRATION_ID, 'billing-api')
-    expect(preview.steps.map((s) => [s.stepName, s.skipped, s.files?.map((f) => [f.path, f.before === undefined ? 'new' : 'edit'])])).toEqual([
-      ['create-app-chart', false, [['charts/billing-api/Chart.yaml', 'new'], ['charts/billing-api/values.yaml', 'new']]],
-      ['switch-applications', false, [['apps/billing-api/dev/application.yaml', 'edit'], ['apps/billing-api/prod/application.yaml', 'edit']]],
+    expect(
+      preview.steps.map((s) => [s.stepName, s.skipped, s.files?.map((f) => [f.path, f.before === undefined ? 'new' : 'edit'])]),
+    ).toEqual([
+      [
+        'create-app-chart',
+        false,
+        [
+          ['charts/billing-api/Chart.yaml', 'new'],
+          ['charts/billing-api/values.yaml', 'new'],
+        ],
+      ],
+      [
+        'switch-applications',
+        false,
+        [
+          ['apps/billing-api/dev/application.yaml', 'edit'],
+          ['apps/billing-api/prod/application.yaml', 'edit'],
+        ],
+      ],
       ['verify-sync', true, undefined],
     ])
     const prodEdit = preview.steps[1]!.files![1]!

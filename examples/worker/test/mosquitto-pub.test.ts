@@ -24,13 +24,19 @@ afterAll(async () => {
 
 const publish = (topic: string, message: string, retain = false) =>
   run('mosquitto_pub', [
-    '-h', broker.host,
-    '-p', String(broker.port),
-    '-V', 'mqttv311',
-    '-q', '1',
+    '-h',
+    broker.host,
+    '-p',
+    String(broker.port),
+    '-V',
+    'mqttv311',
+    '-q',
+    '1',
     ...(retain ? ['-r'] : []),
-    '-t', topic,
-    '-m', message,
+    '-t',
+    topic,
+    '-m',
+    message,
   ])
 
 describe('announce with mosquitto_pub', () => {

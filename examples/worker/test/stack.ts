@@ -125,12 +125,16 @@ export async function startStack(brokerUrl: string): Promise<Stack> {
 
   const serverClient = await connect(brokerUrl)
   const workerClient = await connect(brokerUrl)
-  const announcements: MqttSubscription = mqttAnnouncements(serverClient, { announce: (a) => loom.announce(a) }, {
-    token: WORKER_TOKEN,
-    topicPrefix: prefix,
-    logger: { warn: () => {}, error: () => {} },
-    onInvalid: (skipped) => invalid.push(skipped),
-  })
+  const announcements: MqttSubscription = mqttAnnouncements(
+    serverClient,
+    { announce: (a) => loom.announce(a) },
+    {
+      token: WORKER_TOKEN,
+      topicPrefix: prefix,
+      logger: { warn: () => {}, error: () => {} },
+      onInvalid: (skipped) => invalid.push(skipped),
+    },
+  )
   await announcements.ready
 
   let example: ExampleWorker | undefined

@@ -32,7 +32,10 @@ async function over(options: { token?: string; appToken?: string; wrap?: (reques
       return options.wrap ? options.wrap(request, response) : response
     },
   })
-  cleanups.push(() => client.close(), () => loom.close())
+  cleanups.push(
+    () => client.close(),
+    () => loom.close(),
+  )
   return { client, loom, store, requests, errors }
 }
 
@@ -92,8 +95,13 @@ describe('errors', () => {
 
   it('answers unavailable for a server that cannot be reached or does not speak the contract', async () => {
     const down = createClient({ baseUrl: 'http://loom.test', fetch: () => Promise.reject(new TypeError('fetch failed')) })
-    expect((await expectLoomError(down.listMigrations(), 'unavailable')).message).toBe('Loom at http://loom.test could not be reached: fetch failed')
-    const proxy = createClient({ baseUrl: 'http://loom.test', fetch: async () => new Response('<html>Bad gateway</html>', { status: 502 }) })
+    expect((await expectLoomError(down.listMigrations(), 'unavailable')).message).toBe(
+      'Loom at http://loom.test could not be reached: fetch failed',
+    )
+    const proxy = createClient({
+      baseUrl: 'http://loom.test',
+      fetch: async () => new Response('<html>Bad gateway</html>', { status: 502 }),
+    })
     const error = await expectLoomError(proxy.getMigration(M), 'unavailable')
     expect(error.message).toBe('Loom at http://loom.test answered 502: <html>Bad gateway</html>')
     expect(error.details).toEqual({ httpStatus: 502 })

@@ -4,16 +4,23 @@
  */
 
 /** The closed set of failure codes shared by the library, the HTTP API and the client. */
-export const LOOM_ERROR_CODES = [
-  'invalid',
-  'not_found',
-  'conflict',
-  'unauthorized',
-  'too_large',
-  'unavailable',
-] as const
+export const LOOM_ERROR_CODES = ['invalid', 'not_found', 'conflict', 'unauthorized', 'too_large', 'unavailable'] as const
 
 export type LoomErrorCode = (typeof LOOM_ERROR_CODES)[number]
+
+/**
+ * The one table from `LoomError` codes to HTTP status codes, for every HTTP surface (the
+ * API, a worker's endpoints, the console's form actions). No reverse table is needed:
+ * every error body carries its code.
+ */
+export const HTTP_STATUS_OF_CODE = {
+  invalid: 400,
+  unauthorized: 401,
+  not_found: 404,
+  conflict: 409,
+  too_large: 413,
+  unavailable: 503,
+} as const satisfies Record<LoomErrorCode, number>
 
 const brand: unique symbol = Symbol.for('@loom/core/LoomError')
 

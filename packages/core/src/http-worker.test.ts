@@ -46,22 +46,31 @@ describe('httpDispatcher', () => {
 
   it('prefers a URL configured for the worker app', async () => {
     const { fetch, calls } = fakeFetch(() => new Response(null, { status: 200 }))
-    await httpDispatcher({ fetch, workerUrls: { charts: 'http://charts:1' } }).dispatch({ workerApp: 'charts', workerUrl: 'http://other:2' }, request)
+    await httpDispatcher({ fetch, workerUrls: { charts: 'http://charts:1' } }).dispatch(
+      { workerApp: 'charts', workerUrl: 'http://other:2' },
+      request,
+    )
     expect(calls[0]!.url).toBe('http://charts:1/steps/dispatch')
   })
 
   it('fails with unavailable when the worker answers an error, is unreachable, or has no URL', async () => {
     const refusing = fakeFetch(() => new Response('nope', { status: 500 }))
-    const error = await httpDispatcher({ fetch: refusing.fetch }).dispatch({ workerApp: 'charts', workerUrl: 'http://w' }, request).catch((e) => e)
+    const error = await httpDispatcher({ fetch: refusing.fetch })
+      .dispatch({ workerApp: 'charts', workerUrl: 'http://w' }, request)
+      .catch((e) => e)
     expect(LoomError.is(error, 'unavailable')).toBe(true)
     expect(error.message).toBe('worker at http://w/steps/dispatch answered 500: nope')
 
     const down = fakeFetch(() => Promise.reject(new TypeError('fetch failed')))
-    const unreachable = await httpDispatcher({ fetch: down.fetch }).dispatch({ workerApp: 'charts', workerUrl: 'http://w' }, request).catch((e) => e)
+    const unreachable = await httpDispatcher({ fetch: down.fetch })
+      .dispatch({ workerApp: 'charts', workerUrl: 'http://w' }, request)
+      .catch((e) => e)
     expect(LoomError.is(unreachable, 'unavailable')).toBe(true)
     expect(unreachable.message).toContain('could not be reached: fetch failed')
 
-    const nowhere = await httpDispatcher().dispatch({ workerApp: 'charts' }, request).catch((e) => e)
+    const nowhere = await httpDispatcher()
+      .dispatch({ workerApp: 'charts' }, request)
+      .catch((e) => e)
     expect(LoomError.is(nowhere, 'unavailable')).toBe(true)
     expect(nowhere.message).toContain('no URL for worker app charts')
   })
@@ -81,7 +90,9 @@ describe('httpDispatcher refusals', () => {
     [503, 'unavailable'],
   ])('maps a worker answering %i to %s, never conflict', async (status, code) => {
     const { fetch } = fakeFetch(() => new Response('{}', { status }))
-    const error = await httpDispatcher({ fetch }).dispatch({ workerApp: 'charts', workerUrl: 'http://w' }, request).catch((e) => e)
+    const error = await httpDispatcher({ fetch })
+      .dispatch({ workerApp: 'charts', workerUrl: 'http://w' }, request)
+      .catch((e) => e)
     expect(LoomError.is(error, code as never)).toBe(true)
     expect(error.details).toEqual({ workerStatus: status })
   })
@@ -99,7 +110,9 @@ describe('httpDryRunner', () => {
 
   it('refuses an answer of the wrong shape as unavailable, naming the field', async () => {
     const { fetch } = fakeFetch(() => Response.json({ steps: [{ stepName: 'update-chart', skipped: 'no' }] }))
-    const error = await httpDryRunner({ fetch }).dryRun({ workerApps: ['charts'], workerUrl: 'http://w' }, dryRunRequest).catch((e) => e)
+    const error = await httpDryRunner({ fetch })
+      .dryRun({ workerApps: ['charts'], workerUrl: 'http://w' }, dryRunRequest)
+      .catch((e) => e)
     expect(LoomError.is(error, 'unavailable')).toBe(true)
     expect(error.message).toBe('worker at http://w/dry-run answered an invalid dry run: steps.0.skipped: must be a boolean')
   })

@@ -84,7 +84,11 @@ export function httpDispatcher(options: HttpWorkerOptions = {}): StepDispatcher 
 export function httpDryRunner(options: HttpWorkerOptions = {}): DryRunner {
   return {
     async dryRun(target: DryRunTarget, request) {
-      const url = urlFor({ workerApp: target.workerApps[0], ...(target.workerUrl ? { workerUrl: target.workerUrl } : {}) }, options, '/dry-run')
+      const url = urlFor(
+        { workerApp: target.workerApps[0], ...(target.workerUrl ? { workerUrl: target.workerUrl } : {}) },
+        options,
+        '/dry-run',
+      )
       const response = await post(url, request, options, options.timeoutMs ?? 60_000)
       let body: unknown
       try {
@@ -95,7 +99,10 @@ export function httpDryRunner(options: HttpWorkerOptions = {}): DryRunner {
       const result = v.safeParse(DryRunResultSchema, body)
       if (!result.success) {
         const issue = result.issues[0]
-        throw new LoomError('unavailable', `worker at ${url} answered an invalid dry run: ${v.getDotPath(issue) ?? 'body'}: ${issue.message}`)
+        throw new LoomError(
+          'unavailable',
+          `worker at ${url} answered an invalid dry run: ${v.getDotPath(issue) ?? 'body'}: ${issue.message}`,
+        )
       }
       return result.output
     },

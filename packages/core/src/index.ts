@@ -1,22 +1,50 @@
 /**
- * @loom/core — the domain of Loom: run ids, candidate statuses and their rules, typed
- * errors, valibot schemas for every shape of the HTTP API, and the ports that adapters
- * implement (`MigrationStore`, `Engine`, `StepDispatcher`, `DryRunner`). `createLoom` puts
- * a store and an engine together behind the `Loom` interface; `memoryStore` and
- * `localEngine` run it on one machine with nothing else installed. It uses Web-standard
- * APIs only, so it runs on Node, Bun and edge runtimes alike.
+ * @loom/core — the domain of Loom, for services that embed it: `createLoom` puts a store
+ * and an engine together behind the `Loom` interface; `memoryStore` and `localEngine` run
+ * it on one machine with nothing else installed; `httpDispatcher` and `httpDryRunner`
+ * reach workers over HTTP. Around them: run ids, the one error type and its HTTP statuses,
+ * and the valibot schemas of every shape of the HTTP API. It uses Web-standard APIs only,
+ * so it runs on Node, Bun and edge runtimes alike.
+ *
+ * Writing a store or an engine? What adapter authors need is on `@loom/core/store` and
+ * `@loom/core/engine`; the contract suites are on `@loom/core/testing`.
  */
-export { LoomError, LOOM_ERROR_CODES, type LoomErrorCode, type LoomErrorOptions } from './errors'
-export { runId, parseRunId, joinRunId, RUN_ID_SEPARATOR } from './ids'
+export {
+  LoomError,
+  LOOM_ERROR_CODES,
+  HTTP_STATUS_OF_CODE,
+  type LoomErrorCode,
+  type LoomErrorOptions,
+} from './errors'
+export { runId, parseRunId } from './ids'
 export { parse } from './validate'
-export * from './schemas'
-export type * from './ports'
-export { STATUS_RULES, candidateStatusOf, emptyCounts, type StatusAction } from './status'
-export { MANUAL_REVIEW, isManualReview, stepEventName } from './steps'
-export { matchesQuery } from './candidate-query'
-export { memoryStore, applyTransition, decideStep } from './memory-store'
+export {
+  CANDIDATE_STATUSES,
+  LOOM_EVENT_TYPES,
+  AnnounceRequestSchema,
+  CandidateQuerySchema,
+  CandidateRefSchema,
+  CandidateStatusSchema,
+  CandidateWithStatusSchema,
+  DispatchStepRequestSchema,
+  DryRunRequestSchema,
+  DryRunResultSchema,
+  ErrorBodySchema,
+  LoomEventSchema,
+  MigrationAnnouncementSchema,
+  RegisteredMigrationSchema,
+  RegisterMigrationRequestSchema,
+  RunInfoSchema,
+  RunStatusResponseSchema,
+  SlugSchema,
+  StepCompletedEventSchema,
+  SubmitCandidatesRequestSchema,
+} from './schemas'
+export type * from './schemas'
+export type { MigrationStore, Engine, StepDispatcher, DryRunner, WorkerTarget, DryRunTarget } from './ports'
+export { MANUAL_REVIEW, isManualReview } from './steps'
+export { memoryStore } from './memory-store'
 export { localEngine, type LocalEngineOptions } from './local-engine'
-export { createRunHost, type RunHostOptions } from './run-host'
 export { httpDispatcher, httpDryRunner, type HttpWorkerOptions } from './http-worker'
 export {
   createLoom,
@@ -26,4 +54,4 @@ export {
   type MigrationOverview,
   type CandidateSearchResult,
   type HealthReport,
-} from './loom'
+} from './loom/index'

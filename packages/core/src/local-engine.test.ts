@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { LoomError } from './errors'
-import { createLoom } from './loom'
+import { createLoom } from './loom/index'
 import { localEngine } from './local-engine'
 import { memoryStore } from './memory-store'
 import { announcement, eventually, fakeWorker } from './testing/fakes'
@@ -59,7 +59,11 @@ describe('localEngine', () => {
       if (failures-- > 0) throw new Error('worker restarting')
       return dispatch(target, request)
     }
-    const loom = createLoom({ store: memoryStore(), engine: localEngine({ dispatchAttempts: 3, retryDelayMs: 5 }), dispatcher: worker.dispatcher })
+    const loom = createLoom({
+      store: memoryStore(),
+      engine: localEngine({ dispatchAttempts: 3, retryDelayMs: 5 }),
+      dispatcher: worker.dispatcher,
+    })
     await loom.announce(announcement('app-chart', { steps: ['update-chart'], candidates: [{ id: 'billing-api' }] }))
     await loom.execute(await loom.queue('app-chart', 'billing-api'))
     await eventually(() => expect(worker.stepsOf(RUN)).toEqual(['update-chart']))
@@ -74,7 +78,11 @@ describe('localEngine', () => {
       calls++
       throw new LoomError('unauthorized', 'worker at http://w/steps/dispatch answered 401')
     }
-    const loom = createLoom({ store: memoryStore(), engine: localEngine({ dispatchAttempts: 4, retryDelayMs: 5 }), dispatcher: worker.dispatcher })
+    const loom = createLoom({
+      store: memoryStore(),
+      engine: localEngine({ dispatchAttempts: 4, retryDelayMs: 5 }),
+      dispatcher: worker.dispatcher,
+    })
     await loom.announce(announcement('app-chart', { steps: ['update-chart'], candidates: [{ id: 'billing-api' }] }))
     await loom.execute(await loom.queue('app-chart', 'billing-api'))
     await eventually(async () => expect((await loom.runStatus(RUN)).runtimeStatus).toBe('FAILED'))
@@ -105,7 +113,11 @@ describe('localEngine', () => {
       calls++
       throw new LoomError('unavailable', 'worker at http://w/steps/dispatch answered 502')
     }
-    const loom = createLoom({ store: memoryStore(), engine: localEngine({ dispatchAttempts: 5, retryDelayMs: 200 }), dispatcher: worker.dispatcher })
+    const loom = createLoom({
+      store: memoryStore(),
+      engine: localEngine({ dispatchAttempts: 5, retryDelayMs: 200 }),
+      dispatcher: worker.dispatcher,
+    })
     await loom.announce(announcement('app-chart', { steps: ['update-chart'], candidates: [{ id: 'billing-api' }] }))
     await loom.execute(await loom.queue('app-chart', 'billing-api'))
     await eventually(() => expect(calls).toBe(1))

@@ -10,7 +10,7 @@ import type {
   TransitionResult,
 } from './ports'
 import type { CancelledAttempt, Candidate, CandidateQuery, CandidateWithStatus } from './schemas'
-import { candidateStatusOf, emptyCounts } from './status'
+import { candidateStatusOf, decideStepReport, decideTransition, emptyCounts } from './rules'
 import { joinRunId } from './ids'
 import { matchesQuery } from './candidate-query'
 
@@ -124,40 +124,27 @@ export function memoryStore(): MigrationStore {
 
     async transition(request): Promise<TransitionResult> {
       const m = migrations.get(request.migrationId)
-      if (!m || !m.candidates.has(request.candidateId)) return { ok: false, reason: 'not_found' }
-      const run = m.runs.get(request.candidateId)
-      const previous = candidateStatusOf(run?.state)
-      if (!request.from.includes(previous) || (request.attempt !== undefined && run?.attempt !== request.attempt)) {
-        return run
-          ? { ok: false, reason: 'conflict', status: previous, attempt: run.attempt }
-          : { ok: false, reason: 'conflict', status: previous }
-      }
-      const next = applyTransition(run, request, previous, () => ++attempts)
-      m.runs.set(request.candidateId, next)
-      if (request.to === 'cancelled') {
-        m.cancelledAttempts.push({ runId: next.runId, candidateId: request.candidateId, cancelledAt: request.at })
-      }
-      return { ok: true, run: clone(next), previous }
+      if (!m?.candidates.has(request.candidateId)) return { ok: false, reason: 'not_found' }
+      const decision = decideTransition(m.runs.get(request.candidateId), request)
+      if (!decision.ok) return decision
+      const run: RunRecord = { ...decision.next, attempt: decision.attempt === 'new' ? ++attempts : decision.attempt }
+      m.runs.set(request.candidateId, run)
+      if (decision.cancelledAttempt) m.cancelledAttempts.push(decision.cancelledAttempt)
+      return { ok: true, run: clone(run), previous: decision.previous }
     },
 
     async recordStep(request): Promise<RecordStepOutcome> {
       const m = migrations.get(request.migrationId)
-      if (!m || !m.candidates.has(request.candidateId)) return { outcome: 'not_found' }
-      const run = m.runs.get(request.candidateId)
-      const status = candidateStatusOf(run?.state)
-      if (!run || run.state !== 'running' || (request.attempt !== undefined && run.attempt !== request.attempt)) {
-        return { outcome: 'not_running', status }
-      }
-      const decision = decideStep(run, request)
-      if (decision.outcome !== 'recorded') return { outcome: decision.outcome, run: clone(run) }
-      run.steps = decision.steps
-      run.updatedAt = request.at
-      return { outcome: 'recorded', run: clone(run) }
+      if (!m?.candidates.has(request.candidateId)) return { outcome: 'not_found' }
+      const decision = decideStepReport(m.runs.get(request.candidateId), request)
+      if (decision.outcome === 'not_running') return decision
+      if (decision.outcome === 'recorded') m.runs.set(request.candidateId, decision.run)
+      return { outcome: decision.outcome, run: clone(decision.run) }
     },
 
     async setCurrentStep(migrationId, candidateId, attempt, index) {
       const run = migrations.get(migrationId)?.runs.get(candidateId)
-      if (!run || run.state !== 'running' || run.attempt !== attempt) return false
+      if (run?.state !== 'running' || run.attempt !== attempt) return false
       run.currentStep = index
       run.updatedAt = new Date().toISOString()
       return true
@@ -172,61 +159,6 @@ export function memoryStore(): MigrationStore {
     async ping() {},
   }
 }
-
-/**
- * The run record after a successful transition; shared by every store so the rules of
- * what a transition resets live in one place.
- */
-export function applyTransition(
-  run: RunRecord | undefined,
-  request: { migrationId: string; candidateId: string; to: RunState; at: string },
-  previous: ReturnType<typeof candidateStatusOf>,
-  nextAttempt: () => number,
-): RunRecord {
-  if (request.to === 'queued' && previous === 'not_started') {
-    return {
-      runId: joinRunId(request.migrationId, request.candidateId),
-      migrationId: request.migrationId,
-      candidateId: request.candidateId,
-      attempt: nextAttempt(),
-      state: 'queued',
-      currentStep: 0,
-      steps: [],
-      updatedAt: request.at,
-    }
-  }
-  if (!run) throw new Error(`transition to ${request.to} from not_started without a run`)
-  const next: RunRecord = { ...run, state: request.to, updatedAt: request.at }
-  if (request.to === 'running') next.startedAt = request.at
-  if (request.to === 'queued') delete next.startedAt
-  return next
-}
-
-/**
- * Whether a step report is new, a repeat, or comes after the step ended; with the step
- * list to store when it is new. Shared by every store.
- */
-export function decideStep(
-  run: RunRecord,
-  request: { result: RecordStepRequestResult; done: boolean; at: string },
-):
-  | { outcome: 'recorded'; steps: RunRecord['steps'] }
-  | { outcome: 'duplicate' | 'step_ended' } {
-  const name = request.result.stepName
-  const index = run.steps.findIndex((s) => s.result.stepName === name)
-  const existing = index < 0 ? undefined : run.steps[index]
-  if (existing?.done) {
-    if (!request.done) return { outcome: 'step_ended' }
-    return existing.result.success === request.result.success ? { outcome: 'duplicate' } : { outcome: 'step_ended' }
-  }
-  const entry = { result: clone(request.result), done: request.done, at: request.at }
-  const steps = [...run.steps]
-  if (index < 0) steps.push(entry)
-  else steps[index] = entry
-  return { outcome: 'recorded', steps }
-}
-
-type RecordStepRequestResult = RunRecord['steps'][number]['result']
 
 /**
  * A candidate's own copy, field by field: lists of thousands of candidates are copied on

@@ -17,6 +17,7 @@ import type {
   StepDefinition,
   StepResult,
 } from './schemas'
+import type { StatusAction } from './rules'
 
 // ---------------------------------------------------------------------------------------
 // Records the store keeps
@@ -74,13 +75,12 @@ export interface RunRecord {
   updatedAt: string
 }
 
-/** A request to move a candidate's run, applied as one compare-and-set. */
+/** A request to move a candidate's run by one action of the status rules, applied as one compare-and-set. */
 export interface TransitionRequest {
   migrationId: string
   candidateId: string
-  /** The candidate statuses the transition is allowed from. */
-  from: readonly CandidateStatus[]
-  to: RunState
+  /** The action; `STATUS_RULES` says which statuses it is allowed from and where it moves the run. */
+  action: StatusAction
   /** When set, the transition applies only to this attempt of the run. */
   attempt?: number
   /** The timestamp of the change (ISO 8601 UTC); used for `startedAt` and `cancelledAt`. */
@@ -167,22 +167,22 @@ export interface MigrationStore {
   getCandidate(migrationId: string, candidateId: string): Promise<{ candidate: Candidate; run?: RunRecord } | undefined>
 
   /**
-   * Moves a candidate's run as one atomic compare-and-set: it applies only when the
-   * candidate's current status is in `from` (and the run is at `attempt`, when given). Of
-   * concurrent calls for the same candidate, exactly one succeeds; the others get `conflict`
-   * with the status they found, and change nothing.
-   *
-   * - to `queued` from `not_started` starts a new attempt: `attempt + 1`, no steps, step 0;
-   *   to `queued` from `running` (undoing an Execute the engine refused) keeps the attempt;
-   * - to `running` sets `startedAt`;
-   * - to `cancelled` appends a `CancelledAttempt` in the same atomic operation.
+   * Moves a candidate's run by `request.action` as one atomic compare-and-set. The store
+   * reads the run, asks `decideTransition` (`@loom/core/store`) what the action does, and
+   * writes that answer only if the run is still as it was read; the audit record the
+   * decision carries (a cancelled attempt) is written in the same operation. Of concurrent
+   * calls for the same candidate, exactly one succeeds; the others get `conflict` with the
+   * status they found, and change nothing. A decision with `attempt: 'new'` gets a number
+   * greater than every attempt the store has handed out.
    */
   transition(request: TransitionRequest): Promise<TransitionResult>
 
   /**
-   * Stores a step's outcome on a running run, atomically with the status check. A final
-   * outcome equal to the one already stored is a `duplicate` and changes nothing; a
-   * different one, or a progress update after the step ended, is `step_ended`.
+   * Stores a step's outcome on a running run, atomically with the status check: the store
+   * reads the run, asks `decideStepReport` and writes a `recorded` decision only if the run
+   * is still as it was read. A final outcome equal to the one already stored is a
+   * `duplicate` and changes nothing; a different one, or a progress update after the step
+   * ended, is `step_ended`.
    */
   recordStep(request: RecordStepRequest): Promise<RecordStepOutcome>
 

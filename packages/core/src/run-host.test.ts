@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { createLoom } from './loom'
+import { createLoom } from './loom/index'
 import { localEngine } from './local-engine'
 import { memoryStore } from './memory-store'
 import { createRunHost } from './run-host'
@@ -20,7 +20,7 @@ describe('createRunHost', () => {
 
   it('ends a run once, and answers true again for the same outcome without a second event', async () => {
     const { store, worker, run } = await setup()
-    await store.transition({ migrationId: 'app-chart', candidateId: 'billing-api', from: ['queued'], to: 'running', at: new Date().toISOString() })
+    await store.transition({ migrationId: 'app-chart', candidateId: 'billing-api', action: 'execute', at: new Date().toISOString() })
     const events: LoomEvent[] = []
     const host = createRunHost({ store, dispatcher: worker.dispatcher, emit: (e) => events.push(e) })
     expect(await host.finish(run, 'completed')).toBe(true)
@@ -31,7 +31,7 @@ describe('createRunHost', () => {
 
   it('treats a stale attempt as stale: nothing changes and every operation says so', async () => {
     const { store, worker, run } = await setup()
-    await store.transition({ migrationId: 'app-chart', candidateId: 'billing-api', from: ['queued'], to: 'running', at: new Date().toISOString() })
+    await store.transition({ migrationId: 'app-chart', candidateId: 'billing-api', action: 'execute', at: new Date().toISOString() })
     const host = createRunHost({ store, dispatcher: worker.dispatcher })
     const stale = { ...run, attempt: run.attempt + 1 }
     expect(await host.load(stale)).toBeUndefined()

@@ -2,7 +2,7 @@ import { LoomError } from './errors'
 import { joinRunId } from './ids'
 import type { LoadedRun, MigrationStore, RunHost, RunStart, StepDispatcher, StepEvent } from './ports'
 import type { LoomEvent, StepResult } from './schemas'
-import { STATUS_RULES } from './status'
+import { STATUS_RULES } from './rules'
 import { isManualReview, stepEventName } from './steps'
 
 export interface RunHostOptions {
@@ -47,12 +47,11 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
   }
 
   const finish = async (run: RunStart, outcome: 'completed' | 'failed') => {
-    const rule = outcome === 'completed' ? STATUS_RULES.complete : STATUS_RULES.fail
+    const action = outcome === 'completed' ? 'complete' : 'fail'
     const result = await store.transition({
       migrationId: run.migrationId,
       candidateId: run.candidateId,
-      from: rule.from,
-      to: rule.to,
+      action,
       attempt: run.attempt,
       at: at(),
     })
@@ -60,7 +59,7 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
       // Run again (a Temporal activity replayed after its worker died): this attempt already
       // ended this way, which is not the same as having gone stale.
       const found = await store.getCandidate(run.migrationId, run.candidateId)
-      return found?.run?.attempt === run.attempt && found.run.state === rule.to
+      return found?.run?.attempt === run.attempt && found.run.state === STATUS_RULES[action].to
     }
     emit({
       type: 'run.status',
@@ -86,7 +85,8 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
       if (isManualReview(step) && !reported) {
         const metadata: Record<string, string> = { phase: 'awaiting_review' }
         if (step.config?.instructions) metadata.instructions = step.config.instructions
-        return record(run, { stepName: step.name, candidate: { id: run.candidateId }, success: false, metadata }, false)
+        // API 0.2 recorded a step awaiting review as a success in progress; its consoles read `success` before `phase`.
+        return record(run, { stepName: step.name, candidate: { id: run.candidateId }, success: true, metadata }, false)
       }
       return true
     },

@@ -27,27 +27,19 @@ export const SlugSchema = v.pipe(
 )
 
 const NonEmpty = (max: number) =>
-  v.pipe(
-    v.string('must be a string'),
-    v.minLength(1, 'must not be empty'),
-    v.maxLength(max, `must be at most ${max} characters`),
-  )
+  v.pipe(v.string('must be a string'), v.minLength(1, 'must not be empty'), v.maxLength(max, `must be at most ${max} characters`))
 
-const Text = (max: number) =>
-  v.pipe(v.string('must be a string'), v.maxLength(max, `must be at most ${max} characters`))
+const Text = (max: number) => v.pipe(v.string('must be a string'), v.maxLength(max, `must be at most ${max} characters`))
 
 /** An opaque string → string map (candidate metadata and state, step config, step metadata). */
 export const StringMapSchema = v.record(v.string(), v.string('must be a string'))
 
-export const CandidateStatusSchema = v.picklist(
-  ['not_started', 'queued', 'running', 'completed'],
-  'must be one of not_started, queued, running, completed',
-)
+/** Every candidate status, in lifecycle order. */
+export const CANDIDATE_STATUSES = ['not_started', 'queued', 'running', 'completed'] as const
+
+export const CandidateStatusSchema = v.picklist(CANDIDATE_STATUSES, `must be one of ${CANDIDATE_STATUSES.join(', ')}`)
 /** The statuses a candidate run can hold; a candidate without a run is `not_started`. */
-export const RunStatusSchema = v.picklist(
-  ['queued', 'running', 'completed'],
-  'must be one of queued, running, completed',
-)
+export const RunStatusSchema = v.picklist(['queued', 'running', 'completed'], 'must be one of queued, running, completed')
 
 export const FileRefSchema = v.object({
   path: NonEmpty(4096),
@@ -132,6 +124,18 @@ export const MigrationAnnouncementSchema = v.object({
   workerUrl: v.optional(WorkerUrlSchema),
 })
 
+/**
+ * An announcement as it arrives from a worker, over HTTP or MQTT: bare, or wrapped as
+ * `{ data: … }` the way API 0.2 workers send it. The one place that unwraps it.
+ */
+export const AnnounceRequestSchema = v.pipe(
+  v.unknown(),
+  v.transform((body) =>
+    typeof body === 'object' && body !== null && 'data' in body && !('id' in body) ? (body as { data: unknown }).data : body,
+  ),
+  MigrationAnnouncementSchema,
+)
+
 export const RegisterMigrationRequestSchema = v.object({
   name: NonEmpty(500),
   description: v.optional(Text(10_000)),
@@ -156,7 +160,14 @@ export const CandidateWithStatusSchema = v.object({
 export const CandidateQuerySchema = v.object({
   status: v.optional(CandidateStatusSchema),
   q: v.optional(Text(500)),
-  limit: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'), v.maxValue(10_000, 'must be at most 10000'))),
+  limit: v.optional(
+    v.pipe(
+      v.number('must be a number'),
+      v.integer('must be an integer'),
+      v.minValue(1, 'must be at least 1'),
+      v.maxValue(10_000, 'must be at most 10000'),
+    ),
+  ),
   offset: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(0, 'must be at least 0'))),
 })
 
@@ -287,3 +298,6 @@ export const LoomEventSchema = v.variant('type', [
 ])
 
 export type LoomEvent = v.InferOutput<typeof LoomEventSchema>
+
+/** Every `type` a `LoomEvent` can have. */
+export const LOOM_EVENT_TYPES = LoomEventSchema.options.map((o) => o.entries.type.literal) as LoomEvent['type'][]

@@ -6,11 +6,7 @@ import { LoomError } from './errors'
  * field and the reason, e.g. `candidates.2.id: must not contain "__"`. `label` names the
  * value itself when the issue is at its root (a bare id argument, say).
  */
-export function parse<const S extends v.GenericSchema>(
-  schema: S,
-  value: unknown,
-  label: string,
-): v.InferOutput<S> {
+export function parse<const S extends v.GenericSchema>(schema: S, value: unknown, label: string): v.InferOutput<S> {
   const result = v.safeParse(schema, value)
   if (result.success) return result.output
   const issues = result.issues.map((issue) => ({

@@ -58,7 +58,11 @@ describe('GET /migrations', () => {
 describe('POST /migrations', () => {
   it('201 with the migration under a generated id', async () => {
     t = await setup()
-    const res = await t.call('POST', '/migrations', { name: 'Kafka topics', candidates: candidates(1), steps: [{ name: 's', workerApp: 'kafka' }] })
+    const res = await t.call('POST', '/migrations', {
+      name: 'Kafka topics',
+      candidates: candidates(1),
+      steps: [{ name: 's', workerApp: 'kafka' }],
+    })
     expect(res.status).toBe(201)
     expect(res.json.id).toMatch(/^kafka-topics-[a-z0-9]+$/)
     expect((await t.loom.getMigration(res.json.id)).candidates.map((c) => c.id)).toEqual(['svc-0'])
@@ -246,7 +250,10 @@ describe('POST /migrations/{id}/queue', () => {
   it('404 for an unknown migration or candidate', async () => {
     t = await setup()
     await announce()
-    expect((await t.call('POST', '/migrations/nope/queue', { candidateId: 'svc-0' })).json).toEqual({ error: 'migration nope not found', code: 'not_found' })
+    expect((await t.call('POST', '/migrations/nope/queue', { candidateId: 'svc-0' })).json).toEqual({
+      error: 'migration nope not found',
+      code: 'not_found',
+    })
     const ghost = await t.call('POST', `/migrations/${M}/queue`, { candidateId: 'ghost' })
     expect(ghost.status).toBe(404)
     expect(ghost.json.error).toContain('ghost')
@@ -296,7 +303,13 @@ describe('GET /runs/{runId}', () => {
     const runId = await bring('queued')
     const res = await t.call('GET', `/runs/${runId}`)
     expect(res.status).toBe(200)
-    expect(res.json).toEqual({ runId, migrationId: M, candidate: { id: 'svc-0', kind: 'application', metadata: expect.any(Object) }, status: 'queued', steps: [] })
+    expect(res.json).toEqual({
+      runId,
+      migrationId: M,
+      candidate: { id: 'svc-0', kind: 'application', metadata: expect.any(Object) },
+      status: 'queued',
+      steps: [],
+    })
   })
 
   it('404 for a not_started candidate, an unknown one, and a run id that does not parse', async () => {
@@ -412,7 +425,10 @@ describe('POST /event/{runId}/pr-opened', () => {
     t = await setup()
     await announce()
     const runId = await bring('running')
-    const res = await t.call('POST', `/event/${runId}/pr-opened`, { ...event('update-chart'), metadata: { prUrl: 'https://git.example/pr/1' } })
+    const res = await t.call('POST', `/event/${runId}/pr-opened`, {
+      ...event('update-chart'),
+      metadata: { prUrl: 'https://git.example/pr/1' },
+    })
     expect(res.status).toBe(202)
     expect(res.json).toEqual({ status: 'accepted' })
     expect((await t.loom.getRun(runId)).steps?.[0]?.metadata).toEqual({ phase: 'open', prUrl: 'https://git.example/pr/1' })
@@ -476,7 +492,11 @@ describe('GET /health', () => {
 describe('unknown routes and wrong methods', () => {
   it('404 JSON for an unknown route', async () => {
     t = await setup()
-    for (const [method, path] of [['GET', '/nope'], ['POST', '/migrations/x/y/z'], ['GET', '/migrations/']]) {
+    for (const [method, path] of [
+      ['GET', '/nope'],
+      ['POST', '/migrations/x/y/z'],
+      ['GET', '/migrations/'],
+    ]) {
       const res = await t.call(method!, path!)
       expect(res.status, path).toBe(404)
       expect(res.json, path).toEqual({ error: `no route for ${method} ${path}`, code: 'not_found' })

@@ -164,7 +164,10 @@ export function loomApp(loom: Loom, options: LoomAppOptions = {}) {
         // The closed set of codes has none for a wrong method; `invalid` says "fix the request".
         onMethodNotAllowed: (c, methods) =>
           c.json(
-            { error: `method ${c.req.method} is not allowed on ${c.req.path}; allowed: ${methods.join(', ')}`, code: 'invalid' } satisfies LoomErrorBody,
+            {
+              error: `method ${c.req.method} is not allowed on ${c.req.path}; allowed: ${methods.join(', ')}`,
+              code: 'invalid',
+            } satisfies LoomErrorBody,
             405,
             { Allow: methods.join(', ') },
           ),
@@ -173,7 +176,11 @@ export function loomApp(loom: Loom, options: LoomAppOptions = {}) {
     .use(
       bodyLimit({
         maxSize: maxBodyBytes,
-        onError: (c) => errorResponse(c, new LoomError('too_large', `body: larger than the limit of ${maxBodyBytes} bytes`, { details: { field: 'body' } })),
+        onError: (c) =>
+          errorResponse(
+            c,
+            new LoomError('too_large', `body: larger than the limit of ${maxBodyBytes} bytes`, { details: { field: 'body' } }),
+          ),
       }),
     )
     .route('/migrations', migrations)
@@ -183,7 +190,9 @@ export function loomApp(loom: Loom, options: LoomAppOptions = {}) {
     .get('/status/:runId', operator, async (c) => c.json(await loom.runStatus(c.req.param('runId'))))
     .get('/events', operator, (c) => eventStream(c, hub, options.heartbeatMs ?? 15_000))
     .get('/openapi.json', (c) =>
-      c.json((openapi ??= openApiDocument({ operatorAuth: Boolean(options.token), workerAuth: Boolean(options.workerToken ?? options.token) }))),
+      c.json(
+        (openapi ??= openApiDocument({ operatorAuth: Boolean(options.token), workerAuth: Boolean(options.workerToken ?? options.token) })),
+      ),
     )
     .get('/health', async (c) => c.json(await loom.health()))
     .all('*', (c) => errorResponse(c, new LoomError('not_found', `no route for ${c.req.method} ${c.req.path}`)))

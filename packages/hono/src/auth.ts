@@ -36,7 +36,9 @@ export function bearer(tokens: readonly (string | undefined)[], who: 'operator' 
       for (const token of accepted) if (await tokensEqual(match[1]!, token)) ok = true
     }
     if (ok) return next()
-    const message = match ? `unauthorized: the bearer token is not valid for ${who} routes` : `unauthorized: ${who} routes need an Authorization: Bearer token`
+    const message = match
+      ? `unauthorized: the bearer token is not valid for ${who} routes`
+      : `unauthorized: ${who} routes need an Authorization: Bearer token`
     return errorResponse(c, new LoomError('unauthorized', message), { 'WWW-Authenticate': 'Bearer realm="loom"' })
   }
 }

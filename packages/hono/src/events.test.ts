@@ -20,10 +20,17 @@ function reader(response: Response) {
       }
     }
   })()
-  const field = (block: string, name: string) => block.split('\n').find((l) => l.startsWith(`${name}: `))?.slice(name.length + 2)
+  const field = (block: string, name: string) =>
+    block
+      .split('\n')
+      .find((l) => l.startsWith(`${name}: `))
+      ?.slice(name.length + 2)
   return {
     blocks,
-    events: () => blocks.filter((b) => field(b, 'data') !== undefined).map((b) => ({ id: field(b, 'id')!, type: field(b, 'event')!, data: JSON.parse(field(b, 'data')!) as LoomEvent })),
+    events: () =>
+      blocks
+        .filter((b) => field(b, 'data') !== undefined)
+        .map((b) => ({ id: field(b, 'id')!, type: field(b, 'event')!, data: JSON.parse(field(b, 'data')!) as LoomEvent })),
     close: async () => {
       await source.cancel()
       await pump
@@ -74,7 +81,11 @@ describe('GET /events', () => {
       'run.status',
     ])
     expect(events.every((e) => e.type === e.data.type)).toBe(true)
-    expect(events.filter((e) => e.data.type === 'run.status').map((e) => [(e.data as { previous: string }).previous, (e.data as { status: string }).status])).toEqual([
+    expect(
+      events
+        .filter((e) => e.data.type === 'run.status')
+        .map((e) => [(e.data as { previous: string }).previous, (e.data as { status: string }).status]),
+    ).toEqual([
       ['not_started', 'queued'],
       ['queued', 'running'],
       ['running', 'completed'],

@@ -53,7 +53,9 @@ export function eventHub(loom: Loom, replayWindowMs: number) {
       sinks.add(sink)
       const [from, seen] = (lastEventId ?? '').split('-')
       const after = from === epoch ? Number(seen) : Number.NaN
-      const missed = Number.isInteger(after) ? history.filter((h) => h.n > after).map((h) => ({ id: `${epoch}-${h.n}`, event: h.event })) : []
+      const missed = Number.isInteger(after)
+        ? history.filter((h) => h.n > after).map((h) => ({ id: `${epoch}-${h.n}`, event: h.event }))
+        : []
       const detach = () => {
         if (!sinks.delete(sink) || sinks.size > 0) return
         if (replayWindowMs <= 0) release()
@@ -87,10 +89,12 @@ export function eventStream(c: Context, hub: EventHub, heartbeatMs: number): Res
         return
       }
       pending++
-      chain = chain.then(() => stream.write(text)).then(
-        () => void pending--,
-        () => void pending--,
-      )
+      chain = chain
+        .then(() => stream.write(text))
+        .then(
+          () => void pending--,
+          () => void pending--,
+        )
     }
     const send = (id: string, event: LoomEvent) => write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`)
 

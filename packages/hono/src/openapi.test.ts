@@ -24,11 +24,7 @@ describe('GET /openapi.json', () => {
       .flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`))
       .sort()
     const served = [
-      ...new Set(
-        t.app.routes
-          .filter((r) => r.method !== 'ALL')
-          .map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`),
-      ),
+      ...new Set(t.app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`)),
     ].sort()
     expect(documented).toEqual(served)
     expect(documented).toHaveLength(19)
@@ -42,7 +38,14 @@ describe('GET /openapi.json', () => {
     expect(components.schemas.MigrationAnnouncement.required).toEqual(['id', 'name', 'steps'])
     expect(components.schemas.MigrationAnnouncement.properties.id).toEqual({ $ref: '#/components/schemas/Slug' })
     expect(components.schemas.Error.required).toEqual(['error', 'code'])
-    expect(components.schemas.Error.properties.code.enum).toEqual(['invalid', 'not_found', 'conflict', 'unauthorized', 'too_large', 'unavailable'])
+    expect(components.schemas.Error.properties.code.enum).toEqual([
+      'invalid',
+      'not_found',
+      'conflict',
+      'unauthorized',
+      'too_large',
+      'unavailable',
+    ])
     expect(components.schemas.CandidateWithStatus.properties.status).toEqual({ $ref: '#/components/schemas/CandidateStatus' })
     await t.close()
   })

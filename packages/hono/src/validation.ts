@@ -44,5 +44,8 @@ export function slugParam<const Name extends string>(
   name: Name,
   label: string,
 ): MiddlewareHandler<any, string, { in: { param: Record<Name, string> }; out: { param: Record<Name, string> } }> {
-  return validator('param', (value) => ({ [name]: parse(SlugSchema, (value as Record<string, string>)[name], label) }) as Record<Name, string>) as never
+  return validator(
+    'param',
+    (value) => ({ [name]: parse(SlugSchema, (value as Record<string, string>)[name], label) }) as Record<Name, string>,
+  ) as never
 }

@@ -27,7 +27,9 @@ describe('Web APIs only', () => {
     expect(sources.length).toBeGreaterThan(1)
     for (const file of sources) {
       // Comments may show how a caller passes process.env; the code itself may not touch it.
-      const text = readFileSync(`${dir}${file}`, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '')
+      const text = readFileSync(`${dir}${file}`, 'utf8')
+        .replace(/\/\*[\s\S]*?\*\//g, '')
+        .replace(/^\s*\/\/.*$/gm, '')
       expect(text, file).not.toMatch(/from ['"]node:|require\(|\bBuffer\b|\bprocess\.|\b__dirname\b/)
     }
   })

@@ -41,7 +41,9 @@ export async function setup(options: LoomAppOptions & { store?: MigrationStore; 
   /** Everything a request could have changed, to compare before and after a refusal. */
   const snapshot = async () => ({
     migrations: await loom.listMigrations(),
-    runs: await store.listRuns('queued').then(async (q) => [...q, ...(await store.listRuns('running')), ...(await store.listRuns('completed'))]),
+    runs: await store
+      .listRuns('queued')
+      .then(async (q) => [...q, ...(await store.listRuns('running')), ...(await store.listRuns('completed'))]),
   })
 
   return { loom, app, worker, store, call, snapshot, errors, close: () => loom.close() }

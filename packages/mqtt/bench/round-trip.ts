@@ -60,7 +60,13 @@ async function bench(label: string, url: string, version: 4 | 5, noDelay: boolea
     serveDryRun(worker, {
       workerApp: 'charts',
       topicPrefix,
-      handler: ({ steps }) => ({ steps: steps.map((s) => ({ stepName: s.name, skipped: false, files: [{ path: 'values.yaml', repo: 'gitops', before: 'a\n', after: 'b\n' }] })) }),
+      handler: ({ steps }) => ({
+        steps: steps.map((s) => ({
+          stepName: s.name,
+          skipped: false,
+          files: [{ path: 'values.yaml', repo: 'gitops', before: 'a\n', after: 'b\n' }],
+        })),
+      }),
     }),
   ]
   await Promise.all(subs.map((s) => s.ready))
@@ -71,10 +77,16 @@ async function bench(label: string, url: string, version: 4 | 5, noDelay: boolea
   await time(20, (i) => dispatcher.dispatch({ workerApp: 'charts' }, request(i))) // warm-up
   const dispatch = await time(ROUND_TRIPS, (i) => dispatcher.dispatch({ workerApp: 'charts' }, request(i)))
   const dryRun = await time(ROUND_TRIPS, (i) =>
-    dryRunner.dryRun({ workerApps: ['charts'] }, { migrationId: 'app-chart', candidate: { id: `svc-${i}` }, steps: [{ name: 'bump-chart', workerApp: 'charts' }] }),
+    dryRunner.dryRun(
+      { workerApps: ['charts'] },
+      { migrationId: 'app-chart', candidate: { id: `svc-${i}` }, steps: [{ name: 'bump-chart', workerApp: 'charts' }] },
+    ),
   )
   const announce = await time(ROUND_TRIPS / 4, (i) =>
-    announcer.announce({ id: `bench-${i}`, name: 'Bench', steps: [{ name: 'bump-chart', workerApp: 'charts' }] }, { awaitAcceptance: true }),
+    announcer.announce(
+      { id: `bench-${i}`, name: 'Bench', steps: [{ name: 'bump-chart', workerApp: 'charts' }] },
+      { awaitAcceptance: true },
+    ),
   )
 
   const started = performance.now()

@@ -85,7 +85,7 @@ export function mqttAnnouncements(
       migration = await loom.announce(announcement)
     } catch (error) {
       const refusal = failure(error)
-      if ((refusal.code === 'invalid' || refusal.code === 'unauthorized')) {
+      if (refusal.code === 'invalid' || refusal.code === 'unauthorized') {
         logger.warn(`skipped the announcement on ${topic}: ${refusal.error}`)
         options.onInvalid?.({ topic, code: refusal.code, reason: refusal.error })
       } else {

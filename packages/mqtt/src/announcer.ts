@@ -72,7 +72,13 @@ export function mqttAnnouncer(client: MqttClient, options: MqttAnnouncerOptions 
         published,
         new Promise<never>((_, reject) => {
           timer = setTimeout(
-            () => reject(new LoomError('unavailable', `${what}: the broker did not acknowledge within ${timeoutMs} ms; it is sent when the client reconnects`)),
+            () =>
+              reject(
+                new LoomError(
+                  'unavailable',
+                  `${what}: the broker did not acknowledge within ${timeoutMs} ms; it is sent when the client reconnects`,
+                ),
+              ),
             timeoutMs,
           )
         }),

@@ -16,8 +16,24 @@ const file = (after: string) => ({ path: 'apps/billing-api/values.yaml', repo: '
 describe('mergeDryRuns', () => {
   it('takes each step from the worker app that did not skip it, in request order', () => {
     const merged = mergeDryRuns(request, [
-      { workerApp: 'values', result: { steps: [{ stepName: 'bump-chart', skipped: true }, { stepName: 'update-values', skipped: false, files: [file('b')] }] } },
-      { workerApp: 'charts', result: { steps: [{ stepName: 'bump-chart', skipped: false, files: [file('a')] }, { stepName: 'update-values', skipped: true }] } },
+      {
+        workerApp: 'values',
+        result: {
+          steps: [
+            { stepName: 'bump-chart', skipped: true },
+            { stepName: 'update-values', skipped: false, files: [file('b')] },
+          ],
+        },
+      },
+      {
+        workerApp: 'charts',
+        result: {
+          steps: [
+            { stepName: 'bump-chart', skipped: false, files: [file('a')] },
+            { stepName: 'update-values', skipped: true },
+          ],
+        },
+      },
     ])
     expect(merged).toEqual({
       steps: [
@@ -57,6 +73,9 @@ describe('mergeDryRuns', () => {
   })
 
   it('marks a step no answer mentions as skipped', () => {
-    expect(mergeDryRuns(request, [{ workerApp: 'charts', result: { steps: [] } }]).steps[0]).toEqual({ stepName: 'bump-chart', skipped: true })
+    expect(mergeDryRuns(request, [{ workerApp: 'charts', result: { steps: [] } }]).steps[0]).toEqual({
+      stepName: 'bump-chart',
+      skipped: true,
+    })
   })
 })

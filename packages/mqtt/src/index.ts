@@ -12,6 +12,6 @@ export { mqttAnnouncer, type MqttAnnouncer, type MqttAnnouncerOptions, type Anno
 export { mqttDispatcher, type MqttDispatcherOptions, type MqttStepDispatcher } from './dispatcher'
 export { mqttDryRunner, mergeDryRuns, type MqttDryRunner, type MqttDryRunnerOptions, type DryRunAnswer } from './dry-runner'
 export { onDispatch, serveDryRun, type ReceiverOptions, type OnDispatchOptions, type ServeDryRunOptions } from './receivers'
-export { type MqttSubscription } from './subscription'
+export type { MqttSubscription } from './subscription'
 export { DEFAULT_TOPIC_PREFIX, topicMatches } from './topics'
 export { tokensMatch, type MqttLogger, type TransportFields, type Reply, type ReplyBody } from './wire'

@@ -78,7 +78,9 @@ export function createRequester(client: MqttClient, prefix: string): Requester {
         // Subscribe before publishing, or a fast receiver's answer could arrive before the inbox exists.
         await Promise.race([
           listen().catch((error: unknown) => {
-            throw new LoomError('unavailable', `${what}: could not subscribe to the reply topic: ${(error as Error).message}`, { cause: error })
+            throw new LoomError('unavailable', `${what}: could not subscribe to the reply topic: ${(error as Error).message}`, {
+              cause: error,
+            })
           }),
           timedOut,
         ])
@@ -93,9 +95,11 @@ export function createRequester(client: MqttClient, prefix: string): Requester {
         return await Promise.race([
           replied,
           timedOut,
-          published.then(() => replied).catch((error: unknown) => {
-            throw new LoomError('unavailable', `${what}: publish failed: ${(error as Error).message}`, { cause: error })
-          }),
+          published
+            .then(() => replied)
+            .catch((error: unknown) => {
+              throw new LoomError('unavailable', `${what}: publish failed: ${(error as Error).message}`, { cause: error })
+            }),
         ])
       } finally {
         clearTimeout(timer)

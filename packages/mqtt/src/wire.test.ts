@@ -63,7 +63,11 @@ describe('decode', () => {
 
 describe('replies', () => {
   it('parses answers and ignores anything else', () => {
-    expect(parseReply(bytes('{"correlationId":"c","ok":true,"result":{"steps":[]}}'))).toEqual({ correlationId: 'c', ok: true, result: { steps: [] } })
+    expect(parseReply(bytes('{"correlationId":"c","ok":true,"result":{"steps":[]}}'))).toEqual({
+      correlationId: 'c',
+      ok: true,
+      result: { steps: [] },
+    })
     expect(parseReply(bytes('{"correlationId":"c","ok":false,"error":"no","code":"unauthorized"}'))).toEqual({
       correlationId: 'c',
       ok: false,
@@ -76,7 +80,11 @@ describe('replies', () => {
   })
 
   it('keeps a LoomError code in a failure and calls anything else unavailable', () => {
-    expect(failure(new LoomError('invalid', 'stepName: must not be empty'))).toEqual({ ok: false, code: 'invalid', error: 'stepName: must not be empty' })
+    expect(failure(new LoomError('invalid', 'stepName: must not be empty'))).toEqual({
+      ok: false,
+      code: 'invalid',
+      error: 'stepName: must not be empty',
+    })
     expect(failure(new Error('disk full'))).toEqual({ ok: false, code: 'unavailable', error: 'disk full' })
   })
 })

@@ -1,7 +1,7 @@
 import { createLoom, localEngine, memoryStore, type LoomInstance, type MigrationAnnouncement } from '@loom/core'
 import { eventually, expectLoomError } from '@loom/core/testing'
 import type { MqttClient } from 'mqtt'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { mqttAnnouncements, mqttAnnouncer, type InvalidAnnouncement } from '../src/index'
 import { closeClients, connect, recordingLogger, testBroker, uniquePrefix } from './helpers'
 
@@ -35,7 +35,11 @@ describe.each(broker.versions)('announce over MQTT (protocol version %i)', (vers
     await closeClients()
   })
 
-  const announce = async (a: MigrationAnnouncement, options: Parameters<ReturnType<typeof mqttAnnouncer>['announce']>[1] = {}, token?: string) => {
+  const announce = async (
+    a: MigrationAnnouncement,
+    options: Parameters<ReturnType<typeof mqttAnnouncer>['announce']>[1] = {},
+    token?: string,
+  ) => {
     retained.push(a.id)
     await mqttAnnouncer(worker, { topicPrefix: prefix, ...(token ? { token } : {}) }).announce(a, options)
   }
@@ -45,7 +49,11 @@ describe.each(broker.versions)('announce over MQTT (protocol version %i)', (vers
     const subscriber = mqttAnnouncements(server, loom, { topicPrefix: prefix })
     await subscriber.ready
     const migration = await eventually(() => loom.getMigration('app-chart'))
-    expect(migration).toMatchObject({ id: 'app-chart', name: 'Migration app-chart', steps: [{ name: 'bump-chart', workerApp: 'charts', config: { chart: 'app' } }] })
+    expect(migration).toMatchObject({
+      id: 'app-chart',
+      name: 'Migration app-chart',
+      steps: [{ name: 'bump-chart', workerApp: 'charts', config: { chart: 'app' } }],
+    })
     await subscriber.stop()
   })
 
@@ -86,7 +94,11 @@ describe.each(broker.versions)('announce over MQTT (protocol version %i)', (vers
       { topic: `${prefix}/announce/broken`, code: 'invalid', reason: expect.stringMatching(/^body: not JSON/) },
       { topic: `${prefix}/announce/no-steps`, code: 'invalid', reason: 'steps: must list at least one step' },
       { topic: `${prefix}/announce/bad-id`, code: 'invalid', reason: 'id: must not contain "__"' },
-      { topic: `${prefix}/announce/other`, code: 'invalid', reason: `id: "not-other" is not the migration id of topic ${prefix}/announce/other` },
+      {
+        topic: `${prefix}/announce/other`,
+        code: 'invalid',
+        reason: `id: "not-other" is not the migration id of topic ${prefix}/announce/other`,
+      },
       { topic: `${prefix}/announce/list`, code: 'invalid', reason: 'body: must be a JSON object' },
     ])
     expect(logger.warnings).toHaveLength(5)
@@ -96,7 +108,10 @@ describe.each(broker.versions)('announce over MQTT (protocol version %i)', (vers
   })
 
   it('refuses an invalid announcement before publishing it, naming the field', async () => {
-    const error = await expectLoomError(mqttAnnouncer(worker, { topicPrefix: prefix }).announce({ ...announcement('x'), name: '' }), 'invalid')
+    const error = await expectLoomError(
+      mqttAnnouncer(worker, { topicPrefix: prefix }).announce({ ...announcement('x'), name: '' }),
+      'invalid',
+    )
     expect(error.message).toBe('name: must not be empty')
   })
 
@@ -118,7 +133,12 @@ describe.each(broker.versions)('announce over MQTT (protocol version %i)', (vers
 
   it('skips announcements without the configured token as unauthorized', async () => {
     const invalid: InvalidAnnouncement[] = []
-    const subscriber = mqttAnnouncements(server, loom, { topicPrefix: prefix, token: 's3cret', logger: recordingLogger(), onInvalid: (i) => invalid.push(i) })
+    const subscriber = mqttAnnouncements(server, loom, {
+      topicPrefix: prefix,
+      token: 's3cret',
+      logger: recordingLogger(),
+      onInvalid: (i) => invalid.push(i),
+    })
     await subscriber.ready
     await announce(announcement('anonymous'))
     await announce(announcement('signed'), {}, 's3cret')

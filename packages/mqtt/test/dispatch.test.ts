@@ -30,218 +30,293 @@ const dryRunRequest: DryRunRequest = {
 const diff = (after: string) => ({ path: 'apps/billing-api/Chart.yaml', repo: 'gitops', before: 'chart: generic\n', after })
 
 /** A worker app's dry run that handles `handled` and skips the other steps. */
-const answering = (handled: string, after: string) => (r: DryRunRequest): DryRunResult => ({
-  steps: r.steps.map((s) => (s.name === handled ? { stepName: s.name, skipped: false, files: [diff(after)] } : { stepName: s.name, skipped: true })),
-})
-
-describe.each(pairings(broker.versions))('dispatch and dry run over MQTT (server protocol %i, worker protocol %i)', (serverVersion, workerVersion) => {
-  let server: MqttClient
-  let worker: MqttClient
-  let prefix: string
-
-  beforeEach(async () => {
-    server = await connect(broker.url, serverVersion)
-    worker = await connect(broker.url, workerVersion)
-    prefix = uniquePrefix()
-  })
-  afterEach(() => closeClients())
-
-  describe('dispatch', () => {
-    it('delivers the DispatchStepRequest to the worker app and resolves once the worker accepted it', async () => {
-      const received: DispatchStepRequest[] = []
-      const receiver = onDispatch(worker, { workerApp: 'charts', topicPrefix: prefix, handler: (r) => void received.push(r) })
-      await receiver.ready
-      const dispatcher = mqttDispatcher(server, { topicPrefix: prefix, timeoutMs: 5_000 })
-      await dispatcher.dispatch({ workerApp: 'charts' }, request)
-      // Resolved means accepted: the handler has already run, and it sees the request without transport fields.
-      expect(received).toEqual([request])
-      await dispatcher.close()
-      await receiver.stop()
-    })
-
-    it('only reaches the worker app the step belongs to', async () => {
-      const charts: string[] = []
-      const values: string[] = []
-      const a = onDispatch(worker, { workerApp: 'charts', topicPrefix: prefix, handler: (r) => void charts.push(r.stepName) })
-      const b = onDispatch(worker, { workerApp: 'values', topicPrefix: prefix, handler: (r) => void values.push(r.stepName) })
-      await Promise.all([a.ready, b.ready])
-      const dispatcher = mqttDispatcher(server, { topicPrefix: prefix })
-      await dispatcher.dispatch({ workerApp: 'values' }, { ...request, stepName: 'update-values' })
-      await dispatcher.dispatch({ workerApp: 'charts' }, request)
-      expect(charts).toEqual(['bump-chart'])
-      expect(values).toEqual(['update-values'])
-      await dispatcher.close()
-    })
-
-    it('fails as unavailable with the worker’s reason when its handler throws', async () => {
-      const logger = recordingLogger()
-      onDispatch(worker, { workerApp: 'charts', topicPrefix: prefix, logger, handler: () => Promise.reject(new Error('git clone failed: ECONNREFUSED')) })
-      await new Promise((r) => setTimeout(r, 0))
-      const dispatcher = mqttDispatcher(server, { topicPrefix: prefix })
-      const error = await expectLoomError(dispatcher.dispatch({ workerApp: 'charts' }, request), 'unavailable')
-      expect(error.message).toBe(
-        'dispatch of step "bump-chart" of run app-chart__billing-api to worker app charts: the worker refused (unavailable): git clone failed: ECONNREFUSED',
-      )
-      expect(logger.errors).toEqual([`dispatch message on ${prefix}/workers/charts/dispatch failed: git clone failed: ECONNREFUSED`])
-      await dispatcher.close()
-    })
-
-    it('keeps every refusal unavailable, even a worker’s conflict, so the engine never takes it for a stale run', async () => {
-      const receiver = onDispatch(worker, { workerApp: 'charts', topicPrefix: prefix, logger: recordingLogger(), handler: () => { throw new LoomError('conflict', 'busy') } })
-      await receiver.ready
-      const dispatcher = mqttDispatcher(server, { topicPrefix: prefix })
-      const error = await expectLoomError(dispatcher.dispatch({ workerApp: 'charts' }, request), 'unavailable')
-      expect(error.details).toEqual({ workerCode: 'conflict' })
-      await dispatcher.close()
-    })
-
-    it('fails as unavailable when no worker app answers in time', async () => {
-      const dispatcher = mqttDispatcher(server, { topicPrefix: prefix, timeoutMs: 200 })
-      const error = await expectLoomError(dispatcher.dispatch({ workerApp: 'nobody' }, request), 'unavailable')
-      expect(error.message).toBe('dispatch of step "bump-chart" of run app-chart__billing-api to worker app nobody: no answer within 200 ms')
-      await dispatcher.close()
-    })
-
-    it('refuses a dispatch without the worker’s token, and handles one with it', async () => {
-      const received: string[] = []
-      const logger = recordingLogger()
-      const receiver = onDispatch(worker, { workerApp: 'charts', topicPrefix: prefix, token: 'w0rker', logger, handler: (r) => void received.push(r.runId) })
-      await receiver.ready
-      const anonymous = mqttDispatcher(server, { topicPrefix: prefix })
-      const wrong = mqttDispatcher(server, { topicPrefix: prefix, token: 'guess' })
-      const right = mqttDispatcher(server, { topicPrefix: prefix, token: 'w0rker' })
-      expect((await expectLoomError(anonymous.dispatch({ workerApp: 'charts' }, request), 'unavailable')).message).toMatch(/the worker refused \(unauthorized\): token: missing$/)
-      expect((await expectLoomError(wrong.dispatch({ workerApp: 'charts' }, request), 'unavailable')).message).toMatch(/the worker refused \(unauthorized\): token: does not match$/)
-      expect(received).toEqual([])
-      await right.dispatch({ workerApp: 'charts' }, request)
-      expect(received).toEqual(['app-chart__billing-api'])
-      expect(logger.warnings).toHaveLength(2)
-      await Promise.all([anonymous.close(), wrong.close(), right.close()])
-    })
-
-    it('answers an invalid dispatch message with the field, without calling the handler', async () => {
-      const received: unknown[] = []
-      const receiver = onDispatch(worker, { workerApp: 'charts', topicPrefix: prefix, logger: recordingLogger(), handler: (r) => void received.push(r) })
-      await receiver.ready
-      const replies = `${prefix}/replies/by-hand`
-      const answered = nextMessage(server, replies)
-      await new Promise((r) => setTimeout(r, 50))
-      const { candidate: _omitted, ...withoutCandidate } = request
-      await server.publishAsync(`${prefix}/workers/charts/dispatch`, JSON.stringify({ ...withoutCandidate, replyTo: replies, correlationId: 'c-1' }), { qos: 1 })
-      expect(JSON.parse((await answered).payload)).toEqual({ correlationId: 'c-1', ok: false, code: 'invalid', error: 'candidate: is required' })
-      expect(received).toEqual([])
-    })
-
-    it('handles a dispatch published without a reply topic (fire and forget)', async () => {
-      const received: string[] = []
-      const receiver = onDispatch(worker, { workerApp: 'charts', topicPrefix: prefix, handler: (r) => void received.push(r.stepName) })
-      await receiver.ready
-      await server.publishAsync(`${prefix}/workers/charts/dispatch`, JSON.stringify(request), { qos: 1 })
-      await expect.poll(() => received, { timeout: 5_000 }).toEqual(['bump-chart'])
-    })
+const answering =
+  (handled: string, after: string) =>
+  (r: DryRunRequest): DryRunResult => ({
+    steps: r.steps.map((s) =>
+      s.name === handled ? { stepName: s.name, skipped: false, files: [diff(after)] } : { stepName: s.name, skipped: true },
+    ),
   })
 
-  describe('dry run', () => {
-    it('asks the worker app and returns its DryRunResult', async () => {
-      const asked: DryRunRequest[] = []
-      const responder = serveDryRun(worker, {
-        workerApp: 'charts',
-        topicPrefix: prefix,
-        handler: (r) => {
-          asked.push(r)
-          return { steps: r.steps.map((s) => ({ stepName: s.name, skipped: false, files: [diff(`chart: ${r.candidate.id}\n`)] })) }
-        },
+describe.each(pairings(broker.versions))(
+  'dispatch and dry run over MQTT (server protocol %i, worker protocol %i)',
+  (serverVersion, workerVersion) => {
+    let server: MqttClient
+    let worker: MqttClient
+    let prefix: string
+
+    beforeEach(async () => {
+      server = await connect(broker.url, serverVersion)
+      worker = await connect(broker.url, workerVersion)
+      prefix = uniquePrefix()
+    })
+    afterEach(() => closeClients())
+
+    describe('dispatch', () => {
+      it('delivers the DispatchStepRequest to the worker app and resolves once the worker accepted it', async () => {
+        const received: DispatchStepRequest[] = []
+        const receiver = onDispatch(worker, { workerApp: 'charts', topicPrefix: prefix, handler: (r) => void received.push(r) })
+        await receiver.ready
+        const dispatcher = mqttDispatcher(server, { topicPrefix: prefix, timeoutMs: 5_000 })
+        await dispatcher.dispatch({ workerApp: 'charts' }, request)
+        // Resolved means accepted: the handler has already run, and it sees the request without transport fields.
+        expect(received).toEqual([request])
+        await dispatcher.close()
+        await receiver.stop()
       })
-      await responder.ready
-      const dryRunner = mqttDryRunner(server, { topicPrefix: prefix, timeoutMs: 5_000 })
-      const oneApp = { ...dryRunRequest, steps: [dryRunRequest.steps[0]!] }
-      const result = await dryRunner.dryRun({ workerApps: ['charts'] }, oneApp)
-      expect(result).toEqual({ steps: [{ stepName: 'bump-chart', skipped: false, files: [diff('chart: billing-api\n')] }] })
-      expect(asked).toEqual([oneApp])
-      await dryRunner.close()
-    })
 
-    it('asks every worker app of the migration and merges their answers step by step', async () => {
-      const charts = serveDryRun(worker, { workerApp: 'charts', topicPrefix: prefix, handler: answering('bump-chart', 'from charts') })
-      const values = serveDryRun(worker, { workerApp: 'values', topicPrefix: prefix, handler: answering('update-values', 'from values') })
-      await Promise.all([charts.ready, values.ready])
-      const dryRunner = mqttDryRunner(server, { topicPrefix: prefix })
-      const result = await dryRunner.dryRun({ workerApps: ['charts', 'values'] }, dryRunRequest)
-      expect(result).toEqual({
-        steps: [
-          { stepName: 'bump-chart', skipped: false, files: [diff('from charts')] },
-          { stepName: 'update-values', skipped: false, files: [diff('from values')] },
-        ],
+      it('only reaches the worker app the step belongs to', async () => {
+        const charts: string[] = []
+        const values: string[] = []
+        const a = onDispatch(worker, { workerApp: 'charts', topicPrefix: prefix, handler: (r) => void charts.push(r.stepName) })
+        const b = onDispatch(worker, { workerApp: 'values', topicPrefix: prefix, handler: (r) => void values.push(r.stepName) })
+        await Promise.all([a.ready, b.ready])
+        const dispatcher = mqttDispatcher(server, { topicPrefix: prefix })
+        await dispatcher.dispatch({ workerApp: 'values' }, { ...request, stepName: 'update-values' })
+        await dispatcher.dispatch({ workerApp: 'charts' }, request)
+        expect(charts).toEqual(['bump-chart'])
+        expect(values).toEqual(['update-values'])
+        await dispatcher.close()
       })
-      await dryRunner.close()
-    })
 
-    it('returns what answered and names the worker app that did not', async () => {
-      const charts = serveDryRun(worker, { workerApp: 'charts', topicPrefix: prefix, handler: answering('bump-chart', 'from charts') })
-      await charts.ready
-      const dryRunner = mqttDryRunner(server, { topicPrefix: prefix, timeoutMs: 300 })
-      const result = await dryRunner.dryRun({ workerApps: ['charts', 'values'] }, dryRunRequest)
-      expect(result.steps[0]).toEqual({ stepName: 'bump-chart', skipped: false, files: [diff('from charts')] })
-      expect(result.steps[1]).toEqual({
-        stepName: 'update-values',
-        skipped: false,
-        error: 'dry run of app-chart for billing-api by worker app values: no answer within 300 ms',
+      it('fails as unavailable with the worker’s reason when its handler throws', async () => {
+        const logger = recordingLogger()
+        onDispatch(worker, {
+          workerApp: 'charts',
+          topicPrefix: prefix,
+          logger,
+          handler: () => Promise.reject(new Error('git clone failed: ECONNREFUSED')),
+        })
+        await new Promise((r) => setTimeout(r, 0))
+        const dispatcher = mqttDispatcher(server, { topicPrefix: prefix })
+        const error = await expectLoomError(dispatcher.dispatch({ workerApp: 'charts' }, request), 'unavailable')
+        expect(error.message).toBe(
+          'dispatch of step "bump-chart" of run app-chart__billing-api to worker app charts: the worker refused (unavailable): git clone failed: ECONNREFUSED',
+        )
+        expect(logger.errors).toEqual([`dispatch message on ${prefix}/workers/charts/dispatch failed: git clone failed: ECONNREFUSED`])
+        await dispatcher.close()
       })
-      await dryRunner.close()
-    })
 
-    it('throws unavailable when no worker app answers, or answers something that is not a DryRunResult', async () => {
-      const dryRunner = mqttDryRunner(server, { topicPrefix: prefix, timeoutMs: 200 })
-      const silent = await expectLoomError(dryRunner.dryRun({ workerApps: ['charts'] }, dryRunRequest), 'unavailable')
-      expect(silent.message).toBe('dry run of app-chart for billing-api by worker app charts: no answer within 200 ms')
-      const broken = serveDryRun(worker, { workerApp: 'charts', topicPrefix: prefix, handler: () => ({ steps: [{ stepName: 'bump-chart' }] }) as never })
-      await broken.ready
-      const invalid = await expectLoomError(dryRunner.dryRun({ workerApps: ['charts'] }, dryRunRequest), 'unavailable')
-      expect(invalid.message).toBe('dry run of app-chart for billing-api by worker app charts: invalid answer: result.steps.0.skipped: is required')
-      await dryRunner.close()
-    })
-
-    it('passes a worker’s failure on as unavailable with its reason', async () => {
-      const failing = serveDryRun(worker, { workerApp: 'charts', topicPrefix: prefix, logger: recordingLogger(), handler: () => { throw new Error('repository not found') } })
-      await failing.ready
-      const dryRunner = mqttDryRunner(server, { topicPrefix: prefix })
-      const error = await expectLoomError(dryRunner.dryRun({ workerApps: ['charts'] }, { ...dryRunRequest, steps: [dryRunRequest.steps[0]!] }), 'unavailable')
-      expect(error.message).toBe('dry run of app-chart for billing-api by worker app charts: the worker refused (unavailable): repository not found')
-      await dryRunner.close()
-    })
-
-    it('does not ask a worker app whose steps are all manual review', async () => {
-      const askedReviewers: string[] = []
-      const charts = serveDryRun(worker, { workerApp: 'charts', topicPrefix: prefix, handler: answering('bump-chart', 'x') })
-      // No real worker serves a manual-review app; one here only proves it is not asked.
-      const reviewers = serveDryRun(worker, {
-        workerApp: 'reviewers',
-        topicPrefix: prefix,
-        handler: (r) => {
-          askedReviewers.push(r.candidate.id)
-          return answering('approve', 'x')(r)
-        },
+      it('keeps every refusal unavailable, even a worker’s conflict, so the engine never takes it for a stale run', async () => {
+        const receiver = onDispatch(worker, {
+          workerApp: 'charts',
+          topicPrefix: prefix,
+          logger: recordingLogger(),
+          handler: () => {
+            throw new LoomError('conflict', 'busy')
+          },
+        })
+        await receiver.ready
+        const dispatcher = mqttDispatcher(server, { topicPrefix: prefix })
+        const error = await expectLoomError(dispatcher.dispatch({ workerApp: 'charts' }, request), 'unavailable')
+        expect(error.details).toEqual({ workerCode: 'conflict' })
+        await dispatcher.close()
       })
-      await Promise.all([charts.ready, reviewers.ready])
-      const dryRunner = mqttDryRunner(server, { topicPrefix: prefix })
-      const result = await dryRunner.dryRun(
-        { workerApps: ['charts', 'reviewers'] },
-        { ...dryRunRequest, steps: [dryRunRequest.steps[0]!, { name: 'approve', workerApp: 'reviewers', config: { type: 'manual-review' } }] },
-      )
-      expect(result.steps.map((s) => [s.stepName, s.skipped])).toEqual([['bump-chart', false], ['approve', true]])
-      expect(askedReviewers).toEqual([])
-      await dryRunner.close()
+
+      it('fails as unavailable when no worker app answers in time', async () => {
+        const dispatcher = mqttDispatcher(server, { topicPrefix: prefix, timeoutMs: 200 })
+        const error = await expectLoomError(dispatcher.dispatch({ workerApp: 'nobody' }, request), 'unavailable')
+        expect(error.message).toBe(
+          'dispatch of step "bump-chart" of run app-chart__billing-api to worker app nobody: no answer within 200 ms',
+        )
+        await dispatcher.close()
+      })
+
+      it('refuses a dispatch without the worker’s token, and handles one with it', async () => {
+        const received: string[] = []
+        const logger = recordingLogger()
+        const receiver = onDispatch(worker, {
+          workerApp: 'charts',
+          topicPrefix: prefix,
+          token: 'w0rker',
+          logger,
+          handler: (r) => void received.push(r.runId),
+        })
+        await receiver.ready
+        const anonymous = mqttDispatcher(server, { topicPrefix: prefix })
+        const wrong = mqttDispatcher(server, { topicPrefix: prefix, token: 'guess' })
+        const right = mqttDispatcher(server, { topicPrefix: prefix, token: 'w0rker' })
+        expect((await expectLoomError(anonymous.dispatch({ workerApp: 'charts' }, request), 'unavailable')).message).toMatch(
+          /the worker refused \(unauthorized\): token: missing$/,
+        )
+        expect((await expectLoomError(wrong.dispatch({ workerApp: 'charts' }, request), 'unavailable')).message).toMatch(
+          /the worker refused \(unauthorized\): token: does not match$/,
+        )
+        expect(received).toEqual([])
+        await right.dispatch({ workerApp: 'charts' }, request)
+        expect(received).toEqual(['app-chart__billing-api'])
+        expect(logger.warnings).toHaveLength(2)
+        await Promise.all([anonymous.close(), wrong.close(), right.close()])
+      })
+
+      it('answers an invalid dispatch message with the field, without calling the handler', async () => {
+        const received: unknown[] = []
+        const receiver = onDispatch(worker, {
+          workerApp: 'charts',
+          topicPrefix: prefix,
+          logger: recordingLogger(),
+          handler: (r) => void received.push(r),
+        })
+        await receiver.ready
+        const replies = `${prefix}/replies/by-hand`
+        const answered = nextMessage(server, replies)
+        await new Promise((r) => setTimeout(r, 50))
+        const { candidate: _omitted, ...withoutCandidate } = request
+        await server.publishAsync(
+          `${prefix}/workers/charts/dispatch`,
+          JSON.stringify({ ...withoutCandidate, replyTo: replies, correlationId: 'c-1' }),
+          { qos: 1 },
+        )
+        expect(JSON.parse((await answered).payload)).toEqual({
+          correlationId: 'c-1',
+          ok: false,
+          code: 'invalid',
+          error: 'candidate: is required',
+        })
+        expect(received).toEqual([])
+      })
+
+      it('handles a dispatch published without a reply topic (fire and forget)', async () => {
+        const received: string[] = []
+        const receiver = onDispatch(worker, { workerApp: 'charts', topicPrefix: prefix, handler: (r) => void received.push(r.stepName) })
+        await receiver.ready
+        await server.publishAsync(`${prefix}/workers/charts/dispatch`, JSON.stringify(request), { qos: 1 })
+        await expect.poll(() => received, { timeout: 5_000 }).toEqual(['bump-chart'])
+      })
     })
 
-    it('refuses a dry run without the worker’s token', async () => {
-      const responder = serveDryRun(worker, { workerApp: 'charts', topicPrefix: prefix, token: 'w0rker', logger: recordingLogger(), handler: answering('bump-chart', 'x') })
-      await responder.ready
-      const anonymous = mqttDryRunner(server, { topicPrefix: prefix })
-      const error = await expectLoomError(anonymous.dryRun({ workerApps: ['charts'] }, dryRunRequest), 'unavailable')
-      expect(error.message).toMatch(/the worker refused \(unauthorized\): token: missing$/)
-      const right = mqttDryRunner(server, { topicPrefix: prefix, token: 'w0rker' })
-      expect((await right.dryRun({ workerApps: ['charts'] }, dryRunRequest)).steps[0]?.skipped).toBe(false)
-      await Promise.all([anonymous.close(), right.close()])
+    describe('dry run', () => {
+      it('asks the worker app and returns its DryRunResult', async () => {
+        const asked: DryRunRequest[] = []
+        const responder = serveDryRun(worker, {
+          workerApp: 'charts',
+          topicPrefix: prefix,
+          handler: (r) => {
+            asked.push(r)
+            return { steps: r.steps.map((s) => ({ stepName: s.name, skipped: false, files: [diff(`chart: ${r.candidate.id}\n`)] })) }
+          },
+        })
+        await responder.ready
+        const dryRunner = mqttDryRunner(server, { topicPrefix: prefix, timeoutMs: 5_000 })
+        const oneApp = { ...dryRunRequest, steps: [dryRunRequest.steps[0]!] }
+        const result = await dryRunner.dryRun({ workerApps: ['charts'] }, oneApp)
+        expect(result).toEqual({ steps: [{ stepName: 'bump-chart', skipped: false, files: [diff('chart: billing-api\n')] }] })
+        expect(asked).toEqual([oneApp])
+        await dryRunner.close()
+      })
+
+      it('asks every worker app of the migration and merges their answers step by step', async () => {
+        const charts = serveDryRun(worker, { workerApp: 'charts', topicPrefix: prefix, handler: answering('bump-chart', 'from charts') })
+        const values = serveDryRun(worker, { workerApp: 'values', topicPrefix: prefix, handler: answering('update-values', 'from values') })
+        await Promise.all([charts.ready, values.ready])
+        const dryRunner = mqttDryRunner(server, { topicPrefix: prefix })
+        const result = await dryRunner.dryRun({ workerApps: ['charts', 'values'] }, dryRunRequest)
+        expect(result).toEqual({
+          steps: [
+            { stepName: 'bump-chart', skipped: false, files: [diff('from charts')] },
+            { stepName: 'update-values', skipped: false, files: [diff('from values')] },
+          ],
+        })
+        await dryRunner.close()
+      })
+
+      it('returns what answered and names the worker app that did not', async () => {
+        const charts = serveDryRun(worker, { workerApp: 'charts', topicPrefix: prefix, handler: answering('bump-chart', 'from charts') })
+        await charts.ready
+        const dryRunner = mqttDryRunner(server, { topicPrefix: prefix, timeoutMs: 300 })
+        const result = await dryRunner.dryRun({ workerApps: ['charts', 'values'] }, dryRunRequest)
+        expect(result.steps[0]).toEqual({ stepName: 'bump-chart', skipped: false, files: [diff('from charts')] })
+        expect(result.steps[1]).toEqual({
+          stepName: 'update-values',
+          skipped: false,
+          error: 'dry run of app-chart for billing-api by worker app values: no answer within 300 ms',
+        })
+        await dryRunner.close()
+      })
+
+      it('throws unavailable when no worker app answers, or answers something that is not a DryRunResult', async () => {
+        const dryRunner = mqttDryRunner(server, { topicPrefix: prefix, timeoutMs: 200 })
+        const silent = await expectLoomError(dryRunner.dryRun({ workerApps: ['charts'] }, dryRunRequest), 'unavailable')
+        expect(silent.message).toBe('dry run of app-chart for billing-api by worker app charts: no answer within 200 ms')
+        const broken = serveDryRun(worker, {
+          workerApp: 'charts',
+          topicPrefix: prefix,
+          handler: () => ({ steps: [{ stepName: 'bump-chart' }] }) as never,
+        })
+        await broken.ready
+        const invalid = await expectLoomError(dryRunner.dryRun({ workerApps: ['charts'] }, dryRunRequest), 'unavailable')
+        expect(invalid.message).toBe(
+          'dry run of app-chart for billing-api by worker app charts: invalid answer: result.steps.0.skipped: is required',
+        )
+        await dryRunner.close()
+      })
+
+      it('passes a worker’s failure on as unavailable with its reason', async () => {
+        const failing = serveDryRun(worker, {
+          workerApp: 'charts',
+          topicPrefix: prefix,
+          logger: recordingLogger(),
+          handler: () => {
+            throw new Error('repository not found')
+          },
+        })
+        await failing.ready
+        const dryRunner = mqttDryRunner(server, { topicPrefix: prefix })
+        const error = await expectLoomError(
+          dryRunner.dryRun({ workerApps: ['charts'] }, { ...dryRunRequest, steps: [dryRunRequest.steps[0]!] }),
+          'unavailable',
+        )
+        expect(error.message).toBe(
+          'dry run of app-chart for billing-api by worker app charts: the worker refused (unavailable): repository not found',
+        )
+        await dryRunner.close()
+      })
+
+      it('does not ask a worker app whose steps are all manual review', async () => {
+        const askedReviewers: string[] = []
+        const charts = serveDryRun(worker, { workerApp: 'charts', topicPrefix: prefix, handler: answering('bump-chart', 'x') })
+        // No real worker serves a manual-review app; one here only proves it is not asked.
+        const reviewers = serveDryRun(worker, {
+          workerApp: 'reviewers',
+          topicPrefix: prefix,
+          handler: (r) => {
+            askedReviewers.push(r.candidate.id)
+            return answering('approve', 'x')(r)
+          },
+        })
+        await Promise.all([charts.ready, reviewers.ready])
+        const dryRunner = mqttDryRunner(server, { topicPrefix: prefix })
+        const result = await dryRunner.dryRun(
+          { workerApps: ['charts', 'reviewers'] },
+          {
+            ...dryRunRequest,
+            steps: [dryRunRequest.steps[0]!, { name: 'approve', workerApp: 'reviewers', config: { type: 'manual-review' } }],
+          },
+        )
+        expect(result.steps.map((s) => [s.stepName, s.skipped])).toEqual([
+          ['bump-chart', false],
+          ['approve', true],
+        ])
+        expect(askedReviewers).toEqual([])
+        await dryRunner.close()
+      })
+
+      it('refuses a dry run without the worker’s token', async () => {
+        const responder = serveDryRun(worker, {
+          workerApp: 'charts',
+          topicPrefix: prefix,
+          token: 'w0rker',
+          logger: recordingLogger(),
+          handler: answering('bump-chart', 'x'),
+        })
+        await responder.ready
+        const anonymous = mqttDryRunner(server, { topicPrefix: prefix })
+        const error = await expectLoomError(anonymous.dryRun({ workerApps: ['charts'] }, dryRunRequest), 'unavailable')
+        expect(error.message).toMatch(/the worker refused \(unauthorized\): token: missing$/)
+        const right = mqttDryRunner(server, { topicPrefix: prefix, token: 'w0rker' })
+        expect((await right.dryRun({ workerApps: ['charts'] }, dryRunRequest)).steps[0]?.skipped).toBe(false)
+        await Promise.all([anonymous.close(), right.close()])
+      })
     })
-  })
-})
+  },
+)

@@ -83,13 +83,34 @@ describe.each(versions)('Mosquitto command-line clients (%s)', (version) => {
     const server = await connect(broker.url, broker.versions.at(-1)!)
     const dispatcher = mqttDispatcher(server, { topicPrefix: prefix, token: 'w0rker', timeoutMs: 10_000 })
     cleanups.push(() => dispatcher.close())
-    const request = { migrationId: 'app-chart', runId: 'app-chart__billing-api', stepName: 'bump-chart', candidate: { id: 'billing-api' }, callbackId: 'app-chart__billing-api', eventName: 'step-completed:bump-chart' }
+    const request = {
+      migrationId: 'app-chart',
+      runId: 'app-chart__billing-api',
+      stepName: 'bump-chart',
+      candidate: { id: 'billing-api' },
+      callbackId: 'app-chart__billing-api',
+      eventName: 'step-completed:bump-chart',
+    }
     const dispatched = dispatcher.dispatch({ workerApp: 'charts' }, request)
 
     const message = JSON.parse(await sub.next())
     expect(message).toMatchObject({ ...request, token: 'w0rker', replyTo: expect.stringMatching(new RegExp(`^${prefix}/replies/`)) })
     expect(typeof message.correlationId).toBe('string')
-    await run('mosquitto_pub', [...address, '-V', version, '-q', '1', '-t', message.replyTo, '-m', JSON.stringify({ correlationId: message.correlationId, ok: true })], { timeout: 10_000 })
+    await run(
+      'mosquitto_pub',
+      [
+        ...address,
+        '-V',
+        version,
+        '-q',
+        '1',
+        '-t',
+        message.replyTo,
+        '-m',
+        JSON.stringify({ correlationId: message.correlationId, ok: true }),
+      ],
+      { timeout: 10_000 },
+    )
     await expect(dispatched).resolves.toBeUndefined()
   })
 })

@@ -51,7 +51,13 @@ export async function testBroker(): Promise<{ url: string; real: boolean; versio
 
 /** The protocol pairings to run (server side, worker side): both versions and a mix on a broker that speaks 5. */
 export const pairings = (versions: Array<4 | 5>): Array<[4 | 5, 4 | 5]> =>
-  versions.includes(5) ? [[4, 4], [5, 5], [5, 4]] : [[4, 4]]
+  versions.includes(5)
+    ? [
+        [4, 4],
+        [5, 5],
+        [5, 4],
+      ]
+    : [[4, 4]]
 
 const opened = new Set<MqttClient>()
 

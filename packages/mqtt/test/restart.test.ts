@@ -8,7 +8,11 @@ import { aedesBroker, closeClients, connect, type TestBroker } from './helpers'
 // Always the in-process broker: the machine's Mosquitto is shared and must not be restarted.
 // aedes speaks MQTT 3.1.1 only.
 
-const announcement = (id: string): MigrationAnnouncement => ({ id, name: `Migration ${id}`, steps: [{ name: 'bump-chart', workerApp: 'charts' }] })
+const announcement = (id: string): MigrationAnnouncement => ({
+  id,
+  name: `Migration ${id}`,
+  steps: [{ name: 'bump-chart', workerApp: 'charts' }],
+})
 
 const offline = (client: MqttClient) => eventually(() => expect(client.connected).toBe(false), { timeoutMs: 5_000 })
 const online = (client: MqttClient) => eventually(() => expect(client.connected).toBe(true), { timeoutMs: 10_000 })
@@ -62,7 +66,14 @@ describe.each<[string, IClientOptions]>([
     const receiver = onDispatch(worker, { workerApp: 'charts', handler: (r) => void received.push(r.runId) })
     await receiver.ready
     const dispatcher = mqttDispatcher(server, { timeoutMs: 5_000 })
-    const request = { migrationId: 'm', runId: 'm__a', stepName: 'bump-chart', candidate: { id: 'a' }, callbackId: 'm__a', eventName: 'step-completed:bump-chart' }
+    const request = {
+      migrationId: 'm',
+      runId: 'm__a',
+      stepName: 'bump-chart',
+      candidate: { id: 'a' },
+      callbackId: 'm__a',
+      eventName: 'step-completed:bump-chart',
+    }
     await dispatcher.dispatch({ workerApp: 'charts' }, request)
 
     await broker.stop()
@@ -70,7 +81,9 @@ describe.each<[string, IClientOptions]>([
     await broker.start()
     await Promise.all([online(server), online(worker)])
     // Resubscribing is asynchronous after the connect; a bounded retry stands in for the engine's.
-    await eventually(() => dispatcher.dispatch({ workerApp: 'charts' }, { ...request, runId: 'm__b', callbackId: 'm__b' }), { timeoutMs: 15_000 })
+    await eventually(() => dispatcher.dispatch({ workerApp: 'charts' }, { ...request, runId: 'm__b', callbackId: 'm__b' }), {
+      timeoutMs: 15_000,
+    })
     expect(received).toEqual(['m__a', 'm__b'])
     await dispatcher.close()
   })
@@ -96,14 +109,23 @@ describe('while the broker is down', () => {
     await broker.stop()
     await Promise.all([offline(server), offline(worker)])
 
-    const request = { migrationId: 'm', runId: 'm__late', stepName: 'bump-chart', candidate: { id: 'late' }, callbackId: 'm__late', eventName: 'step-completed:bump-chart' }
+    const request = {
+      migrationId: 'm',
+      runId: 'm__late',
+      stepName: 'bump-chart',
+      candidate: { id: 'late' },
+      callbackId: 'm__late',
+      eventName: 'step-completed:bump-chart',
+    }
     await expect(dispatcher.dispatch({ workerApp: 'charts' }, request)).rejects.toThrow(
       'dispatch of step "bump-chart" of run m__late to worker app charts: the MQTT client is not connected to the broker within 300 ms',
     )
     await broker.start()
     await Promise.all([online(server), online(worker)])
     // Proof that the given-up request was not sent after the reconnect: a later one arrives alone.
-    await eventually(() => dispatcher.dispatch({ workerApp: 'charts' }, { ...request, runId: 'm__next', callbackId: 'm__next' }), { timeoutMs: 15_000 })
+    await eventually(() => dispatcher.dispatch({ workerApp: 'charts' }, { ...request, runId: 'm__next', callbackId: 'm__next' }), {
+      timeoutMs: 15_000,
+    })
     expect(received).toEqual(['m__next'])
 
     await broker.stop()

@@ -33,9 +33,17 @@ describe('pglite({ dataDir })', () => {
       const migration = (await store.getMigration('from-child'))!
       expect(migration.name).toBe('Written by a child process')
       expect(migration.counts).toEqual({ not_started: 1, queued: 1, running: 0, completed: 0 })
-      expect(migration.cancelledAttempts).toEqual([{ runId: 'from-child__svc-0', candidateId: 'svc-0', cancelledAt: '2026-05-06T07:08:09.010Z' }])
+      expect(migration.cancelledAttempts).toEqual([
+        { runId: 'from-child__svc-0', candidateId: 'svc-0', cancelledAt: '2026-05-06T07:08:09.010Z' },
+      ])
       expect((await store.getCandidate('from-child', 'svc-0'))!.candidate.metadata).toEqual({ written: 'by child \u0000 🚀' })
-      const run = (await store.transition({ migrationId: 'from-child', candidateId: 'svc-1', from: ['queued'], to: 'running', at: new Date().toISOString() }))
+      const run = await store.transition({
+        migrationId: 'from-child',
+        candidateId: 'svc-1',
+        from: ['queued'],
+        to: 'running',
+        at: new Date().toISOString(),
+      })
       expect(run.ok).toBe(true)
     } finally {
       await first.close()

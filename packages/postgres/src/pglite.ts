@@ -101,10 +101,14 @@ export async function pglite(options: PgliteOptions = {}): Promise<EmbeddedPostg
   } catch (error) {
     await stop().catch(() => {})
     if (LoomError.is(error)) throw error
-    throw new LoomError('unavailable', `pglite: could not start the embedded database${options.dataDir ? ` in ${options.dataDir}` : ''}: ${(error as Error).message}`, {
-      cause: error,
-      details: { dependency: 'pglite' },
-    })
+    throw new LoomError(
+      'unavailable',
+      `pglite: could not start the embedded database${options.dataDir ? ` in ${options.dataDir}` : ''}: ${(error as Error).message}`,
+      {
+        cause: error,
+        details: { dependency: 'pglite' },
+      },
+    )
   }
 }
 

@@ -91,7 +91,10 @@ onEachDatabase((db) => {
     })
 
     it('pages past the end with the total still counted', async () => {
-      await store.upsertMigration(definition(), Array.from({ length: 5 }, (_, i) => ({ id: `svc-${i}` })))
+      await store.upsertMigration(
+        definition(),
+        Array.from({ length: 5 }, (_, i) => ({ id: `svc-${i}` })),
+      )
       await move('svc-3', 'queue')
       expect(await store.listCandidates('app-chart', { offset: 10 })).toEqual({ candidates: [], total: 5 })
       expect(await store.listCandidates('app-chart', { status: 'queued', limit: 1 })).toEqual({
@@ -102,7 +105,10 @@ onEachDatabase((db) => {
     })
 
     it('lists 500 candidates with their statuses in one statement', async () => {
-      await store.upsertMigration(definition(), Array.from({ length: 500 }, (_, i) => ({ id: `svc-${i}`, metadata: { team: `t${i % 7}` } })))
+      await store.upsertMigration(
+        definition(),
+        Array.from({ length: 500 }, (_, i) => ({ id: `svc-${i}`, metadata: { team: `t${i % 7}` } })),
+      )
       for (const id of ['svc-1', 'svc-3', 'svc-10', 'svc-499']) await move(id, 'queue')
       const before = statementsSent()
       const page = (await store.listCandidates('app-chart', { q: 'T3' }))!
@@ -118,9 +124,15 @@ onEachDatabase((db) => {
     })
 
     it('keeps submission order across replacements', async () => {
-      await store.upsertMigration(definition(), ['c', 'a', 'b'].map((id) => ({ id })))
+      await store.upsertMigration(
+        definition(),
+        ['c', 'a', 'b'].map((id) => ({ id })),
+      )
       await move('a', 'queue')
-      await store.replaceCandidates('app-chart', ['z', 'b', 'y'].map((id) => ({ id })))
+      await store.replaceCandidates(
+        'app-chart',
+        ['z', 'b', 'y'].map((id) => ({ id })),
+      )
       expect((await store.listCandidates('app-chart'))!.candidates.map((c) => c.id)).toEqual(['z', 'b', 'y', 'a'])
     })
   })

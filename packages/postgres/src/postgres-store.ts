@@ -189,7 +189,14 @@ export function postgresStore(sql: Sql<any>, options: PostgresStoreOptions = {})
    */
   const candidateRows = (candidates: Candidate[]) =>
     JSON.stringify(
-      candidates.map((c) => [c.id, c.kind ?? null, jsonOrNull(c.metadata), jsonOrNull(c.state), jsonOrNull(c.files), JSON.stringify(searchTerms(c))]),
+      candidates.map((c) => [
+        c.id,
+        c.kind ?? null,
+        jsonOrNull(c.metadata),
+        jsonOrNull(c.state),
+        jsonOrNull(c.files),
+        JSON.stringify(searchTerms(c)),
+      ]),
     )
 
   const store: PostgresStore = {
@@ -305,7 +312,9 @@ export function postgresStore(sql: Sql<any>, options: PostgresStoreOptions = {})
           const { run, version } = found
           const previous = candidateStatusOf(run?.state)
           if (!request.from.includes(previous) || (request.attempt !== undefined && run?.attempt !== request.attempt)) {
-            return run ? { ok: false, reason: 'conflict', status: previous, attempt: run.attempt } : { ok: false, reason: 'conflict', status: previous }
+            return run
+              ? { ok: false, reason: 'conflict', status: previous, attempt: run.attempt }
+              : { ok: false, reason: 'conflict', status: previous }
           }
           // A new attempt takes its number from the sequence, in the write.
           let fresh = false
@@ -367,7 +376,7 @@ export function postgresStore(sql: Sql<any>, options: PostgresStoreOptions = {})
           const found = await readForWrite(migrationId, candidateId)
           if (!found) return { outcome: 'not_found' }
           const { run, version } = found
-          if (!run || run.state !== 'running' || (request.attempt !== undefined && run.attempt !== request.attempt)) {
+          if (run?.state !== 'running' || (request.attempt !== undefined && run.attempt !== request.attempt)) {
             return { outcome: 'not_running', status: candidateStatusOf(run?.state) }
           }
           const decision = decideStep(run, request)

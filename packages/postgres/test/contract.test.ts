@@ -29,11 +29,15 @@ describe.skipIf(!DATABASE_URL)(`postgresStore on PostgreSQL ${NEEDS_SERVER}`, ()
   afterAll(async () => {
     for (const drop of scratches) await drop()
   })
-  engineContract('localEngine over postgresStore (PostgreSQL)', async () => ({ engine: localEngine({ dispatchAttempts: 2, retryDelayMs: 10, onError: () => {} }) }), {
-    store: async () => {
-      const scratch = await scratchStore(sharedPool())
-      scratches.push(scratch.close)
-      return scratch.store
+  engineContract(
+    'localEngine over postgresStore (PostgreSQL)',
+    async () => ({ engine: localEngine({ dispatchAttempts: 2, retryDelayMs: 10, onError: () => {} }) }),
+    {
+      store: async () => {
+        const scratch = await scratchStore(sharedPool())
+        scratches.push(scratch.close)
+        return scratch.store
+      },
     },
-  })
+  )
 })

@@ -3,7 +3,15 @@
  * different pools, and connections killed under the store. PGlite runs one transaction at a
  * time, so there these races cannot happen at all.
  */
-import { LoomError, STATUS_RULES, candidateStatusOf, type CandidateStatus, type RunState, type StatusAction, type TransitionResult } from '@loom/core'
+import {
+  LoomError,
+  STATUS_RULES,
+  candidateStatusOf,
+  type CandidateStatus,
+  type RunState,
+  type StatusAction,
+  type TransitionResult,
+} from '@loom/core'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { postgresStore, type PostgresStore } from '../src/index'
 import { DATABASE_URL, NEEDS_SERVER, scratchStore, serverPool, sharedPool } from './databases'
@@ -117,14 +125,20 @@ describe.skipIf(!DATABASE_URL)(`postgresStore under contention ${NEEDS_SERVER}`,
       await seed(2)
       const [, queued] = await Promise.all([b.replaceCandidates('app-chart', [{ id: 'svc-1' }]), a.transition(request('svc-0', 'queue'))])
       const list = (await a.listCandidates('app-chart'))!.candidates.map((c) => [c.id, c.status])
-      if (queued.ok) expect(list).toEqual([['svc-1', 'not_started'], ['svc-0', 'queued']])
+      if (queued.ok)
+        expect(list).toEqual([
+          ['svc-1', 'not_started'],
+          ['svc-0', 'queued'],
+        ])
       else expect([queued, list]).toEqual([{ ok: false, reason: 'not_found' }, [['svc-1', 'not_started']]])
       await a.transition(request('svc-0', 'dequeue'))
       expect(await a.deleteMigration('app-chart')).toBe('deleted')
     }
   })
 
-  it('after pg_terminate_backend on its connections, calls succeed on new ones or fail with unavailable, and no transition is half-applied', { timeout: 120_000 }, async () => {
+  it('after pg_terminate_backend on its connections, calls succeed on new ones or fail with unavailable, and no transition is half-applied', {
+    timeout: 120_000,
+  }, async () => {
     await seed(50)
     const terminate = async () => {
       const rows = await sharedPool()`
@@ -162,7 +176,9 @@ describe.skipIf(!DATABASE_URL)(`postgresStore under contention ${NEEDS_SERVER}`,
         at: base + calls.length + i,
       }))
       calls.push(...batch)
-      const pending = Promise.all(batch.map((c, i) => settle(() => (i % 2 ? a : b).transition(request(c.candidateId, c.action, new Date(c.at).toISOString())))))
+      const pending = Promise.all(
+        batch.map((c, i) => settle(() => (i % 2 ? a : b).transition(request(c.candidateId, c.action, new Date(c.at).toISOString())))),
+      )
       await new Promise((r) => setTimeout(r, 15))
       killed += await terminate()
       outcomes.push(...(await pending))
@@ -189,7 +205,9 @@ describe.skipIf(!DATABASE_URL)(`postgresStore under contention ${NEEDS_SERVER}`,
     expect(served).toBe(true)
     expect(killed).toBeGreaterThan(0)
     expect(outcomes.filter((o) => o.value).length).toBeGreaterThan(0)
-    console.info(`pg_terminate_backend: ${killed} connections killed mid-flight; ${outcomes.filter((o) => o.error).length} of ${outcomes.length} calls answered unavailable (${outcomes.filter((o) => o.error?.details?.code === 'TIMEOUT').length} of them stranded by the driver until the deadline)`)
+    console.info(
+      `pg_terminate_backend: ${killed} connections killed mid-flight; ${outcomes.filter((o) => o.error).length} of ${outcomes.length} calls answered unavailable (${outcomes.filter((o) => o.error?.details?.code === 'TIMEOUT').length} of them stranded by the driver until the deadline)`,
+    )
   })
 })
 

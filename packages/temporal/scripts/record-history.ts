@@ -42,7 +42,12 @@ try {
 
   await loom.execute(runId)
   await dispatcher.nth(1)
-  await loom.prOpened(runId, { stepName: 'open-pr', candidate: { id: 'billing-api' }, success: true, metadata: { prUrl: 'https://git.example/pr/1' } })
+  await loom.prOpened(runId, {
+    stepName: 'open-pr',
+    candidate: { id: 'billing-api' },
+    success: true,
+    metadata: { prUrl: 'https://git.example/pr/1' },
+  })
   await report('open-pr', { prUrl: 'https://git.example/pr/1', phase: 'merged' })
   await until(async () => (await harness.engine.progress(runId))?.waitingFor === 'review', 20_000, 'review')
   await report('review', { approvedBy: 'operator' })

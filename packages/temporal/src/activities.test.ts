@@ -31,7 +31,13 @@ const accepting: StepDispatcher = { dispatch: async () => {} }
 describe('createActivities', () => {
   it('loads the plan of a running attempt: steps, which ones wait for review, outcomes already reported', async () => {
     const store = await runningStore()
-    await store.recordStep({ migrationId: M, candidateId: 'billing-api', result: { stepName: 'bump-chart', candidate: { id: 'billing-api' }, success: true }, done: true, at: at() })
+    await store.recordStep({
+      migrationId: M,
+      candidateId: 'billing-api',
+      result: { stepName: 'bump-chart', candidate: { id: 'billing-api' }, success: true },
+      done: true,
+      at: at(),
+    })
     const activities = createActivities({ store, dispatcher: accepting })
     expect(await activities.load(RUN)).toEqual({
       currentStep: 0,
@@ -56,14 +62,24 @@ describe('createActivities', () => {
   })
 
   it('makes a refusal by the worker app non-retryable', async () => {
-    const refusing = createActivities({ store: await runningStore(), dispatcher: { dispatch: async () => Promise.reject(new LoomError('unauthorized', 'worker app charts: 401')) } })
+    const refusing = createActivities({
+      store: await runningStore(),
+      dispatcher: { dispatch: async () => Promise.reject(new LoomError('unauthorized', 'worker app charts: 401')) },
+    })
     expect(await refusing.dispatch(RUN, 0).catch((e: unknown) => e)).toMatchObject({ type: 'LoomError:unauthorized', nonRetryable: true })
   })
 
   it('keeps an unreachable worker app retryable, and other errors as they are', async () => {
     const store = await runningStore()
-    const down = createActivities({ store, dispatcher: { dispatch: async () => Promise.reject(new LoomError('unavailable', 'connection refused')) } })
-    expect(await down.dispatch(RUN, 0).catch((e: unknown) => e)).toMatchObject({ type: 'LoomError:unavailable', nonRetryable: false, message: 'connection refused' })
+    const down = createActivities({
+      store,
+      dispatcher: { dispatch: async () => Promise.reject(new LoomError('unavailable', 'connection refused')) },
+    })
+    expect(await down.dispatch(RUN, 0).catch((e: unknown) => e)).toMatchObject({
+      type: 'LoomError:unavailable',
+      nonRetryable: false,
+      message: 'connection refused',
+    })
     const broken = new TypeError('fetch failed')
     const failing = createActivities({ store, dispatcher: { dispatch: async () => Promise.reject(broken) } })
     expect(await failing.dispatch(RUN, 0).catch((e: unknown) => e)).toBe(broken)
@@ -71,12 +87,23 @@ describe('createActivities', () => {
 
   it('dispatches the step with the run id as callback and the step event name', async () => {
     const sent: unknown[] = []
-    const activities = createActivities({ store: await runningStore(), dispatcher: { dispatch: async (target, request) => void sent.push({ target, request }) } })
+    const activities = createActivities({
+      store: await runningStore(),
+      dispatcher: { dispatch: async (target, request) => void sent.push({ target, request }) },
+    })
     await activities.dispatch(RUN, 0)
     expect(sent).toEqual([
       {
         target: { workerApp: 'charts' },
-        request: { migrationId: M, runId: RUN.runId, stepName: 'bump-chart', candidate: { id: 'billing-api' }, callbackId: RUN.runId, eventName: 'step-completed:bump-chart', attempt: 1 },
+        request: {
+          migrationId: M,
+          runId: RUN.runId,
+          stepName: 'bump-chart',
+          candidate: { id: 'billing-api' },
+          callbackId: RUN.runId,
+          eventName: 'step-completed:bump-chart',
+          attempt: 1,
+        },
       },
     ])
   })
@@ -106,7 +133,12 @@ describe('createActivities', () => {
     await activities.failStep(RUN, 0, 'dispatch to worker app charts failed: connection refused')
     const run = (await store.getCandidate(M, 'billing-api'))?.run
     expect(run?.state).toBe('failed')
-    expect(run?.steps[0]?.result).toEqual({ stepName: 'bump-chart', candidate: { id: 'billing-api' }, success: false, metadata: { error: 'dispatch to worker app charts failed: connection refused' } })
+    expect(run?.steps[0]?.result).toEqual({
+      stepName: 'bump-chart',
+      candidate: { id: 'billing-api' },
+      success: false,
+      metadata: { error: 'dispatch to worker app charts failed: connection refused' },
+    })
   })
 
   it('begins a manual-review step by recording that it awaits review', async () => {

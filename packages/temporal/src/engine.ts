@@ -2,6 +2,7 @@ import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   type Client,
+  type WorkflowExecutionDescription,
   type WorkflowHandle,
 } from '@temporalio/client'
 import { LoomError, type Engine, type RunProgress, type RunStart } from '@loom/core'
@@ -69,10 +70,7 @@ export function temporalEngine(options: TemporalEngineOptions): Engine {
       client.workflow.start(loomRun, {
         workflowId: run.runId,
         taskQueue,
-        args: [
-          { runId: run.runId, migrationId: run.migrationId, candidateId: run.candidateId, attempt: run.attempt },
-          runOptions,
-        ],
+        args: [{ runId: run.runId, migrationId: run.migrationId, candidateId: run.candidateId, attempt: run.attempt }, runOptions],
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
         workflowIdConflictPolicy: 'FAIL',
         memo: { [ATTEMPT_MEMO]: run.attempt },
@@ -118,11 +116,11 @@ export function temporalEngine(options: TemporalEngineOptions): Engine {
       const attempt = await openAttempt(run.runId)
       if (attempt !== undefined && attempt >= run.attempt) throw conflict(run.runId)
       if (attempt !== undefined && !(await closed(run.runId, supersedeWaitMs))) {
-        await call(`termination of run ${run.runId}`, () =>
-          handle(run.runId).terminate(`superseded by attempt ${run.attempt}`),
-        ).catch((error) => {
-          if (!(error instanceof WorkflowNotFoundError)) throw error
-        })
+        await call(`termination of run ${run.runId}`, () => handle(run.runId).terminate(`superseded by attempt ${run.attempt}`)).catch(
+          (error) => {
+            if (!(error instanceof WorkflowNotFoundError)) throw error
+          },
+        )
       }
       try {
         await startWorkflow(run)
@@ -151,7 +149,7 @@ export function temporalEngine(options: TemporalEngineOptions): Engine {
     },
 
     async progress(runId) {
-      let description
+      let description: WorkflowExecutionDescription
       try {
         description = await call(`describe of run ${runId}`, () => handle(runId).describe())
       } catch (error) {

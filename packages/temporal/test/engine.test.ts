@@ -4,14 +4,7 @@
  */
 import { afterEach, describe, expect, inject, it } from 'vitest'
 import { Client, Connection } from '@temporalio/client'
-import {
-  LoomError,
-  createLoom,
-  memoryStore,
-  type LoomInstance,
-  type MigrationStore,
-  type StepDefinition,
-} from '@loom/core'
+import { LoomError, createLoom, memoryStore, type LoomInstance, type MigrationStore, type StepDefinition } from '@loom/core'
 import { temporalEngine } from '../src/index'
 import { recordingDispatcher, unreachable, until, type RecordingDispatcher } from './support/fakes'
 import { createHarness, type Harness } from './support/harness'
@@ -66,7 +59,12 @@ describe('temporalEngine: a run', () => {
 
     const first = await dispatcher.nth(0)
     expect(first).toMatchObject({ runId, stepName: 'bump-chart', callbackId: runId, eventName: 'step-completed:bump-chart' })
-    expect(await harness.engine.progress(runId)).toMatchObject({ state: 'running', currentStep: 'bump-chart', waitingFor: 'worker', attempt: 1 })
+    expect(await harness.engine.progress(runId)).toMatchObject({
+      state: 'running',
+      currentStep: 'bump-chart',
+      waitingFor: 'worker',
+      attempt: 1,
+    })
     expect(dispatcher.requests).toHaveLength(1)
 
     await report(loom, runId, 'bump-chart')
@@ -109,7 +107,12 @@ describe('temporalEngine: a run', () => {
     await report(loom, runId, 'bump-chart')
     await dispatcher.nth(1)
 
-    await loom.prOpened(runId, { stepName: 'open-pr', candidate: { id: 'billing-api' }, success: true, metadata: { prUrl: 'https://example.test/pr/1' } })
+    await loom.prOpened(runId, {
+      stepName: 'open-pr',
+      candidate: { id: 'billing-api' },
+      success: true,
+      metadata: { prUrl: 'https://example.test/pr/1' },
+    })
     // The signal went through (the query sees its effect or none), and the run still waits on open-pr.
     const progress = await harness.engine.progress(runId)
     expect(progress).toMatchObject({ state: 'running', currentStep: 'open-pr', waitingFor: 'worker' })
@@ -133,10 +136,14 @@ describe('temporalEngine: a run', () => {
     await dispatcher.nth(0)
     await report(loom, runId, 'bump-chart')
 
-    const review = await until(async () => {
-      const progress = await harness.engine.progress(runId)
-      return progress?.waitingFor === 'review' ? progress : undefined
-    }, 20_000, 'review')
+    const review = await until(
+      async () => {
+        const progress = await harness.engine.progress(runId)
+        return progress?.waitingFor === 'review' ? progress : undefined
+      },
+      20_000,
+      'review',
+    )
     expect(review).toMatchObject({ currentStep: 'review', state: 'running' })
     const run = await loom.getRun(runId)
     expect(run.steps?.find((s) => s.stepName === 'review')?.metadata).toEqual({ phase: 'awaiting_review', instructions: 'Check the diff' })
@@ -219,9 +226,21 @@ describe('temporalEngine: events that come early or twice', () => {
     const { store, dispatcher, harness, loom } = await world()
     const runId = await loom.queue(MIGRATION, 'billing-api')
     // As createLoom.execute does, but with the worker's report landing before engine.start.
-    const moved = await store.transition({ migrationId: MIGRATION, candidateId: 'billing-api', from: ['queued'], to: 'running', at: new Date().toISOString() })
+    const moved = await store.transition({
+      migrationId: MIGRATION,
+      candidateId: 'billing-api',
+      from: ['queued'],
+      to: 'running',
+      at: new Date().toISOString(),
+    })
     expect(moved.ok).toBe(true)
-    await store.recordStep({ migrationId: MIGRATION, candidateId: 'billing-api', result: { stepName: 'bump-chart', candidate: { id: 'billing-api' }, success: true }, done: true, at: new Date().toISOString() })
+    await store.recordStep({
+      migrationId: MIGRATION,
+      candidateId: 'billing-api',
+      result: { stepName: 'bump-chart', candidate: { id: 'billing-api' }, success: true },
+      done: true,
+      at: new Date().toISOString(),
+    })
     await harness.engine.start({ runId, migrationId: MIGRATION, candidateId: 'billing-api', attempt: 1 })
 
     expect((await dispatcher.nth(0)).stepName).toBe('open-pr')
@@ -244,7 +263,9 @@ describe('temporalEngine: events that come early or twice', () => {
 
   it('accepts delivery, cancel and progress for a run Temporal never saw', async () => {
     const { harness } = await world()
-    await expect(harness.engine.deliver('app-chart__nobody', { stepName: 'bump-chart', success: true, done: true })).resolves.toBeUndefined()
+    await expect(
+      harness.engine.deliver('app-chart__nobody', { stepName: 'bump-chart', success: true, done: true }),
+    ).resolves.toBeUndefined()
     await expect(harness.engine.cancel('app-chart__nobody')).resolves.toBeUndefined()
     await expect(harness.engine.progress('app-chart__nobody')).resolves.toBeUndefined()
   })
@@ -279,12 +300,21 @@ describe('temporalEngine: cancel, conflict and re-execute', () => {
 
     // Temporal holds exactly two executions for this id (on this test's task queue): the cancelled one and the completed one.
     let last: string[] = []
-    const executions = await until(async () => {
-      const found: string[] = []
-      for await (const execution of harness.client.workflow.list({ query: `WorkflowId = '${runId}' AND TaskQueue = '${harness.taskQueue}'` })) found.push(execution.status.name)
-      last = found
-      return found.length === 2 && !found.includes('RUNNING') ? found.sort() : undefined
-    }, 20_000, 'two closed executions').catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(last)}`) })
+    const executions = await until(
+      async () => {
+        const found: string[] = []
+        for await (const execution of harness.client.workflow.list({
+          query: `WorkflowId = '${runId}' AND TaskQueue = '${harness.taskQueue}'`,
+        }))
+          found.push(execution.status.name)
+        last = found
+        return found.length === 2 && !found.includes('RUNNING') ? found.sort() : undefined
+      },
+      20_000,
+      'two closed executions',
+    ).catch((e) => {
+      throw new Error(`${e.message}: ${JSON.stringify(last)}`)
+    })
     expect(executions).toEqual(['CANCELLED', 'COMPLETED'])
   })
 
@@ -305,7 +335,13 @@ describe('temporalEngine: cancel, conflict and re-execute', () => {
   it('a start terminates an open workflow of an earlier attempt that does not close in time', async () => {
     // No worker: a cancel is requested but never processed, so attempt 1 stays open.
     const store = memoryStore()
-    const harness = await createHarness({ address, store, dispatcher: recordingDispatcher(), noWorker: true, engine: { supersedeWaitMs: 300 } })
+    const harness = await createHarness({
+      address,
+      store,
+      dispatcher: recordingDispatcher(),
+      noWorker: true,
+      engine: { supersedeWaitMs: 300 },
+    })
     opened.push(harness)
     const run = { runId: 'app-chart__billing-api', migrationId: MIGRATION, candidateId: 'billing-api', attempt: 1 }
     await harness.engine.start(run)
@@ -314,13 +350,19 @@ describe('temporalEngine: cancel, conflict and re-execute', () => {
 
     await harness.engine.start({ ...run, attempt: 2 })
     // Visibility catches up asynchronously: wait until it lists both executions.
-    const executions = await until(async () => {
-      const found: [string, unknown][] = []
-      for await (const execution of harness.client.workflow.list({ query: `WorkflowId = '${run.runId}' AND TaskQueue = '${harness.taskQueue}'` })) {
-        found.push([execution.status.name, execution.memo?.loomAttempt])
-      }
-      return found.length === 2 && found.some(([status]) => status === 'TERMINATED') ? found.sort() : undefined
-    }, 20_000, 'two executions')
+    const executions = await until(
+      async () => {
+        const found: [string, unknown][] = []
+        for await (const execution of harness.client.workflow.list({
+          query: `WorkflowId = '${run.runId}' AND TaskQueue = '${harness.taskQueue}'`,
+        })) {
+          found.push([execution.status.name, execution.memo?.loomAttempt])
+        }
+        return found.length === 2 && found.some(([status]) => status === 'TERMINATED') ? found.sort() : undefined
+      },
+      20_000,
+      'two executions',
+    )
     expect(executions).toEqual([
       ['RUNNING', 2],
       ['TERMINATED', 1],
@@ -344,7 +386,13 @@ describe('temporalEngine: cancel, conflict and re-execute', () => {
     await loom.execute(runId)
     await dispatcher.nth(0)
     // Cancelled in the store only, as when Temporal could not be told.
-    await store.transition({ migrationId: MIGRATION, candidateId: 'billing-api', from: ['running'], to: 'cancelled', at: new Date().toISOString() })
+    await store.transition({
+      migrationId: MIGRATION,
+      candidateId: 'billing-api',
+      from: ['running'],
+      to: 'cancelled',
+      at: new Date().toISOString(),
+    })
     await harness.engine.deliver(runId, { stepName: 'bump-chart', success: true, done: true })
 
     await until(async () => (await workflowStatus(harness.client, runId)) === 'COMPLETED', 20_000, 'workflow closed')

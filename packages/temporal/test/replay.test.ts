@@ -57,5 +57,7 @@ it('reports a determinism violation when the history no longer matches the code'
   const tampered = structuredClone(history)
   const dispatch = tampered.events.find((e) => e.activityTaskScheduledEventAttributes?.activityType.name === 'dispatch')!
   dispatch.activityTaskScheduledEventAttributes!.activityType.name = 'finish'
-  await expect(Worker.runReplayHistory({ workflowBundle: await loomBundle() }, tampered, RUN)).rejects.toBeInstanceOf(DeterminismViolationError)
+  await expect(Worker.runReplayHistory({ workflowBundle: await loomBundle() }, tampered, RUN)).rejects.toBeInstanceOf(
+    DeterminismViolationError,
+  )
 })

@@ -49,7 +49,10 @@ async function scenario(stepCount: number) {
           name: `step-${i}`,
           run: () => ({ metadata: { step: String(i) } }),
           dryRun: async ({ candidate, files }) => [
-            { path: `apps/${candidate.id}/values.yaml`, content: `${(await files.read(`apps/${candidate.id}/values.yaml`)) ?? ''}step: ${i}\n` },
+            {
+              path: `apps/${candidate.id}/values.yaml`,
+              content: `${(await files.read(`apps/${candidate.id}/values.yaml`)) ?? ''}step: ${i}\n`,
+            },
           ],
         })),
         discover: () => ids.map((id) => ({ id })),

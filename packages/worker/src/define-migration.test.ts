@@ -35,7 +35,15 @@ describe('defineMigration', () => {
     expect(invalidField({ ...base(), name: '' })).toBe('name')
     expect(invalidField({ ...base(), discover: undefined })).toBe('discover')
     expect(invalidField({ ...base(), steps: [] })).toBe('steps')
-    expect(invalidField({ ...base(), steps: [{ name: 'a', run: () => {} }, { name: 'a', run: () => {} }] })).toBe('steps.1.name')
+    expect(
+      invalidField({
+        ...base(),
+        steps: [
+          { name: 'a', run: () => {} },
+          { name: 'a', run: () => {} },
+        ],
+      }),
+    ).toBe('steps.1.name')
     expect(invalidField({ ...base(), steps: [{ name: 'a' }] })).toBe('steps.0.run')
     expect(invalidField({ ...base(), steps: [{ name: 'a', run: () => {}, workerApp: 'x y' }] })).toBe('steps.0.workerApp')
     expect(invalidField({ ...base(), steps: [{ name: 'a', config: { type: 'manual-review' }, run: () => {} }] })).toBe('steps.0.run')

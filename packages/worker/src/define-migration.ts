@@ -1,12 +1,4 @@
-import {
-  LoomError,
-  MANUAL_REVIEW,
-  SlugSchema,
-  parse,
-  type Candidate,
-  type DispatchStepRequest,
-  type StringMap,
-} from '@loom/core'
+import { LoomError, MANUAL_REVIEW, SlugSchema, parse, type Candidate, type DispatchStepRequest, type StringMap } from '@loom/core'
 
 /** What a step handler is given: the dispatched step, and a way to report progress. */
 export interface StepContext {
@@ -38,6 +30,7 @@ export interface Pending {
  * A handler's answer: nothing or `{ metadata }` for success (reported at once),
  * {@link Pending} to report later. Throwing reports a failure with `metadata.error`.
  */
+// biome-ignore lint/suspicious/noConfusingVoidType: a handler that returns nothing reports success
 export type StepOutcome = void | undefined | { metadata?: StringMap; pending?: false } | Pending
 
 export type StepHandler = (context: StepContext) => Promise<StepOutcome> | StepOutcome
@@ -132,8 +125,7 @@ export function isManualReviewStep(step: Pick<StepSpec, 'config'>): boolean {
  * })
  */
 export function defineMigration(spec: MigrationSpec): Migration {
-  const invalid = (field: string, message: string) =>
-    new LoomError('invalid', `${field}: ${message}`, { details: { field } })
+  const invalid = (field: string, message: string) => new LoomError('invalid', `${field}: ${message}`, { details: { field } })
   if (typeof spec !== 'object' || spec === null) throw invalid('migration', 'must be an object')
   parse(SlugSchema, spec.id, 'id')
   if (typeof spec.name !== 'string' || !spec.name) throw invalid('name', 'must be a non-empty string')

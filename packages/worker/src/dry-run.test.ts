@@ -58,13 +58,25 @@ describe('stackedDryRun', () => {
       {
         stepName: 'rename-chart',
         skipped: false,
-        files: [{ path: 'apps/billing/values.yaml', repo: 'acme/gitops', before: 'chart: generic\nreplicas: 2\n', after: 'chart: billing\nreplicas: 2\n' }],
+        files: [
+          {
+            path: 'apps/billing/values.yaml',
+            repo: 'acme/gitops',
+            before: 'chart: generic\nreplicas: 2\n',
+            after: 'chart: billing\nreplicas: 2\n',
+          },
+        ],
       },
       {
         stepName: 'scale',
         skipped: false,
         files: [
-          { path: 'apps/billing/values.yaml', repo: 'acme/gitops', before: 'chart: billing\nreplicas: 2\n', after: 'chart: billing\nreplicas: 3\n' },
+          {
+            path: 'apps/billing/values.yaml',
+            repo: 'acme/gitops',
+            before: 'chart: billing\nreplicas: 2\n',
+            after: 'chart: billing\nreplicas: 3\n',
+          },
           { path: 'charts/billing/Chart.yaml', repo: 'acme/gitops', after: 'name: billing\n' },
         ],
       },
@@ -98,7 +110,11 @@ describe('stackedDryRun', () => {
 
   it('leaves out files a step returns unchanged', async () => {
     const migration = migrationOf([
-      { name: 'noop', run, dryRun: async ({ files }) => [{ path: 'apps/billing/values.yaml', content: (await files.read('apps/billing/values.yaml'))! }] },
+      {
+        name: 'noop',
+        run,
+        dryRun: async ({ files }) => [{ path: 'apps/billing/values.yaml', content: (await files.read('apps/billing/values.yaml'))! }],
+      },
     ])
     const result = await stackedDryRun({
       migration,
@@ -112,7 +128,13 @@ describe('stackedDryRun', () => {
   it('reports a failing dryRun as the step error and does not preview the steps after it', async () => {
     const migration = migrationOf([
       { name: 'first', run, dryRun: () => [{ path: 'a.txt', content: 'a' }] },
-      { name: 'broken', run, dryRun: () => { throw new Error('values.yaml has no chart key') } },
+      {
+        name: 'broken',
+        run,
+        dryRun: () => {
+          throw new Error('values.yaml has no chart key')
+        },
+      },
       { name: 'last', run, dryRun: () => [{ path: 'b.txt', content: 'b' }] },
     ])
     const result = await stackedDryRun({

@@ -71,7 +71,11 @@ export async function stackedDryRun(options: {
         const before = befores[i]
         current.set(keyOf(repo, change.path), change.content)
         if (before === change.content) return
-        diffs.push(before === undefined ? { path: change.path, repo, after: change.content } : { path: change.path, repo, before, after: change.content })
+        diffs.push(
+          before === undefined
+            ? { path: change.path, repo, after: change.content }
+            : { path: change.path, repo, before, after: change.content },
+        )
       })
       steps.push({ stepName: requested.name, skipped: false, files: diffs })
     } catch (error) {

@@ -44,7 +44,10 @@ function bearer(token: string | undefined): MiddlewareHandler {
     if (match && (await tokensEqual(match[1]!, token))) return next()
     return errorResponse(
       c,
-      new LoomError('unauthorized', match ? 'unauthorized: the bearer token is not valid' : 'unauthorized: an Authorization: Bearer token is required'),
+      new LoomError(
+        'unauthorized',
+        match ? 'unauthorized: the bearer token is not valid' : 'unauthorized: an Authorization: Bearer token is required',
+      ),
     )
   }
 }

@@ -51,8 +51,7 @@ afterEach(async () => {
  */
 function setup(steps: StepSpec[], options: { wrap?: (loom: Loom) => Loom; worker?: Partial<WorkerOptions> } = {}): Setup {
   let worker: Worker | undefined
-  const fetchWorker = ((input: string | URL | Request, init?: RequestInit) =>
-    worker!.app.request(String(input), init)) as typeof fetch
+  const fetchWorker = ((input: string | URL | Request, init?: RequestInit) => worker!.app.request(String(input), init)) as typeof fetch
   const loom = createLoom({
     store: memoryStore(),
     engine: localEngine({ retryDelayMs: 5 }),
@@ -121,14 +120,26 @@ describe('createWorker: announce and discover', () => {
   it('gives up at once when Loom refuses the announcement, and after the retries when it stays unreachable', async () => {
     let calls = 0
     const refused = setup([{ name: 'edit', run: () => {} }], {
-      wrap: (inner) => ({ ...inner, announce: async () => { calls++; throw new LoomError('unauthorized', 'bad token') } }),
+      wrap: (inner) => ({
+        ...inner,
+        announce: async () => {
+          calls++
+          throw new LoomError('unauthorized', 'bad token')
+        },
+      }),
     })
     await expectLoomError(refused.worker.start(), 'unauthorized')
     expect(calls).toBe(1)
 
     calls = 0
     const down = setup([{ name: 'edit', run: () => {} }], {
-      wrap: (inner) => ({ ...inner, submitCandidates: async () => { calls++; throw new LoomError('unavailable', 'down') } }),
+      wrap: (inner) => ({
+        ...inner,
+        submitCandidates: async () => {
+          calls++
+          throw new LoomError('unavailable', 'down')
+        },
+      }),
     })
     await expectLoomError(down.worker.start(), 'unavailable')
     expect(calls).toBe(4)
@@ -136,13 +147,21 @@ describe('createWorker: announce and discover', () => {
 
   it('stop cancels the retries of a start that cannot reach Loom', async () => {
     const { worker } = setup([{ name: 'edit', run: () => {} }], {
-      wrap: (inner) => ({ ...inner, announce: async () => { throw new TypeError('fetch failed') } }),
+      wrap: (inner) => ({
+        ...inner,
+        announce: async () => {
+          throw new TypeError('fetch failed')
+        },
+      }),
       worker: { retry: { attempts: 1000, initialDelayMs: 50, maxDelayMs: 50 } },
     })
     const start = worker.start()
     await new Promise((resolve) => setTimeout(resolve, 20))
     await worker.stop()
-    const error = await start.then(() => undefined, (e: unknown) => e)
+    const error = await start.then(
+      () => undefined,
+      (e: unknown) => e,
+    )
     expect(LoomError.is(error, 'unavailable')).toBe(true)
     expect((error as Error).message).toBe('worker app charts stopped')
   })
@@ -173,8 +192,20 @@ describe('createWorker: running steps', () => {
   it('runs the dispatched steps in order and completes the run, reporting each handler’s metadata', async () => {
     const seen: Array<{ step: string; candidate: string; config: Record<string, string> }> = []
     const { loom, worker } = setup([
-      { name: 'edit', config: { chart: 'app' }, run: ({ stepName, candidate, config }) => { seen.push({ step: stepName, candidate: candidate.id, config }); return { metadata: { prUrl: 'https://git/1' } } } },
-      { name: 'merge', run: ({ stepName, candidate, config }) => { seen.push({ step: stepName, candidate: candidate.id, config }) } },
+      {
+        name: 'edit',
+        config: { chart: 'app' },
+        run: ({ stepName, candidate, config }) => {
+          seen.push({ step: stepName, candidate: candidate.id, config })
+          return { metadata: { prUrl: 'https://git/1' } }
+        },
+      },
+      {
+        name: 'merge',
+        run: ({ stepName, candidate, config }) => {
+          seen.push({ step: stepName, candidate: candidate.id, config })
+        },
+      },
     ])
     await worker.start()
     const runId = await execute(loom, 'billing')
@@ -192,7 +223,12 @@ describe('createWorker: running steps', () => {
 
   it('reports a handler that throws as a failed step with its message; the candidate goes back to not_started', async () => {
     const { loom, worker } = setup([
-      { name: 'edit', run: () => { throw new Error('values.yaml: no chart key') } },
+      {
+        name: 'edit',
+        run: () => {
+          throw new Error('values.yaml: no chart key')
+        },
+      },
       { name: 'merge', run: () => {} },
     ])
     await worker.start()
@@ -208,14 +244,22 @@ describe('createWorker: running steps', () => {
   it('waits for worker.complete when a handler returns pending, reporting its metadata as progress first', async () => {
     const dispatched = deferred<string>()
     const { loom, worker } = setup([
-      { name: 'open-pr', run: ({ runId }) => { dispatched.resolve(runId); return pending({ prUrl: 'https://git/pr/7' }) } },
+      {
+        name: 'open-pr',
+        run: ({ runId }) => {
+          dispatched.resolve(runId)
+          return pending({ prUrl: 'https://git/pr/7' })
+        },
+      },
     ])
     await worker.start()
     const runId = await execute(loom, 'billing')
     expect(await dispatched.promise).toBe(runId)
-    await eventually(async () => expect((await loom.getRun(runId)).steps).toEqual([
-      { stepName: 'open-pr', candidate: { id: 'billing' }, success: true, metadata: { phase: 'open', prUrl: 'https://git/pr/7' } },
-    ]))
+    await eventually(async () =>
+      expect((await loom.getRun(runId)).steps).toEqual([
+        { stepName: 'open-pr', candidate: { id: 'billing' }, success: true, metadata: { phase: 'open', prUrl: 'https://git/pr/7' } },
+      ]),
+    )
     expect(await statusOf(loom, 'billing')).toBe('running')
     await worker.complete(runId, 'open-pr', { success: true, metadata: { phase: 'merged', prUrl: 'https://git/pr/7' } })
     await eventually(async () => expect(await statusOf(loom, 'billing')).toBe('completed'))
@@ -228,9 +272,27 @@ describe('createWorker: running steps', () => {
     const release = deferred()
     let calls = 0
     let completes = 0
-    const { loom, worker } = setup([{ name: 'edit', run: async () => { calls++; await release.promise; return { metadata: { n: String(calls) } } } }], {
-      wrap: (inner) => ({ ...inner, complete: (runId, event) => { completes++; return inner.complete(runId, event) } }),
-    })
+    const { loom, worker } = setup(
+      [
+        {
+          name: 'edit',
+          run: async () => {
+            calls++
+            await release.promise
+            return { metadata: { n: String(calls) } }
+          },
+        },
+      ],
+      {
+        wrap: (inner) => ({
+          ...inner,
+          complete: (runId, event) => {
+            completes++
+            return inner.complete(runId, event)
+          },
+        }),
+      },
+    )
     await worker.start()
     const runId = await execute(loom, 'billing')
     await eventually(() => expect(calls).toBe(1))
@@ -259,28 +321,53 @@ describe('createWorker: running steps', () => {
   it('sends an outcome Loom could not take again when the step is dispatched again, without running the handler again', async () => {
     let calls = 0
     let loomDown = true
-    const { loom, worker, errors } = setup([{ name: 'edit', run: () => { calls++; return { metadata: { done: 'yes' } } } }], {
-      wrap: (inner) => ({
-        ...inner,
-        complete: async (runId, event) => {
-          if (loomDown) throw new LoomError('unavailable', 'Loom is restarting')
-          return inner.complete(runId, event)
+    const { loom, worker, errors } = setup(
+      [
+        {
+          name: 'edit',
+          run: () => {
+            calls++
+            return { metadata: { done: 'yes' } }
+          },
         },
-      }),
-    })
+      ],
+      {
+        wrap: (inner) => ({
+          ...inner,
+          complete: async (runId, event) => {
+            if (loomDown) throw new LoomError('unavailable', 'Loom is restarting')
+            return inner.complete(runId, event)
+          },
+        }),
+      },
+    )
     await worker.start()
     const runId = await execute(loom, 'billing')
     await eventually(() => expect(errors).toHaveLength(1))
     expect(String(errors[0])).toContain('Loom is restarting')
     loomDown = false
-    await worker.dispatchStep({ migrationId: 'app-chart', runId, stepName: 'edit', candidate: { id: 'billing' }, callbackId: runId, eventName: 'step-completed:edit' })
+    await worker.dispatchStep({
+      migrationId: 'app-chart',
+      runId,
+      stepName: 'edit',
+      candidate: { id: 'billing' },
+      callbackId: runId,
+      eventName: 'step-completed:edit',
+    })
     await eventually(async () => expect(await statusOf(loom, 'billing')).toBe('completed'))
     expect(calls).toBe(1)
   })
 
   it('runs the step again for a new attempt after the run failed and was queued again', async () => {
     let calls = 0
-    const { loom, worker } = setup([{ name: 'edit', run: () => { if (++calls === 1) throw new Error('flaky') } }])
+    const { loom, worker } = setup([
+      {
+        name: 'edit',
+        run: () => {
+          if (++calls === 1) throw new Error('flaky')
+        },
+      },
+    ])
     await worker.start()
     await execute(loom, 'billing')
     await eventually(async () => expect(await statusOf(loom, 'billing')).toBe('not_started'))
@@ -292,10 +379,27 @@ describe('createWorker: running steps', () => {
   it('does not report a handler that gives up because the worker stops', async () => {
     let completes = 0
     const started = deferred()
-    const { loom, worker } = setup([{
-      name: 'edit',
-      run: ({ signal }) => new Promise((_, reject) => { started.resolve(); signal.addEventListener('abort', () => reject(signal.reason)) }),
-    }], { wrap: (inner) => ({ ...inner, complete: (r, e) => { completes++; return inner.complete(r, e) } }) })
+    const { loom, worker } = setup(
+      [
+        {
+          name: 'edit',
+          run: ({ signal }) =>
+            new Promise((_, reject) => {
+              started.resolve()
+              signal.addEventListener('abort', () => reject(signal.reason))
+            }),
+        },
+      ],
+      {
+        wrap: (inner) => ({
+          ...inner,
+          complete: (r, e) => {
+            completes++
+            return inner.complete(r, e)
+          },
+        }),
+      },
+    )
     await worker.start()
     await execute(loom, 'billing')
     await started.promise
@@ -306,12 +410,19 @@ describe('createWorker: running steps', () => {
 
   it('answers a dry run with the stacked diffs of its steps', async () => {
     const { loom, worker } = setup([
-      { name: 'create-chart', run: () => {}, dryRun: ({ candidate }) => [{ path: `charts/${candidate.id}/Chart.yaml`, content: `name: ${candidate.id}\n` }] },
+      {
+        name: 'create-chart',
+        run: () => {},
+        dryRun: ({ candidate }) => [{ path: `charts/${candidate.id}/Chart.yaml`, content: `name: ${candidate.id}\n` }],
+      },
       {
         name: 'bump',
         run: () => {},
         dryRun: async ({ candidate, files }) => [
-          { path: `charts/${candidate.id}/Chart.yaml`, content: `${await files.read(`charts/${candidate.id}/Chart.yaml`)}version: 1.0.0\n` },
+          {
+            path: `charts/${candidate.id}/Chart.yaml`,
+            content: `${await files.read(`charts/${candidate.id}/Chart.yaml`)}version: 1.0.0\n`,
+          },
         ],
       },
       { name: 'review', config: { type: 'manual-review' } },
@@ -319,11 +430,17 @@ describe('createWorker: running steps', () => {
     await worker.start()
     expect(await loom.dryRun('app-chart', 'search')).toEqual({
       steps: [
-        { stepName: 'create-chart', skipped: false, files: [{ path: 'charts/search/Chart.yaml', repo: 'acme/gitops', after: 'name: search\n' }] },
+        {
+          stepName: 'create-chart',
+          skipped: false,
+          files: [{ path: 'charts/search/Chart.yaml', repo: 'acme/gitops', after: 'name: search\n' }],
+        },
         {
           stepName: 'bump',
           skipped: false,
-          files: [{ path: 'charts/search/Chart.yaml', repo: 'acme/gitops', before: 'name: search\n', after: 'name: search\nversion: 1.0.0\n' }],
+          files: [
+            { path: 'charts/search/Chart.yaml', repo: 'acme/gitops', before: 'name: search\n', after: 'name: search\nversion: 1.0.0\n' },
+          ],
         },
         { stepName: 'review', skipped: true },
       ],
@@ -338,11 +455,25 @@ describe('createWorker: the HTTP app', () => {
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
       body: typeof body === 'string' ? body : JSON.stringify(body),
     })
-  const request = { migrationId: 'app-chart', runId: 'app-chart__billing', stepName: 'edit', candidate: { id: 'billing' }, callbackId: 'app-chart__billing', eventName: 'step-completed:edit' }
+  const request = {
+    migrationId: 'app-chart',
+    runId: 'app-chart__billing',
+    stepName: 'edit',
+    candidate: { id: 'billing' },
+    callbackId: 'app-chart__billing',
+    eventName: 'step-completed:edit',
+  }
 
   it('refuses a dispatch or dry run without the bearer token, before running anything', async () => {
     let calls = 0
-    const { worker } = setup([{ name: 'edit', run: () => { calls++ } }])
+    const { worker } = setup([
+      {
+        name: 'edit',
+        run: () => {
+          calls++
+        },
+      },
+    ])
     for (const token of [undefined, 'wrong']) {
       for (const path of ['/steps/dispatch', '/dry-run']) {
         const response = await post(worker, path, request, token)
@@ -354,7 +485,10 @@ describe('createWorker: the HTTP app', () => {
   })
 
   it('answers 400 naming the field, 404 for an unknown migration or step, and 200 on /health', async () => {
-    const { worker } = setup([{ name: 'edit', run: () => {} }, { name: 'review', config: { type: 'manual-review' } }])
+    const { worker } = setup([
+      { name: 'edit', run: () => {} },
+      { name: 'review', config: { type: 'manual-review' } },
+    ])
     const missing = await post(worker, '/steps/dispatch', { ...request, runId: undefined }, WORKER_TOKEN)
     expect(missing.status).toBe(400)
     expect(await missing.json()).toEqual({ code: 'invalid', error: expect.stringMatching(/^runId: /) })

@@ -144,7 +144,9 @@ export function createWorker(options: WorkerOptions): Worker {
     migrations.set(migration.id, migration)
   }
   if (!options.loom && !options.loomUrl) {
-    throw new LoomError('invalid', 'loomUrl: give loomUrl (Loom over HTTP) or loom (Loom in this process)', { details: { field: 'loomUrl' } })
+    throw new LoomError('invalid', 'loomUrl: give loomUrl (Loom over HTTP) or loom (Loom in this process)', {
+      details: { field: 'loomUrl' },
+    })
   }
   const onError = options.onError ?? ((error: unknown) => console.error('[loom/worker]', error))
   const retry = options.retry ?? {}
@@ -315,7 +317,8 @@ export function createWorker(options: WorkerOptions): Worker {
 
     dispatcher: {
       async dispatch(target, request) {
-        if (!handles(target.workerApp)) throw new LoomError('unavailable', `worker app ${target.workerApp} is not hosted here (this is ${app})`)
+        if (!handles(target.workerApp))
+          throw new LoomError('unavailable', `worker app ${target.workerApp} is not hosted here (this is ${app})`)
         await dispatchStep(request)
       },
     },
@@ -359,8 +362,10 @@ export function createWorker(options: WorkerOptions): Worker {
 
     async complete(runId, stepName, report) {
       parseRunId(runId)
-      if (typeof stepName !== 'string' || !stepName) throw new LoomError('invalid', 'stepName: must be a non-empty string', { details: { field: 'stepName' } })
-      if (typeof report?.success !== 'boolean') throw new LoomError('invalid', 'success: must be a boolean', { details: { field: 'success' } })
+      if (typeof stepName !== 'string' || !stepName)
+        throw new LoomError('invalid', 'stepName: must be a non-empty string', { details: { field: 'stepName' } })
+      if (typeof report?.success !== 'boolean')
+        throw new LoomError('invalid', 'success: must be a boolean', { details: { field: 'success' } })
       const clean: StepReport = report.metadata ? { success: report.success, metadata: report.metadata } : { success: report.success }
       const existing = executions.get(runId, stepName)
       if (existing?.state === 'reporting' && sameReport(existing.outcome, clean) && existing.done) {
@@ -391,7 +396,10 @@ export function createWorker(options: WorkerOptions): Worker {
       ...(dispatchToken ? { token: dispatchToken } : {}),
       ...(transport.topicPrefix ? { topicPrefix: transport.topicPrefix } : {}),
       // A refused message (wrong token, bad shape) is the worker's to report, like any other error it handles.
-      logger: { warn: (message: string) => onError(new Error(message)), error: (message: string, error?: unknown) => onError(error ?? new Error(message)) },
+      logger: {
+        warn: (message: string) => onError(new Error(message)),
+        error: (message: string, error?: unknown) => onError(error ?? new Error(message)),
+      },
     }
     const subscriptions = [
       onDispatch(transport.mqtt, { ...common, handler: (request) => dispatchStep(request) }),

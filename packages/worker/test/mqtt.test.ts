@@ -38,7 +38,10 @@ afterEach(async () => {
 })
 
 async function connect(): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(brokerUrl, { protocolVersion: 4, clientId: `loom-worker-test-${crypto.randomUUID().slice(0, 12)}` })
+  const client = await mqtt.connectAsync(brokerUrl, {
+    protocolVersion: 4,
+    clientId: `loom-worker-test-${crypto.randomUUID().slice(0, 12)}`,
+  })
   client.on('error', () => {})
   cleanups.push(() => client.endAsync())
   return client
@@ -50,8 +53,18 @@ async function setup(options: { dispatcherToken: string }) {
   const calls: string[] = []
   const dispatcher = mqttDispatcher(serverClient, { topicPrefix: prefix, token: options.dispatcherToken, timeoutMs: 2_000 })
   const dryRunner = mqttDryRunner(serverClient, { topicPrefix: prefix, token: TOKEN, timeoutMs: 5_000 })
-  const loom: LoomInstance = createLoom({ store: memoryStore(), engine: localEngine({ dispatchAttempts: 2, retryDelayMs: 10 }), dispatcher, dryRunner, onError: () => {} })
-  const announcements: MqttSubscription = mqttAnnouncements(serverClient, loom, { topicPrefix: prefix, token: TOKEN, logger: { warn: () => {}, error: () => {} } })
+  const loom: LoomInstance = createLoom({
+    store: memoryStore(),
+    engine: localEngine({ dispatchAttempts: 2, retryDelayMs: 10 }),
+    dispatcher,
+    dryRunner,
+    onError: () => {},
+  })
+  const announcements: MqttSubscription = mqttAnnouncements(serverClient, loom, {
+    topicPrefix: prefix,
+    token: TOKEN,
+    logger: { warn: () => {}, error: () => {} },
+  })
   await announcements.ready
   const worker: Worker = createWorker({
     app: 'charts',
@@ -68,14 +81,23 @@ async function setup(options: { dispatcherToken: string }) {
         steps: [
           {
             name: 'create-chart',
-            run: ({ candidate }) => { calls.push(`create-chart:${candidate.id}`); return { metadata: { chart: `charts/${candidate.id}` } } },
+            run: ({ candidate }) => {
+              calls.push(`create-chart:${candidate.id}`)
+              return { metadata: { chart: `charts/${candidate.id}` } }
+            },
             dryRun: ({ candidate }) => [{ path: `charts/${candidate.id}/Chart.yaml`, content: `name: ${candidate.id}\n` }],
           },
           {
             name: 'open-pr',
-            run: ({ candidate }) => { calls.push(`open-pr:${candidate.id}`); return pending({ prUrl: `https://git/pr/${candidate.id}` }) },
+            run: ({ candidate }) => {
+              calls.push(`open-pr:${candidate.id}`)
+              return pending({ prUrl: `https://git/pr/${candidate.id}` })
+            },
             dryRun: async ({ candidate, files }) => [
-              { path: `charts/${candidate.id}/Chart.yaml`, content: `${await files.read(`charts/${candidate.id}/Chart.yaml`)}version: 0.1.0\n` },
+              {
+                path: `charts/${candidate.id}/Chart.yaml`,
+                content: `${await files.read(`charts/${candidate.id}/Chart.yaml`)}version: 0.1.0\n`,
+              },
             ],
           },
         ],
@@ -103,17 +125,30 @@ describe('createWorker over MQTT', () => {
     const runId = await loom.queue('app-chart', 'billing-api')
     expect(await loom.dryRun('app-chart', 'billing-api')).toEqual({
       steps: [
-        { stepName: 'create-chart', skipped: false, files: [{ path: 'charts/billing-api/Chart.yaml', repo: 'acme/gitops', after: 'name: billing-api\n' }] },
+        {
+          stepName: 'create-chart',
+          skipped: false,
+          files: [{ path: 'charts/billing-api/Chart.yaml', repo: 'acme/gitops', after: 'name: billing-api\n' }],
+        },
         {
           stepName: 'open-pr',
           skipped: false,
-          files: [{ path: 'charts/billing-api/Chart.yaml', repo: 'acme/gitops', before: 'name: billing-api\n', after: 'name: billing-api\nversion: 0.1.0\n' }],
+          files: [
+            {
+              path: 'charts/billing-api/Chart.yaml',
+              repo: 'acme/gitops',
+              before: 'name: billing-api\n',
+              after: 'name: billing-api\nversion: 0.1.0\n',
+            },
+          ],
         },
       ],
     })
 
     await loom.execute(runId)
-    await eventually(async () => expect((await loom.getRun(runId)).steps?.[1]?.metadata).toEqual({ phase: 'open', prUrl: 'https://git/pr/billing-api' }))
+    await eventually(async () =>
+      expect((await loom.getRun(runId)).steps?.[1]?.metadata).toEqual({ phase: 'open', prUrl: 'https://git/pr/billing-api' }),
+    )
     await worker.complete(runId, 'open-pr', { success: true, metadata: { phase: 'merged' } })
     await eventually(async () => expect(await statusOf(loom)).toBe('completed'))
     expect(calls).toEqual(['create-chart:billing-api', 'open-pr:billing-api'])

@@ -31,7 +31,10 @@ export function submitWith(pending: Pending, key: string, options: Options = {})
           const data = (result.data ?? {}) as Record<string, unknown>
           const message = String(data.message ?? `The action was refused (${result.status}).`)
           // A conflict means someone (another operator, a worker) changed the candidate first.
-          toast('error', data.code === 'conflict' ? `Someone got there first. ${message.charAt(0).toUpperCase()}${message.slice(1)}.` : message)
+          toast(
+            'error',
+            data.code === 'conflict' ? `Someone got there first. ${message.charAt(0).toUpperCase()}${message.slice(1)}.` : message,
+          )
         } else if (result.type === 'error') {
           toast('error', result.error instanceof Error ? result.error.message : 'The action failed; try again.')
         }

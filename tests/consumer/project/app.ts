@@ -32,9 +32,7 @@ const loom = createLoom({
   dispatcher: httpDispatcher({ token: workerToken }),
   dryRunner: httpDryRunner({ token: workerToken }),
 })
-const service = new Hono()
-  .get('/', (c) => c.text('my service'))
-  .route('/api', loomApp(loom, { token: 'operator-secret', workerToken }))
+const service = new Hono().get('/', (c) => c.text('my service')).route('/api', loomApp(loom, { token: 'operator-secret', workerToken }))
 const server = serve({ fetch: service.fetch, port: 0, hostname: '127.0.0.1' })
 await new Promise((resolve) => server.once('listening', resolve))
 const loomUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api`

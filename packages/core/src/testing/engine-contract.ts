@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { createLoom, type LoomInstance } from '../loom'
+import { createLoom, type LoomInstance } from '../loom/index'
 import { memoryStore } from '../memory-store'
 import type { Engine, MigrationStore, StepDispatcher } from '../ports'
 import { announcement, eventually, expectLoomError, fakeWorker, type FakeWorker } from './fakes'
@@ -36,11 +36,9 @@ export function engineContract(name: string, factory: EngineFactory, options: En
     const M = 'app-chart'
     const RUN = 'app-chart__billing-api'
 
-    const statusOf = async (candidateId = 'billing-api') =>
-      (await loom.listCandidates(M)).find((c) => c.id === candidateId)?.status
+    const statusOf = async (candidateId = 'billing-api') => (await loom.listCandidates(M)).find((c) => c.id === candidateId)?.status
     const until = <T>(probe: () => Promise<T> | T) => eventually(probe, { timeoutMs })
-    const waitStatus = (status: string, candidateId = 'billing-api') =>
-      until(async () => expect(await statusOf(candidateId)).toBe(status))
+    const waitStatus = (status: string, candidateId = 'billing-api') => until(async () => expect(await statusOf(candidateId)).toBe(status))
     const waitSteps = (steps: string[], runId = RUN) => until(() => expect(worker.stepsOf(runId)).toEqual(steps))
     const step = (stepName: string, success = true, runId = RUN, metadata?: Record<string, string>) =>
       loom.complete(runId, { stepName, candidate: { id: runId.split('__')[1]! }, success, ...(metadata ? { metadata } : {}) })
@@ -61,7 +59,9 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       await close?.()
     })
 
-    it('dispatches the first step with the run id as callback, then each next step after the previous succeeds, and completes', { timeout: timeoutMs * 2 }, async () => {
+    it('dispatches the first step with the run id as callback, then each next step after the previous succeeds, and completes', {
+      timeout: timeoutMs * 2,
+    }, async () => {
       await setup()
       await loom.execute(await loom.queue(M, 'billing-api'))
       await waitSteps(['update-chart'])
@@ -98,12 +98,16 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       await setup()
       await loom.execute(await loom.queue(M, 'billing-api'))
       await waitSteps(['update-chart'])
-      await until(async () => expect(await engine.progress(RUN)).toMatchObject({ runId: RUN, state: 'running', currentStep: 'update-chart' }))
+      await until(async () =>
+        expect(await engine.progress(RUN)).toMatchObject({ runId: RUN, state: 'running', currentStep: 'update-chart' }),
+      )
       await step('update-chart')
       await until(async () => expect(await engine.progress(RUN)).toMatchObject({ state: 'running', currentStep: 'open-pr' }))
     })
 
-    it('resets the candidate to not_started when a step fails, dispatching nothing more; it can run again', { timeout: timeoutMs * 2 }, async () => {
+    it('resets the candidate to not_started when a step fails, dispatching nothing more; it can run again', {
+      timeout: timeoutMs * 2,
+    }, async () => {
       await setup(['update-chart', 'open-pr'])
       await loom.execute(await loom.queue(M, 'billing-api'))
       await waitSteps(['update-chart'])
@@ -111,7 +115,14 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       await waitStatus('not_started')
       const status = await loom.runStatus(RUN)
       expect(status.runtimeStatus).toBe('FAILED')
-      expect(status.result.results).toEqual([{ stepName: 'update-chart', candidate: { id: 'billing-api' }, success: false, metadata: { error: 'chart not found' } }])
+      expect(status.result.results).toEqual([
+        {
+          stepName: 'update-chart',
+          candidate: { id: 'billing-api', kind: 'application' },
+          success: false,
+          metadata: { error: 'chart not found' },
+        },
+      ])
       await new Promise((r) => setTimeout(r, 200))
       expect(worker.stepsOf(RUN)).toEqual(['update-chart'])
       await loom.execute(await loom.queue(M, 'billing-api'))
@@ -155,7 +166,10 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       await step('update-chart')
       await until(async () => {
         const run = await loom.getRun(RUN)
-        expect(run.steps?.find((s) => s.stepName === 'review')?.metadata).toEqual({ phase: 'awaiting_review', instructions: 'Check the diff' })
+        expect(run.steps?.find((s) => s.stepName === 'review')?.metadata).toEqual({
+          phase: 'awaiting_review',
+          instructions: 'Check the diff',
+        })
       })
       await new Promise((r) => setTimeout(r, 200))
       expect(worker.stepsOf(RUN)).toEqual(['update-chart'])
@@ -175,7 +189,9 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       expect(worker.stepsOf(RUN)).toEqual([])
     })
 
-    it('does not lose an event that arrives before the run waits for it (a worker that reports during dispatch)', { timeout: timeoutMs * 2 }, async () => {
+    it('does not lose an event that arrives before the run waits for it (a worker that reports during dispatch)', {
+      timeout: timeoutMs * 2,
+    }, async () => {
       await setup()
       worker.onDispatch = async (request) => {
         await loom.complete(request.runId, { stepName: request.stepName, candidate: { id: request.candidate.id }, success: true })
@@ -204,11 +220,21 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       await setup(['update-chart', 'open-pr'])
       await loom.execute(await loom.queue(M, 'billing-api'))
       await waitSteps(['update-chart'])
-      await loom.prOpened(RUN, { stepName: 'update-chart', candidate: { id: 'billing-api' }, success: true, metadata: { prUrl: 'https://git.example/pr/7' } })
+      await loom.prOpened(RUN, {
+        stepName: 'update-chart',
+        candidate: { id: 'billing-api' },
+        success: true,
+        metadata: { prUrl: 'https://git.example/pr/7' },
+      })
       await new Promise((r) => setTimeout(r, 300))
       expect(worker.stepsOf(RUN)).toEqual(['update-chart'])
       expect((await loom.getRun(RUN)).steps).toEqual([
-        { stepName: 'update-chart', candidate: { id: 'billing-api' }, success: true, metadata: { phase: 'open', prUrl: 'https://git.example/pr/7' } },
+        {
+          stepName: 'update-chart',
+          candidate: { id: 'billing-api', kind: 'application' },
+          success: true,
+          metadata: { phase: 'open', prUrl: 'https://git.example/pr/7' },
+        },
       ])
       await step('update-chart', true, RUN, { phase: 'merged', prUrl: 'https://git.example/pr/7' })
       await waitSteps(['update-chart', 'open-pr'])

@@ -39,7 +39,14 @@ export function fakeWorker(): FakeWorker {
           steps: request.steps.map((step) => ({
             stepName: step.name,
             skipped: false,
-            files: [{ path: `apps/${request.candidate.id}/values.yaml`, repo: 'gitops', before: 'chart: generic\n', after: `chart: ${request.candidate.id}\n` }],
+            files: [
+              {
+                path: `apps/${request.candidate.id}/values.yaml`,
+                repo: 'gitops',
+                before: 'chart: generic\n',
+                after: `chart: ${request.candidate.id}\n`,
+              },
+            ],
           })),
         }
       },

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import type { Loom } from '../loom'
+import type { Loom } from '../loom/index'
 import type { DryRunner, StepDispatcher } from '../ports'
 import type { CandidateStatus, LoomEvent } from '../schemas'
 import { announcement, candidates, eventually, expectLoomError, fakeWorker, type FakeWorker } from './fakes'
@@ -75,7 +75,11 @@ export function loomContract(name: string, factory: LoomFactory): void {
       })
 
       it('registers a migration under a generated slug id', async () => {
-        const registered = await loom.register({ name: 'Kafka topics: compaction', candidates: candidates(1), steps: [{ name: 's', workerApp: 'kafka' }] })
+        const registered = await loom.register({
+          name: 'Kafka topics: compaction',
+          candidates: candidates(1),
+          steps: [{ name: 's', workerApp: 'kafka' }],
+        })
         expect(registered.id).toMatch(/^kafka-topics-compaction-[a-z0-9]+$/)
         expect((await loom.getMigration(registered.id)).candidates.map((c) => c.id)).toEqual(['svc-0'])
       })
@@ -280,11 +284,20 @@ export function loomContract(name: string, factory: LoomFactory): void {
       it('validates step events: the step must exist and belong to the run candidate', async () => {
         const runId = await loom.queue(M, 'svc-0')
         await loom.execute(runId)
-        const unknown = await expectLoomError(loom.complete(runId, { stepName: 'nope', candidate: { id: 'svc-0' }, success: true }), 'invalid')
+        const unknown = await expectLoomError(
+          loom.complete(runId, { stepName: 'nope', candidate: { id: 'svc-0' }, success: true }),
+          'invalid',
+        )
         expect(unknown.message).toContain('stepName')
-        const other = await expectLoomError(loom.complete(runId, { stepName: 'update-chart', candidate: { id: 'svc-1' }, success: true }), 'invalid')
+        const other = await expectLoomError(
+          loom.complete(runId, { stepName: 'update-chart', candidate: { id: 'svc-1' }, success: true }),
+          'invalid',
+        )
         expect(other.message).toContain('candidate.id')
-        await expectLoomError(loom.complete(runId, { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: 'yes' } as never), 'invalid')
+        await expectLoomError(
+          loom.complete(runId, { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: 'yes' } as never),
+          'invalid',
+        )
         expect((await loom.getRun(runId)).steps).toEqual([])
       })
 
@@ -302,9 +315,20 @@ export function loomContract(name: string, factory: LoomFactory): void {
       it('records a pull request opened as progress on the step', async () => {
         const runId = await loom.queue(M, 'svc-0')
         await loom.execute(runId)
-        await loom.prOpened(runId, { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true, metadata: { prUrl: 'https://git.example/pr/1' } })
+        await loom.prOpened(runId, {
+          stepName: 'update-chart',
+          candidate: { id: 'svc-0' },
+          success: true,
+          metadata: { prUrl: 'https://git.example/pr/1' },
+        })
         expect((await loom.getRun(runId)).steps).toEqual([
-          { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true, metadata: { phase: 'open', prUrl: 'https://git.example/pr/1' } },
+          // The candidate as dispatched, not the `{ id }` the worker reported.
+          {
+            stepName: 'update-chart',
+            candidate: candidates(1)[0],
+            success: true,
+            metadata: { phase: 'open', prUrl: 'https://git.example/pr/1' },
+          },
         ])
         expect(await statusOf('svc-0')).toBe('running')
       })
@@ -312,7 +336,12 @@ export function loomContract(name: string, factory: LoomFactory): void {
       it('asks the worker for a dry run of the candidate with the migration steps', async () => {
         const result = await loom.dryRun(M, 'svc-1')
         expect(result.steps.map((s) => s.stepName)).toEqual(['update-chart', 'open-pr'])
-        expect(result.steps[0]?.files?.[0]).toEqual({ path: 'apps/svc-1/values.yaml', repo: 'gitops', before: 'chart: generic\n', after: 'chart: svc-1\n' })
+        expect(result.steps[0]?.files?.[0]).toEqual({
+          path: 'apps/svc-1/values.yaml',
+          repo: 'gitops',
+          before: 'chart: generic\n',
+          after: 'chart: svc-1\n',
+        })
         expect(worker.dryRuns).toHaveLength(1)
         expect(worker.dryRuns[0]).toMatchObject({ migrationId: M, candidate: { id: 'svc-1', kind: 'application' } })
         await expectLoomError(loom.dryRun(M, 'ghost'), 'not_found')
@@ -332,12 +361,22 @@ export function loomContract(name: string, factory: LoomFactory): void {
           await loom.execute(runId)
           await finishSteps(runId, ['update-chart'])
           await eventually(() =>
-            expect(events.filter((e) => e.type === 'run.status').map((e) => (e as { status: string }).status)).toEqual(['queued', 'running', 'completed']),
+            expect(events.filter((e) => e.type === 'run.status').map((e) => (e as { status: string }).status)).toEqual([
+              'queued',
+              'running',
+              'completed',
+            ]),
           )
           expect(events.map((e) => e.type)).toContain('migration.updated')
           expect(events.find((e) => e.type === 'candidates.submitted' && e.count === 2)).toBeDefined()
           const reported = events.find((e) => e.type === 'step.reported')
-          expect(reported).toMatchObject({ runId, migrationId: M, candidateId: 'svc-0', done: true, result: { stepName: 'update-chart', success: true } })
+          expect(reported).toMatchObject({
+            runId,
+            migrationId: M,
+            candidateId: 'svc-0',
+            done: true,
+            result: { stepName: 'update-chart', success: true },
+          })
         } finally {
           unsubscribe()
         }

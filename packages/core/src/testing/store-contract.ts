@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { joinRunId } from '../ids'
 import type { MigrationDefinition, MigrationStore, RunRecord, TransitionRequest } from '../ports'
 import type { CandidateStatus, StepResult } from '../schemas'
-import { STATUS_RULES, type StatusAction } from '../status'
+import { STATUS_RULES, type StatusAction } from '../rules'
 import { candidates } from './fakes'
 
 export type StoreFactory = () => Promise<{ store: MigrationStore; close?: () => Promise<void> }>
@@ -48,8 +48,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
       store.transition({
         migrationId: 'app-chart',
         candidateId,
-        from: STATUS_RULES[action].from,
-        to: STATUS_RULES[action].to,
+        action,
         at: at(),
         ...extra,
       })
@@ -79,7 +78,12 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(record.id).toBe('app-chart')
         expect(Date.parse(record.createdAt)).toBeGreaterThanOrEqual(before - 1000)
         const got = await store.getMigration('app-chart')
-        expect(got).toMatchObject({ id: 'app-chart', name: 'App chart', description: 'Move to per-app charts', workerUrl: 'http://127.0.0.1:9/worker' })
+        expect(got).toMatchObject({
+          id: 'app-chart',
+          name: 'App chart',
+          description: 'Move to per-app charts',
+          workerUrl: 'http://127.0.0.1:9/worker',
+        })
         expect(got?.steps.map((s) => s.name)).toEqual(['update-chart', 'open-pr'])
         expect(got?.steps[0]?.config).toEqual({ chart: 'app' })
         expect(got?.counts).toEqual({ not_started: 0, queued: 0, running: 0, completed: 0 })
@@ -258,7 +262,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
       it('answers not_found for an unknown candidate or migration', async () => {
         await seed(1)
         expect(await move('ghost', 'queue')).toEqual({ ok: false, reason: 'not_found' })
-        expect(await store.transition({ migrationId: 'nope', candidateId: 'svc-0', from: ['not_started'], to: 'queued', at: at() })).toEqual({
+        expect(await store.transition({ migrationId: 'nope', candidateId: 'svc-0', action: 'queue', at: at() })).toEqual({
           ok: false,
           reason: 'not_found',
         })
@@ -285,9 +289,22 @@ export function storeContract(name: string, factory: StoreFactory): void {
         const first = await move('svc-0', 'queue')
         expect(first.ok).toBe(true)
         if (!first.ok) return
-        expect(first.run).toMatchObject({ runId: 'app-chart__svc-0', migrationId: 'app-chart', candidateId: 'svc-0', state: 'queued', currentStep: 0, steps: [] })
+        expect(first.run).toMatchObject({
+          runId: 'app-chart__svc-0',
+          migrationId: 'app-chart',
+          candidateId: 'svc-0',
+          state: 'queued',
+          currentStep: 0,
+          steps: [],
+        })
         await move('svc-0', 'execute')
-        await store.recordStep({ migrationId: 'app-chart', candidateId: 'svc-0', result: result('update-chart', false), done: true, at: at() })
+        await store.recordStep({
+          migrationId: 'app-chart',
+          candidateId: 'svc-0',
+          result: result('update-chart', false),
+          done: true,
+          at: at(),
+        })
         await move('svc-0', 'fail')
         const second = await move('svc-0', 'queue')
         expect(second.ok).toBe(true)
@@ -312,7 +329,11 @@ export function storeContract(name: string, factory: StoreFactory): void {
         await seed(1)
         await bring('svc-0', 'running')
         const run = (await store.getCandidate('app-chart', 'svc-0'))!.run!
-        expect(await move('svc-0', 'complete', { attempt: run.attempt + 1000 })).toMatchObject({ ok: false, reason: 'conflict', status: 'running' })
+        expect(await move('svc-0', 'complete', { attempt: run.attempt + 1000 })).toMatchObject({
+          ok: false,
+          reason: 'conflict',
+          status: 'running',
+        })
         expect(await statusOf('svc-0')).toBe('running')
         expect((await move('svc-0', 'complete', { attempt: run.attempt })).ok).toBe(true)
       })
@@ -334,7 +355,13 @@ export function storeContract(name: string, factory: StoreFactory): void {
       it('keeps the outcome of the last attempt after a failure or cancel (status not_started)', async () => {
         await seed(1)
         await bring('svc-0', 'running')
-        await store.recordStep({ migrationId: 'app-chart', candidateId: 'svc-0', result: result('update-chart', false), done: true, at: at() })
+        await store.recordStep({
+          migrationId: 'app-chart',
+          candidateId: 'svc-0',
+          result: result('update-chart', false),
+          done: true,
+          at: at(),
+        })
         await move('svc-0', 'fail')
         const found = await store.getCandidate('app-chart', 'svc-0')
         expect(found?.run?.state).toBe('failed')
@@ -344,7 +371,12 @@ export function storeContract(name: string, factory: StoreFactory): void {
     })
 
     describe('steps', () => {
-      const record = (stepName: string, success: boolean, done: boolean, extra: { attempt?: number; metadata?: Record<string, string> } = {}) =>
+      const record = (
+        stepName: string,
+        success: boolean,
+        done: boolean,
+        extra: { attempt?: number; metadata?: Record<string, string> } = {},
+      ) =>
         store.recordStep({
           migrationId: 'app-chart',
           candidateId: 'svc-0',
@@ -359,7 +391,9 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(await record('update-chart', true, true)).toEqual({ outcome: 'not_running', status: 'not_started' })
         await bring('svc-0', 'queued')
         expect(await record('update-chart', true, true)).toEqual({ outcome: 'not_running', status: 'queued' })
-        expect(await store.recordStep({ migrationId: 'app-chart', candidateId: 'ghost', result: result('x', true), done: true, at: at() })).toEqual({ outcome: 'not_found' })
+        expect(
+          await store.recordStep({ migrationId: 'app-chart', candidateId: 'ghost', result: result('x', true), done: true, at: at() }),
+        ).toEqual({ outcome: 'not_found' })
       })
 
       it('records a final outcome once; the same outcome again is a duplicate, a different one is refused', async () => {
@@ -400,7 +434,10 @@ export function storeContract(name: string, factory: StoreFactory): void {
         await seed(1)
         await bring('svc-0', 'running')
         const run: RunRecord = (await store.getCandidate('app-chart', 'svc-0'))!.run!
-        expect(await record('update-chart', true, true, { attempt: run.attempt + 1000 })).toEqual({ outcome: 'not_running', status: 'running' })
+        expect(await record('update-chart', true, true, { attempt: run.attempt + 1000 })).toEqual({
+          outcome: 'not_running',
+          status: 'running',
+        })
         expect(await store.setCurrentStep('app-chart', 'svc-0', run.attempt + 1000, 1)).toBe(false)
         expect(await store.setCurrentStep('app-chart', 'svc-0', run.attempt, 1)).toBe(true)
         expect((await store.getCandidate('app-chart', 'svc-0'))!.run!.currentStep).toBe(1)
@@ -413,8 +450,8 @@ export function storeContract(name: string, factory: StoreFactory): void {
         await store.upsertMigration(definition('other'), candidates(1))
         await bring('svc-0', 'running')
         await bring('svc-1', 'queued')
-        await store.transition({ migrationId: 'other', candidateId: 'svc-0', from: ['not_started'], to: 'queued', at: at() })
-        await store.transition({ migrationId: 'other', candidateId: 'svc-0', from: ['queued'], to: 'running', at: at() })
+        await store.transition({ migrationId: 'other', candidateId: 'svc-0', action: 'queue', at: at() })
+        await store.transition({ migrationId: 'other', candidateId: 'svc-0', action: 'execute', at: at() })
         const running = await store.listRuns('running')
         expect(running.map((r) => joinRunId(r.migrationId, r.candidateId)).sort()).toEqual(['app-chart__svc-0', 'other__svc-0'])
         expect((await store.listRuns('queued')).map((r) => r.runId)).toEqual(['app-chart__svc-1'])

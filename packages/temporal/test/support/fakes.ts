@@ -19,7 +19,7 @@ export function recordingDispatcher(): RecordingDispatcher {
     behaviour: () => {},
     async dispatch(target, request) {
       dispatcher.requests.push(request)
-      waiters.splice(0).forEach((wake) => wake())
+      for (const wake of waiters.splice(0)) wake()
       await dispatcher.behaviour(request, target)
     },
     nth: (n, ms = 20_000) => until(() => dispatcher.requests[n], ms, `dispatch #${n + 1}`),
@@ -33,7 +33,11 @@ export const unreachable = () => {
 }
 
 /** Polls `probe` until it returns a value other than undefined/false, for at most `ms`. */
-export async function until<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, ms = 20_000, what = 'condition'): Promise<T> {
+export async function until<T>(
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
+  ms = 20_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + ms
   for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
     const value = await probe()

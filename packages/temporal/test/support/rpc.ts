@@ -21,7 +21,10 @@ const STORE_METHODS = [
   'ping',
 ] as const satisfies readonly (keyof MigrationStore)[]
 
-export async function serveRpc(target: { store: MigrationStore; dispatcher: StepDispatcher }): Promise<{ url: string; close(): Promise<void> }> {
+export async function serveRpc(target: {
+  store: MigrationStore
+  dispatcher: StepDispatcher
+}): Promise<{ url: string; close(): Promise<void> }> {
   const server: Server = createServer(async (req, res) => {
     let body = ''
     for await (const chunk of req) body += chunk

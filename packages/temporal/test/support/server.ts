@@ -75,7 +75,19 @@ async function startDevServer(binary: string): Promise<TemporalServer> {
   const address = `127.0.0.1:${port}`
   const child = spawn(
     binary,
-    ['server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(port), '--db-filename', join(dir, 'temporal.db'), '--log-level', 'warn'],
+    [
+      'server',
+      'start-dev',
+      '--headless',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--db-filename',
+      join(dir, 'temporal.db'),
+      '--log-level',
+      'warn',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   )
   let output = ''
@@ -93,8 +105,10 @@ async function startDevServer(binary: string): Promise<TemporalServer> {
     rmSync(dir, { recursive: true, force: true })
   }
   try {
-    await untilReachable(address, 60_000, () =>
-      exited ? `${binary} exited: ${output}` : `${binary} did not answer on ${address} within 60 s: ${output}`,
+    await untilReachable(
+      address,
+      60_000,
+      () => (exited ? `${binary} exited: ${output}` : `${binary} did not answer on ${address} within 60 s: ${output}`),
       () => exited,
     )
   } catch (error) {

@@ -30,8 +30,7 @@ function event(loom: Loom, fields: Record<string, string>, params: Record<string
   return { request, locals: { loom }, params } as unknown as RequestEvent
 }
 
-const statusOf = async (loom: Loom, candidateId: string) =>
-  (await loom.listCandidates(MIGRATION)).find((c) => c.id === candidateId)?.status
+const statusOf = async (loom: Loom, candidateId: string) => (await loom.listCandidates(MIGRATION)).find((c) => c.id === candidateId)?.status
 
 async function until(check: () => Promise<boolean>) {
   for (let i = 0; i < 200; i++) {
@@ -91,11 +90,17 @@ describe('run actions', () => {
   it('removes from the queue, executes and cancels', async () => {
     const { loom, dispatched } = await setup()
     await loom.queue(MIGRATION, 'billing-api')
-    expect(await runActions.dequeue(event(loom, { runId: 'app-chart__billing-api' }))).toMatchObject({ ok: true, message: 'Removed billing-api from the queue.' })
+    expect(await runActions.dequeue(event(loom, { runId: 'app-chart__billing-api' }))).toMatchObject({
+      ok: true,
+      message: 'Removed billing-api from the queue.',
+    })
     expect(await statusOf(loom, 'billing-api')).toBe('not_started')
 
     await loom.queue(MIGRATION, 'billing-api')
-    expect(await runActions.execute(event(loom, { runId: 'app-chart__billing-api' }))).toMatchObject({ ok: true, message: 'Executing billing-api.' })
+    expect(await runActions.execute(event(loom, { runId: 'app-chart__billing-api' }))).toMatchObject({
+      ok: true,
+      message: 'Executing billing-api.',
+    })
     expect(await statusOf(loom, 'billing-api')).toBe('running')
     await until(async () => dispatched.length === 1)
     expect(dispatched[0]).toMatchObject({ runId: 'app-chart__billing-api', stepName: 'bump' })

@@ -57,7 +57,13 @@ async function perform(action: string, event: RequestEvent, act: Act): Promise<A
     return { ok: true, action, ...done }
   } catch (e) {
     if (LoomError.is(e)) {
-      return fail(STATUS_OF_CODE[e.code] ?? 500, { ok: false, action, message: e.message, code: e.code, ...(candidateId ? { candidateId } : {}) })
+      return fail(STATUS_OF_CODE[e.code] ?? 500, {
+        ok: false,
+        action,
+        message: e.message,
+        code: e.code,
+        ...(candidateId ? { candidateId } : {}),
+      })
     }
     if (e instanceof MissingField) return fail(400, { ok: false, action, message: e.message, code: 'invalid' })
     throw e

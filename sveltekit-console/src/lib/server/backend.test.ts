@@ -35,7 +35,11 @@ describe('the embedded backend', () => {
   it('serves the HTTP API under /api over the same Loom the pages use', async () => {
     const backend = await started(startBackend(readConfig({ LOOM_EXAMPLE_WORKER: 'false' }), { store: memoryStore(), log: () => {} }))
     const announced = await backend.api(
-      new Request('http://console.test/api/registry/announce', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(announcement) }),
+      new Request('http://console.test/api/registry/announce', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(announcement),
+      }),
     )
     expect(announced.status).toBe(200)
     expect((await backend.loom.listCandidates('app-chart')).map((c) => c.id)).toEqual(['billing-api', 'checkout'])
@@ -45,7 +49,9 @@ describe('the embedded backend', () => {
   })
 
   it('requires LOOM_TOKEN on the API when it is set', async () => {
-    const backend = await started(startBackend(readConfig({ LOOM_EXAMPLE_WORKER: 'false', LOOM_TOKEN: 'op' }), { store: memoryStore(), log: () => {} }))
+    const backend = await started(
+      startBackend(readConfig({ LOOM_EXAMPLE_WORKER: 'false', LOOM_TOKEN: 'op' }), { store: memoryStore(), log: () => {} }),
+    )
     expect((await backend.api(new Request('http://console.test/api/migrations'))).status).toBe(401)
     const ok = await backend.api(new Request('http://console.test/api/migrations', { headers: { authorization: 'Bearer op' } }))
     expect(ok.status).toBe(200)
@@ -69,7 +75,9 @@ describe('the embedded backend', () => {
 
 describe('the remote backend (LOOM_URL)', () => {
   it('works against another Loom through @loom/client and forwards /api to it', async () => {
-    const origin = await started(startBackend(readConfig({ LOOM_EXAMPLE_WORKER: 'false', LOOM_TOKEN: 'op' }), { store: memoryStore(), log: () => {} }))
+    const origin = await started(
+      startBackend(readConfig({ LOOM_EXAMPLE_WORKER: 'false', LOOM_TOKEN: 'op' }), { store: memoryStore(), log: () => {} }),
+    )
     await origin.loom.announce(announcement)
     const server: ServerType = await new Promise((resolve) => {
       const s = serve({ fetch: (request) => origin.api(request), port: 0, hostname: '127.0.0.1' }, () => resolve(s))
@@ -90,7 +98,9 @@ describe('the remote backend (LOOM_URL)', () => {
     expect(LoomError.is(conflict, 'conflict')).toBe(true)
 
     // The browser's /api requests are forwarded with their own credentials.
-    const forwarded = await remote.api(new Request('http://console.test/api/migrations?summary=true', { headers: { authorization: 'Bearer op' } }))
+    const forwarded = await remote.api(
+      new Request('http://console.test/api/migrations?summary=true', { headers: { authorization: 'Bearer op' } }),
+    )
     expect(forwarded.status).toBe(200)
     const body = (await forwarded.json()) as { migrations: Array<{ id: string; counts: Record<string, number> }> }
     expect(body.migrations.map((m) => [m.id, m.counts.queued])).toEqual([['app-chart', 1]])

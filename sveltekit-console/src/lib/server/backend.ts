@@ -95,7 +95,10 @@ export async function startBackend(config: ConsoleConfig, options: BackendOption
       const viaMqtt = { topicPrefix: config.mqttTopicPrefix, ...(workerToken ? { token: workerToken } : {}) }
       const mqttDispatch = mqttDispatcher(mqttClient, viaMqtt)
       const mqttDry = mqttDryRunner(mqttClient, viaMqtt)
-      closers.push(() => mqttDispatch.close(), () => mqttDry.close())
+      closers.push(
+        () => mqttDispatch.close(),
+        () => mqttDry.close(),
+      )
       const overHttp = { dispatcher, dryRunner }
       // A worker that announced a URL is reached over HTTP; one that did not, over the broker.
       dispatcher = { dispatch: (target, request) => (target.workerUrl ? overHttp.dispatcher : mqttDispatch).dispatch(target, request) }
@@ -114,12 +117,21 @@ export async function startBackend(config: ConsoleConfig, options: BackendOption
 
     if (mqttClient) {
       const { mqttAnnouncements } = await import('@loom/mqtt')
-      const announcements = mqttAnnouncements(mqttClient, loom, { topicPrefix: config.mqttTopicPrefix, ...(config.token ? { token: config.token } : {}) })
+      const announcements = mqttAnnouncements(mqttClient, loom, {
+        topicPrefix: config.mqttTopicPrefix,
+        ...(config.token ? { token: config.token } : {}),
+      })
       closers.push(() => announcements.stop())
       await announcements.ready
     }
 
-    const api = new Hono().route('/api', loomApp(loom, { ...(config.token ? { token: config.token } : {}), ...(config.workerToken ? { workerToken: config.workerToken } : {}) }))
+    const api = new Hono().route(
+      '/api',
+      loomApp(loom, {
+        ...(config.token ? { token: config.token } : {}),
+        ...(config.workerToken ? { workerToken: config.workerToken } : {}),
+      }),
+    )
     const backend: Backend = { loom, mode: 'embedded', api: async (request) => api.fetch(request), close }
 
     if (workerBase) {
@@ -138,7 +150,13 @@ export async function startBackend(config: ConsoleConfig, options: BackendOption
         const url = new URL(request.url)
         const path = url.pathname.slice(WORKER_MOUNT.length) || '/'
         const body = request.method === 'GET' || request.method === 'HEAD' ? undefined : await request.arrayBuffer()
-        return example.fetch(new Request(`http://worker.local${path}${url.search}`, { method: request.method, headers: request.headers, ...(body ? { body } : {}) }))
+        return example.fetch(
+          new Request(`http://worker.local${path}${url.search}`, {
+            method: request.method,
+            headers: request.headers,
+            ...(body ? { body } : {}),
+          }),
+        )
       }
       await example.start()
       log(`example worker "${example.worker.workerApp}" at ${workerBase}, its GitOps repository in ${example.repo.dir}`)
@@ -228,7 +246,10 @@ function remoteBackend(config: ConsoleConfig): Backend {
       try {
         response = await fetch(target, init)
       } catch (error) {
-        return Response.json({ error: `the Loom API at ${base} could not be reached: ${(error as Error).message}`, code: 'unavailable' }, { status: 503 })
+        return Response.json(
+          { error: `the Loom API at ${base} could not be reached: ${(error as Error).message}`, code: 'unavailable' },
+          { status: 503 },
+        )
       }
       // fetch has already decoded the body, so the upstream encoding and length no longer apply.
       const out = new Headers(response.headers)

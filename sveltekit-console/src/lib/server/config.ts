@@ -63,7 +63,8 @@ function identifier(name: string, value: string | undefined, fallback: string): 
 
 function topicPrefix(name: string, value: string | undefined, fallback: string): string {
   const v = nonEmpty(value) ?? fallback
-  if (/[#+\u0000]/.test(v) || v.startsWith('/') || v.endsWith('/')) throw new Error(`${name}: "${v}" must be MQTT topic levels without wildcards or outer slashes`)
+  if (/[#+\u0000]/.test(v) || v.startsWith('/') || v.endsWith('/'))
+    throw new Error(`${name}: "${v}" must be MQTT topic levels without wildcards or outer slashes`)
   return v
 }
 

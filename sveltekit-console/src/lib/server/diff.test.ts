@@ -5,10 +5,10 @@ const lines = (n: number, prefix = 'line') => Array.from({ length: n }, (_, i) =
 
 describe('diffFile', () => {
   it('keeps two lines of context and folds the unchanged lines around a change', () => {
-    const before = lines(20).join('\n') + '\n'
-    const after = lines(20)
+    const before = `${lines(20).join('\n')}\n`
+    const after = `${lines(20)
       .map((l, i) => (i === 9 ? 'changed 10' : l))
-      .join('\n') + '\n'
+      .join('\n')}\n`
     const diff = diffFile({ path: 'values.yaml', repo: 'acme/gitops', before, after })
     expect(diff).toMatchObject({ path: 'values.yaml', repo: 'acme/gitops', isNew: false, added: 1, removed: 1 })
     expect(diff.blocks).toEqual([
@@ -29,14 +29,17 @@ describe('diffFile', () => {
   })
 
   it('folds the unchanged lines between two distant changes', () => {
-    const before = lines(30).join('\n') + '\n'
-    const after = lines(30)
+    const before = `${lines(30).join('\n')}\n`
+    const after = `${lines(30)
       .map((l, i) => (i === 2 || i === 25 ? `${l}!` : l))
-      .join('\n') + '\n'
+      .join('\n')}\n`
     const diff = diffFile({ path: 'a', repo: 'r', before, after })
     const folds = diff.blocks.filter((b) => b.kind === 'fold')
     // Changes at lines 3 and 26: context ends at 5 and starts at 24, so 6..23 are folded.
-    expect(folds).toEqual([{ kind: 'fold', count: 18 }, { kind: 'fold', count: 2 }])
+    expect(folds).toEqual([
+      { kind: 'fold', count: 18 },
+      { kind: 'fold', count: 2 },
+    ])
     expect(diff.added).toBe(2)
     expect(diff.removed).toBe(2)
   })

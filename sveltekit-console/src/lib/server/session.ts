@@ -29,6 +29,6 @@ export function tokenMatches(token: string, candidate: string): boolean {
 
 /** A relative path to return to after signing in; anything else (another origin, `//host`) becomes `/`. */
 export function safeRedirect(target: string | null | undefined): string {
-  if (!target || !target.startsWith('/') || target.startsWith('//') || target.startsWith('/\\')) return '/'
+  if (!target?.startsWith('/') || target.startsWith('//') || target.startsWith('/\\')) return '/'
   return target
 }

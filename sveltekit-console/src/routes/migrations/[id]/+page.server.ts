@@ -23,7 +23,9 @@ export const load: PageServerLoad = async ({ params, url, parent, locals, depend
 
   const countsFor = async (): Promise<StatusCounts> => {
     if (!q) return migration.counts
-    const totals = await Promise.all(STATUSES.map((s) => loadFrom(locals.loom.searchCandidates(migration.id, { ...base, status: s, limit: 1 }))))
+    const totals = await Promise.all(
+      STATUSES.map((s) => loadFrom(locals.loom.searchCandidates(migration.id, { ...base, status: s, limit: 1 }))),
+    )
     return { not_started: totals[0]!.total, queued: totals[1]!.total, running: totals[2]!.total, completed: totals[3]!.total }
   }
 
@@ -32,7 +34,12 @@ export const load: PageServerLoad = async ({ params, url, parent, locals, depend
   const pages = Math.max(1, Math.ceil(matching / PAGE_SIZE))
   const page = Number.isInteger(requested) && requested >= 1 ? Math.min(requested, pages) : 1
   const result = await loadFrom(
-    locals.loom.searchCandidates(migration.id, { ...base, ...(status ? { status } : {}), limit: PAGE_SIZE, offset: (page - 1) * PAGE_SIZE }),
+    locals.loom.searchCandidates(migration.id, {
+      ...base,
+      ...(status ? { status } : {}),
+      limit: PAGE_SIZE,
+      offset: (page - 1) * PAGE_SIZE,
+    }),
   )
 
   const keyUse = new Map<string, number>()

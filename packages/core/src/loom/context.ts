@@ -1,0 +1,86 @@
+import { LoomError } from '../errors'
+import { joinRunId, parseRunId } from '../ids'
+import type { DryRunner, Engine, MigrationStore, MigrationSummary, RunRecord, StepDispatcher } from '../ports'
+import { STATUS_RULES, candidateStatusOf, type StatusAction } from '../rules'
+import { SlugSchema, type LoomEvent } from '../schemas'
+import { parse } from '../validate'
+
+/** What every part of `createLoom` works with: the ports, the clock and the event fan-out. */
+export interface LoomContext {
+  store: MigrationStore
+  engine: Engine
+  dispatcher: StepDispatcher
+  dryRunner: DryRunner
+  onError: (error: unknown) => void
+  now: () => Date
+  /** The current time as ISO 8601 UTC. */
+  at(): string
+  /** Hands an event to every subscriber; a listener that throws is reported, not propagated. */
+  emit(event: LoomEvent): void
+  /** The migration, or `not_found`; `invalid` when the id breaks the id rules. */
+  requireMigration(id: string): Promise<MigrationSummary>
+  /** The ids of a run id from a path; an id that does not parse names no run, so it is `not_found`. */
+  runOf(runId: string): { migrationId: string; candidateId: string }
+  /** Throws `not_found` for the migration when it is missing, else for the candidate. */
+  notFound(migrationId: string, candidateId: string): Promise<never>
+  /** Applies one action of the status rules as a compare-and-set, turning a refusal into the contract's error. */
+  move(action: StatusAction, migrationId: string, candidateId: string, attempt?: number): Promise<RunRecord>
+}
+
+export function loomContext(
+  deps: Omit<LoomContext, 'at' | 'emit' | 'requireMigration' | 'runOf' | 'notFound' | 'move'>,
+  listeners: Set<(event: LoomEvent) => void>,
+): LoomContext {
+  const { store, onError, now } = deps
+  const at = () => now().toISOString()
+
+  const emit = (event: LoomEvent) => {
+    for (const listener of listeners) {
+      try {
+        listener(event)
+      } catch (error) {
+        onError(error)
+      }
+    }
+  }
+
+  const requireMigration = async (id: string): Promise<MigrationSummary> => {
+    parse(SlugSchema, id, 'migrationId')
+    const migration = await store.getMigration(id)
+    if (!migration) throw new LoomError('not_found', `migration ${id} not found`, { details: { migrationId: id } })
+    return migration
+  }
+
+  const runOf = (runId: string) => {
+    try {
+      return parseRunId(runId)
+    } catch (error) {
+      throw new LoomError('not_found', `run ${runId} not found: ${(error as Error).message}`, { details: { runId } })
+    }
+  }
+
+  const notFound = async (migrationId: string, candidateId: string): Promise<never> => {
+    await requireMigration(migrationId)
+    throw new LoomError('not_found', `candidate ${candidateId} not found in migration ${migrationId}`, {
+      details: { migrationId, candidateId },
+    })
+  }
+
+  const move = async (action: StatusAction, migrationId: string, candidateId: string, attempt?: number) => {
+    const result = await store.transition({ migrationId, candidateId, action, at: at(), ...(attempt === undefined ? {} : { attempt }) })
+    if (!result.ok) {
+      if (result.reason === 'not_found') return notFound(migrationId, candidateId)
+      throw new LoomError(
+        'conflict',
+        `cannot ${action} ${joinRunId(migrationId, candidateId)}: the candidate is ${result.status}` +
+          `; ${action} is allowed from ${STATUS_RULES[action].from.join(' or ')}`,
+        { details: { status: result.status } },
+      )
+    }
+    const status = candidateStatusOf(result.run.state)
+    emit({ type: 'run.status', runId: result.run.runId, migrationId, candidateId, status, previous: result.previous, at: at() })
+    return result.run
+  }
+
+  return { ...deps, at, emit, requireMigration, runOf, notFound, move }
+}

@@ -1,0 +1,174 @@
+/**
+ * `createLoom`: the `Loom` interface in this process, put together from its parts over
+ * shared dependencies — migrations and candidates (`migrations.ts`), runs and the reports
+ * that move them (`runs.ts`), the API 0.2 response shapes (`shapes.ts`) and what they all
+ * share (`context.ts`).
+ */
+import { LoomError } from '../errors'
+import { httpDispatcher, httpDryRunner } from '../http-worker'
+import type { DryRunner, Engine, MigrationStore, StepDispatcher } from '../ports'
+import { createRunHost } from '../run-host'
+import type {
+  Candidate,
+  CandidateQuery,
+  CandidateWithStatus,
+  DryRunResult,
+  LoomEvent,
+  MigrationAnnouncement,
+  RegisteredMigration,
+  RegisterMigrationRequest,
+  RunInfo,
+  RunStatusResponse,
+  StepCompletedEvent,
+} from '../schemas'
+import { loomContext } from './context'
+import { migrationMethods } from './migrations'
+import { runMethods } from './runs'
+import type { MigrationOverview } from './shapes'
+
+export type { MigrationOverview } from './shapes'
+
+/** A page of candidates and how many match the query in all. */
+export interface CandidateSearchResult {
+  candidates: CandidateWithStatus[]
+  total: number
+}
+
+export interface HealthReport {
+  status: 'ok'
+}
+
+/**
+ * Everything Loom does, as one interface. `createLoom` implements it in-process and
+ * `createClient` (`@loom/client`) over HTTP, with the same methods and the same
+ * `LoomError` codes, so code written against `Loom` does not care which it holds.
+ */
+export interface Loom {
+  /** Registers or updates a migration by id. Keeps `createdAt`, runs and cancelled attempts; replaces candidates when given. */
+  announce(announcement: MigrationAnnouncement): Promise<RegisteredMigration>
+  /** Registers a migration under a generated id. */
+  register(request: RegisterMigrationRequest): Promise<RegisteredMigration>
+  /** Every migration, oldest first; with `summary`, without candidates (counts are kept). */
+  listMigrations(): Promise<RegisteredMigration[]>
+  listMigrations(options: { summary: true }): Promise<MigrationOverview[]>
+  listMigrations(options?: { summary?: boolean }): Promise<RegisteredMigration[] | MigrationOverview[]>
+  getMigration(id: string): Promise<RegisteredMigration>
+  /** Deletes a migration; `conflict` while any of its candidates is running. */
+  deleteMigration(id: string): Promise<void>
+  /** Replaces the candidate list; candidates with a queued, running or completed run are kept. */
+  submitCandidates(migrationId: string, candidates: Candidate[]): Promise<void>
+  /** Every candidate with its status, in submission order. */
+  listCandidates(migrationId: string): Promise<CandidateWithStatus[]>
+  /** Candidates filtered by status and text, paged, with the total that match. */
+  searchCandidates(migrationId: string, query: CandidateQuery): Promise<CandidateSearchResult>
+  /** One candidate with its status (and run id unless `not_started`). */
+  getCandidate(migrationId: string, candidateId: string): Promise<CandidateWithStatus>
+  /** `not_started → queued`; returns the run id. */
+  queue(migrationId: string, candidateId: string): Promise<string>
+  /** `queued → not_started`. */
+  dequeue(runId: string): Promise<void>
+  /** `queued → running` and starts the engine's run; if the engine refuses, the candidate stays queued. */
+  execute(runId: string): Promise<string>
+  /** `queued | running → not_started`, recording a cancelled attempt and stopping the engine's run. */
+  cancel(runId: string): Promise<void>
+  /** Reports a step's outcome (a worker, or an operator approving or rejecting a manual-review step). */
+  complete(runId: string, event: StepCompletedEvent): Promise<void>
+  /** Reports progress on a step without ending it (a pull request opened). */
+  prOpened(runId: string, event: StepCompletedEvent): Promise<void>
+  /** The run of a queued, running or completed candidate. */
+  getRun(runId: string): Promise<RunInfo>
+  /** The engine-level view of a run that has been executed (API 0.2's `/status`). */
+  runStatus(runId: string): Promise<RunStatusResponse>
+  /** Asks the worker for the file changes the run would make. */
+  dryRun(migrationId: string, candidateId: string): Promise<DryRunResult>
+  /** Calls `listener` for every change until the returned function is called. */
+  subscribe(listener: (event: LoomEvent) => void): () => void
+  /** Resolves when store and engine answer; otherwise `unavailable` naming the failing one. */
+  health(): Promise<HealthReport>
+}
+
+export interface LoomDeps {
+  store: MigrationStore
+  engine: Engine
+  /** How steps reach workers. Default: `httpDispatcher()`. */
+  dispatcher?: StepDispatcher
+  /** How dry runs reach workers. Default: `httpDryRunner()`. */
+  dryRunner?: DryRunner
+  /** Errors Loom handles but should not hide (a listener throwing, an engine failing to cancel). Default: console.error. */
+  onError?: (error: unknown) => void
+  /** The clock; tests replace it. */
+  now?: () => Date
+}
+
+/** A `Loom` running in this process. */
+export interface LoomInstance extends Loom {
+  /** Resolves once the engine is attached (and, for the local engine, has resumed its runs). */
+  readonly ready: Promise<void>
+  /** Stops the engine's work in this process. The store is the caller's to close. */
+  close(): Promise<void>
+  /**
+   * Hands subscribers a change made outside this instance: pass it as the event callback of
+   * a run host this process runs elsewhere (`createLoomWorker({ onEvent: loom.publish })`).
+   */
+  publish(event: LoomEvent): void
+}
+
+/**
+ * Builds Loom from a store and an engine (and, optionally, how to reach workers).
+ *
+ * @example
+ * import { createLoom, memoryStore, localEngine } from '@loom/core'
+ *
+ * const loom = createLoom({ store: memoryStore(), engine: localEngine() })
+ * await loom.announce({ id: 'app-chart', name: 'App chart', steps: [{ name: 'bump', workerApp: 'charts' }], workerUrl: 'http://localhost:4000' })
+ * await loom.submitCandidates('app-chart', [{ id: 'billing-api' }])
+ * const runId = await loom.queue('app-chart', 'billing-api')
+ * await loom.execute(runId)
+ */
+export function createLoom(deps: LoomDeps): LoomInstance {
+  const listeners = new Set<(event: LoomEvent) => void>()
+  const ctx = loomContext(
+    {
+      store: deps.store,
+      engine: deps.engine,
+      dispatcher: deps.dispatcher ?? httpDispatcher(),
+      dryRunner: deps.dryRunner ?? httpDryRunner(),
+      onError: deps.onError ?? ((error: unknown) => console.error('[loom]', error)),
+      now: deps.now ?? (() => new Date()),
+    },
+    listeners,
+  )
+  const { store, engine, dispatcher, emit, now, onError } = ctx
+
+  const ready = Promise.resolve(engine.attach?.(createRunHost({ store, dispatcher, emit, now })))
+  ready.catch(onError)
+
+  return {
+    ready,
+    publish: emit,
+    async close() {
+      await engine.close?.()
+    },
+    ...migrationMethods(ctx),
+    ...runMethods(ctx),
+    subscribe(listener) {
+      listeners.add(listener)
+      return () => {
+        listeners.delete(listener)
+      }
+    },
+    async health() {
+      await check('store', () => store.ping())
+      await check('engine', () => engine.health?.())
+      return { status: 'ok' }
+    },
+  }
+}
+
+async function check(dependency: string, probe: () => Promise<unknown> | unknown): Promise<void> {
+  try {
+    await probe()
+  } catch (error) {
+    throw new LoomError('unavailable', `${dependency}: ${(error as Error).message}`, { cause: error, details: { dependency } })
+  }
+}

@@ -1,0 +1,150 @@
+import { LoomError } from '../errors'
+import { joinRunId } from '../ids'
+import type { MigrationSummary } from '../ports'
+import {
+  CandidateListSchema,
+  CandidateQuerySchema,
+  MigrationAnnouncementSchema,
+  RegisterMigrationRequestSchema,
+  SlugSchema,
+  type Candidate,
+  type MigrationAnnouncement,
+  type RegisteredMigration,
+} from '../schemas'
+import { parse } from '../validate'
+import type { LoomContext } from './context'
+import type { Loom } from './index'
+import { candidateWithStatus, overview, registeredMigration, type MigrationOverview } from './shapes'
+
+type MigrationMethods = Pick<
+  Loom,
+  | 'announce'
+  | 'register'
+  | 'listMigrations'
+  | 'getMigration'
+  | 'deleteMigration'
+  | 'submitCandidates'
+  | 'listCandidates'
+  | 'searchCandidates'
+  | 'getCandidate'
+  | 'dryRun'
+>
+
+/** Migrations and their candidates: announce, register, list, delete, submit, search, dry run. */
+export function migrationMethods(ctx: LoomContext): MigrationMethods {
+  const { store, emit, at, requireMigration, notFound } = ctx
+
+  const assemble = async (summary: MigrationSummary): Promise<RegisteredMigration> => {
+    const page = await store.listCandidates(summary.id)
+    if (!page) throw new LoomError('not_found', `migration ${summary.id} not found`)
+    return registeredMigration(summary, page.candidates)
+  }
+
+  const upsert = async (definition: Omit<MigrationAnnouncement, 'candidates'>, candidates: Candidate[] | undefined) => {
+    const { id, name, description, steps, workerUrl } = definition
+    await store.upsertMigration(
+      { id, name, steps, ...(description === undefined ? {} : { description }), ...(workerUrl === undefined ? {} : { workerUrl }) },
+      candidates,
+    )
+    emit({ type: 'migration.updated', migrationId: id, at: at() })
+    if (candidates) emit({ type: 'candidates.submitted', migrationId: id, count: candidates.length, at: at() })
+    return assemble(await requireMigration(id))
+  }
+
+  async function listMigrations(): Promise<RegisteredMigration[]>
+  async function listMigrations(options: { summary: true }): Promise<MigrationOverview[]>
+  async function listMigrations(options?: { summary?: boolean }): Promise<RegisteredMigration[] | MigrationOverview[]>
+  async function listMigrations(options: { summary?: boolean } = {}) {
+    const summaries = await store.listMigrations()
+    if (options.summary) return summaries.map(overview)
+    return Promise.all(summaries.map(assemble))
+  }
+
+  const methods: MigrationMethods = {
+    async announce(input) {
+      const { candidates, ...definition } = parse(MigrationAnnouncementSchema, input, '')
+      return upsert(definition, candidates)
+    },
+
+    async register(input) {
+      const { candidates, ...definition } = parse(RegisterMigrationRequestSchema, input, '')
+      return upsert({ ...definition, id: generateId(definition.name) }, candidates)
+    },
+
+    listMigrations,
+
+    async getMigration(id) {
+      return assemble(await requireMigration(id))
+    },
+
+    async deleteMigration(id) {
+      parse(SlugSchema, id, 'migrationId')
+      const outcome = await store.deleteMigration(id)
+      if (outcome === 'not_found') throw new LoomError('not_found', `migration ${id} not found`)
+      if (outcome === 'running') {
+        throw new LoomError('conflict', `migration ${id} has running candidates; cancel them first`, { details: { status: 'running' } })
+      }
+      emit({ type: 'migration.deleted', migrationId: id, at: at() })
+    },
+
+    async submitCandidates(migrationId, input) {
+      parse(SlugSchema, migrationId, 'migrationId')
+      const candidates = parse(CandidateListSchema, input, 'candidates')
+      if (!(await store.replaceCandidates(migrationId, candidates))) await requireMigration(migrationId)
+      emit({ type: 'candidates.submitted', migrationId, count: candidates.length, at: at() })
+    },
+
+    async listCandidates(migrationId) {
+      return (await methods.searchCandidates(migrationId, {})).candidates
+    },
+
+    async searchCandidates(migrationId, input) {
+      parse(SlugSchema, migrationId, 'migrationId')
+      const query = parse(CandidateQuerySchema, input, 'query')
+      const page = await store.listCandidates(migrationId, query)
+      if (!page) throw new LoomError('not_found', `migration ${migrationId} not found`)
+      return page
+    },
+
+    async getCandidate(migrationId, candidateId) {
+      parse(SlugSchema, migrationId, 'migrationId')
+      parse(SlugSchema, candidateId, 'candidateId')
+      const found = await store.getCandidate(migrationId, candidateId)
+      if (!found) return notFound(migrationId, candidateId)
+      return candidateWithStatus(found.candidate, found.run)
+    },
+
+    async dryRun(migrationId, candidateId) {
+      parse(SlugSchema, migrationId, 'migrationId')
+      parse(SlugSchema, candidateId, 'candidateId')
+      const migration = await requireMigration(migrationId)
+      const found = await store.getCandidate(migrationId, candidateId)
+      if (!found) return notFound(migrationId, candidateId)
+      const workerApps = [...new Set(migration.steps.map((s) => s.workerApp))]
+      try {
+        return await ctx.dryRunner.dryRun(migration.workerUrl ? { workerApps, workerUrl: migration.workerUrl } : { workerApps }, {
+          migrationId,
+          candidate: found.candidate,
+          steps: migration.steps,
+        })
+      } catch (error) {
+        if (LoomError.is(error)) throw error
+        throw new LoomError('unavailable', `dry run of ${joinRunId(migrationId, candidateId)} failed: ${(error as Error).message}`, {
+          cause: error,
+        })
+      }
+    },
+  }
+  return methods
+}
+
+/** A slug from the migration's name plus a random suffix, for migrations registered without an id. */
+function generateId(name: string): string {
+  const base = name
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 60)
+  const suffix = crypto.randomUUID().slice(0, 8)
+  return base ? `${base}-${suffix}` : `migration-${suffix}`
+}

@@ -1,0 +1,126 @@
+import { LoomError } from '../errors'
+import { SlugSchema, StepCompletedEventSchema, type Candidate, type StepCompletedEvent } from '../schemas'
+import type { RunRecord } from '../ports'
+import { parse } from '../validate'
+import type { LoomContext } from './context'
+import type { Loom } from './index'
+import { runInfo, runStatusResponse } from './shapes'
+
+type RunMethods = Pick<Loom, 'queue' | 'dequeue' | 'execute' | 'cancel' | 'complete' | 'prOpened' | 'getRun' | 'runStatus'>
+
+/** A candidate's run: the operator's actions on it, the reports that move it, and how it reads. */
+export function runMethods(ctx: LoomContext): RunMethods {
+  const { store, engine, onError, emit, at, requireMigration, runOf, notFound, move } = ctx
+
+  const runRecord = async (runId: string): Promise<{ migrationId: string; candidate: Candidate; run: RunRecord | undefined }> => {
+    const { migrationId, candidateId } = runOf(runId)
+    const found = await store.getCandidate(migrationId, candidateId)
+    if (!found) return notFound(migrationId, candidateId)
+    return { migrationId, candidate: found.candidate, run: found.run }
+  }
+
+  /** Records a step report, then tells the engine; `done` is false for progress (a pull request opened). */
+  const report = async (runId: string, input: StepCompletedEvent, done: boolean) => {
+    const { migrationId, candidateId } = runOf(runId)
+    const event = parse(StepCompletedEventSchema, input, '')
+    const migration = await requireMigration(migrationId)
+    if (event.candidate.id !== candidateId) {
+      throw new LoomError('invalid', `candidate.id: "${event.candidate.id}" is not the candidate of run ${runId}`, {
+        details: { field: 'candidate.id' },
+      })
+    }
+    if (!migration.steps.some((s) => s.name === event.stepName)) {
+      throw new LoomError('invalid', `stepName: migration ${migrationId} has no step "${event.stepName}"`, {
+        details: { field: 'stepName' },
+      })
+    }
+    if (!done) event.metadata = { phase: 'open', ...event.metadata }
+    const recorded = await store.recordStep({ migrationId, candidateId, result: event, done, at: at() })
+    switch (recorded.outcome) {
+      case 'not_found':
+        return notFound(migrationId, candidateId)
+      case 'not_running':
+        throw new LoomError('conflict', `run ${runId} is not running: the candidate is ${recorded.status}`, {
+          details: { status: recorded.status },
+        })
+      case 'step_ended':
+        throw new LoomError('conflict', `step "${event.stepName}" of run ${runId} has already ended`, {
+          details: { status: 'running' },
+        })
+      case 'recorded':
+        emit({ type: 'step.reported', runId, migrationId, candidateId, result: event, done, at: at() })
+    }
+    // Delivered on duplicates too: delivery is idempotent, and a retry heals a delivery that failed.
+    try {
+      await engine.deliver(runId, {
+        stepName: event.stepName,
+        success: event.success,
+        done,
+        ...(event.metadata ? { metadata: event.metadata } : {}),
+      })
+    } catch (error) {
+      if (LoomError.is(error)) throw error
+      throw new LoomError('unavailable', `engine: could not deliver the event of run ${runId}: ${(error as Error).message}`, {
+        cause: error,
+      })
+    }
+  }
+
+  return {
+    async queue(migrationId, candidateId) {
+      parse(SlugSchema, migrationId, 'migrationId')
+      parse(SlugSchema, candidateId, 'candidateId')
+      return (await move('queue', migrationId, candidateId)).runId
+    },
+
+    async dequeue(runId) {
+      const { migrationId, candidateId } = runOf(runId)
+      await move('dequeue', migrationId, candidateId)
+    },
+
+    async execute(runId) {
+      const { migrationId, candidateId } = runOf(runId)
+      const run = await move('execute', migrationId, candidateId)
+      try {
+        await engine.start({ runId, migrationId, candidateId, attempt: run.attempt })
+      } catch (error) {
+        // The engine refused: put the candidate back to queued (unless a cancel took it meanwhile).
+        await move('unexecute', migrationId, candidateId, run.attempt).catch(() => {})
+        if (LoomError.is(error)) throw error
+        throw new LoomError('unavailable', `engine: could not start run ${runId}: ${(error as Error).message}`, { cause: error })
+      }
+      // A cancel that won between our transition and the start found no run to stop: stop it now.
+      const after = await store.getCandidate(migrationId, candidateId)
+      if (after?.run?.attempt !== run.attempt || after.run.state !== 'running') {
+        await engine.cancel(runId).catch(onError)
+      }
+      return runId
+    },
+
+    async cancel(runId) {
+      const { migrationId, candidateId } = runOf(runId)
+      const run = await move('cancel', migrationId, candidateId)
+      // The store is the truth from here: a run the engine fails to stop finds itself stale at its next step.
+      await engine.cancel(run.runId).catch(onError)
+    },
+
+    complete: (runId, event) => report(runId, event, true),
+
+    prOpened: (runId, event) => report(runId, event, false),
+
+    async getRun(runId) {
+      const { migrationId, candidate, run } = await runRecord(runId)
+      const info = runInfo(migrationId, candidate, run)
+      if (!info)
+        throw new LoomError('not_found', `run ${runId} not found: the candidate is not_started`, { details: { status: 'not_started' } })
+      return info
+    },
+
+    async runStatus(runId) {
+      const { migrationId, candidate, run } = await runRecord(runId)
+      const status = runStatusResponse(migrationId, candidate, run)
+      if (!status) throw new LoomError('not_found', `run ${runId} has not been executed`)
+      return status
+    },
+  }
+}

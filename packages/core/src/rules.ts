@@ -1,0 +1,152 @@
+/**
+ * The status rules of the HTTP contract, decided in one place. A store reads a run (with
+ * whatever version it needs to make its write conditional), asks these pure functions what
+ * the request does to it, and writes the answer in one conditional operation. No store
+ * restates a rule: which transitions are allowed, what a transition resets, when a
+ * transition starts a new attempt, what it audits, and whether a step report is new, a
+ * repeat or late are all answered here.
+ */
+import { joinRunId } from './ids'
+import type { RecordedStep, RecordStepRequest, RunRecord, RunState, TransitionRequest } from './ports'
+import type { CancelledAttempt, CandidateStatus, StatusCounts } from './schemas'
+
+/** The candidate status a run state shows as: a run that failed, was cancelled or dequeued is `not_started`. */
+export function candidateStatusOf(state: RunState | undefined): CandidateStatus {
+  return state === 'queued' || state === 'running' || state === 'completed' ? state : 'not_started'
+}
+
+/**
+ * The status rules of the HTTP contract: for each action, the candidate statuses it is
+ * allowed from and the run state it moves to.
+ */
+export const STATUS_RULES = {
+  queue: { from: ['not_started'], to: 'queued' },
+  dequeue: { from: ['queued'], to: 'dequeued' },
+  execute: { from: ['queued'], to: 'running' },
+  cancel: { from: ['queued', 'running'], to: 'cancelled' },
+  complete: { from: ['running'], to: 'completed' },
+  fail: { from: ['running'], to: 'failed' },
+  /** Undoes an Execute whose engine refused to start: the candidate stays `queued`. */
+  unexecute: { from: ['running'], to: 'queued' },
+} as const satisfies Record<string, { from: readonly CandidateStatus[]; to: RunState }>
+
+/** An action of the status rules. */
+export type StatusAction = keyof typeof STATUS_RULES
+
+/** The run a transition leaves behind, without its attempt number when it starts a new attempt. */
+export type NextRun = Omit<RunRecord, 'attempt'>
+
+/** What a transition does to a run, or why it may not. */
+export type TransitionDecision =
+  | {
+      ok: true
+      /** The candidate's status before the change. */
+      previous: CandidateStatus
+      /** The run to store. Its steps are empty when `attempt` is `'new'`. */
+      next: NextRun
+      /**
+       * The attempt of the stored run: the current one, or `'new'` when the transition
+       * starts a new attempt, whose number the store draws (greater than every attempt
+       * it has handed out).
+       */
+      attempt: number | 'new'
+      /** The audit record to store in the same write, when the transition implies one (a cancel). */
+      cancelledAttempt?: CancelledAttempt
+    }
+  | {
+      ok: false
+      reason: 'conflict'
+      /** The candidate's current status, which the action is not allowed from. */
+      status: CandidateStatus
+      /** The run's current attempt, when it has a run. */
+      attempt?: number
+    }
+
+/**
+ * Decides a transition of the candidate whose run is `run` (undefined when it never had
+ * one). Pure: it reads its arguments and returns data, so every store applies exactly the
+ * same rules.
+ *
+ * @example
+ * const decision = decideTransition(found?.run, request)
+ * if (!decision.ok) return decision
+ * // write decision.next (with the drawn attempt when decision.attempt === 'new') if the run's version is still the one read
+ */
+export function decideTransition(run: RunRecord | undefined, request: TransitionRequest): TransitionDecision {
+  const rule = STATUS_RULES[request.action]
+  const previous = candidateStatusOf(run?.state)
+  const allowed = (rule.from as readonly CandidateStatus[]).includes(previous)
+  if (!allowed || (request.attempt !== undefined && run?.attempt !== request.attempt)) {
+    return run
+      ? { ok: false, reason: 'conflict', status: previous, attempt: run.attempt }
+      : { ok: false, reason: 'conflict', status: previous }
+  }
+  const { migrationId, candidateId, at } = request
+  if (request.action === 'queue') {
+    // From not_started: a new attempt, with nothing of the previous one.
+    return {
+      ok: true,
+      previous,
+      attempt: 'new',
+      next: {
+        runId: joinRunId(migrationId, candidateId),
+        migrationId,
+        candidateId,
+        state: rule.to,
+        currentStep: 0,
+        steps: [],
+        updatedAt: at,
+      },
+    }
+  }
+  if (!run)
+    throw new Error(`${request.action} of ${joinRunId(migrationId, candidateId)} allowed without a run: the status rules are broken`)
+  const { attempt, ...kept } = run
+  const next: NextRun = { ...kept, state: rule.to, updatedAt: at }
+  if (rule.to === 'running') next.startedAt = at
+  if (request.action === 'unexecute') delete next.startedAt
+  const decision: TransitionDecision = { ok: true, previous, attempt, next }
+  if (rule.to === 'cancelled') decision.cancelledAttempt = { runId: run.runId, candidateId, cancelledAt: at }
+  return decision
+}
+
+/** What a step report does to a run, or why it changes nothing. */
+export type StepReportDecision =
+  /** New: store `run` (its steps and `updatedAt` changed); `step` is the entry at `position` of its steps. */
+  | { outcome: 'recorded'; run: RunRecord; step: RecordedStep; position: number }
+  /** The same final outcome is already stored: nothing to write. */
+  | { outcome: 'duplicate'; run: RunRecord }
+  /** The step already ended with another outcome, or a progress update came after its end: refused. */
+  | { outcome: 'step_ended'; run: RunRecord }
+  /** The run is not running, or not at the request's attempt: refused. `status` is the candidate's. */
+  | { outcome: 'not_running'; status: CandidateStatus }
+
+/**
+ * Decides a step report for the candidate whose run is `run`. Pure, like {@link decideTransition}.
+ *
+ * @example
+ * const decision = decideStepReport(found.run, request)
+ * if (decision.outcome === 'recorded') // write decision.step at decision.position if the run's version is still the one read
+ */
+export function decideStepReport(run: RunRecord | undefined, request: RecordStepRequest): StepReportDecision {
+  if (run?.state !== 'running' || (request.attempt !== undefined && run.attempt !== request.attempt)) {
+    return { outcome: 'not_running', status: candidateStatusOf(run?.state) }
+  }
+  const name = request.result.stepName
+  const found = run.steps.findIndex((s) => s.result.stepName === name)
+  const existing = found < 0 ? undefined : run.steps[found]
+  if (existing?.done) {
+    const same = request.done && existing.result.success === request.result.success
+    return { outcome: same ? 'duplicate' : 'step_ended', run }
+  }
+  const step: RecordedStep = { result: structuredClone(request.result), done: request.done, at: request.at }
+  const steps = [...run.steps]
+  const position = found < 0 ? steps.length : found
+  steps[position] = step
+  return { outcome: 'recorded', run: { ...run, steps, updatedAt: request.at }, step, position }
+}
+
+/** Zeroed counts, one per candidate status. */
+export function emptyCounts(): StatusCounts {
+  return { not_started: 0, queued: 0, running: 0, completed: 0 }
+}
