@@ -3,7 +3,7 @@ import { SlugSchema } from './schemas'
 import { parse } from './validate'
 
 /** Joins a migration id and a candidate id; the ids themselves never contain it. */
-export const RUN_ID_SEPARATOR = '__'
+const RUN_ID_SEPARATOR = '__'
 
 /**
  * The run id of a candidate in a migration: `{migrationId}__{candidateId}`. It is the

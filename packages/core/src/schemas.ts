@@ -181,7 +181,7 @@ export const StepCompletedEventSchema = v.object({
 })
 
 /** A step's reported outcome; the same fields as the event that reported it. */
-export const StepResultSchema = StepCompletedEventSchema
+const StepResultSchema = StepCompletedEventSchema
 
 export const RunInfoSchema = v.object({
   runId: v.string(),

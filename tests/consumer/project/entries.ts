@@ -6,6 +6,8 @@
  */
 import * as client from '@loom/client'
 import * as core from '@loom/core'
+import * as coreEngine from '@loom/core/engine'
+import * as coreStore from '@loom/core/store'
 import * as hono from '@loom/hono'
 import * as mqtt from '@loom/mqtt'
 import * as postgres from '@loom/postgres'
@@ -22,6 +24,8 @@ const engineFactory: EngineFactory = temporal.temporalEngine
 const entries = {
   '@loom/client': client,
   '@loom/core': core,
+  '@loom/core/engine': coreEngine,
+  '@loom/core/store': coreStore,
   '@loom/hono': hono,
   '@loom/mqtt': mqtt,
   '@loom/postgres': postgres,
