@@ -1,6 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common'
 import { describe, expect, it } from 'vitest'
-import { LoomError, memoryStore, type LoomEvent, type MigrationStore, type RunStart, type StepDispatcher } from '@loom/core'
+import { LoomError, memoryStore, type LoomEvent, type MigrationStore } from '@loom/core'
+import type { RunStart, StepDispatcher } from '@loom/core/engine'
 import { createActivities } from './activities'
 import { loomWorkflowsPath } from './worker'
 
@@ -21,8 +22,8 @@ async function runningStore(): Promise<MigrationStore> {
     },
     [{ id: 'billing-api' }],
   )
-  await store.transition({ migrationId: M, candidateId: 'billing-api', from: ['not_started'], to: 'queued', at: at() })
-  await store.transition({ migrationId: M, candidateId: 'billing-api', from: ['queued'], to: 'running', at: at() })
+  await store.transition({ migrationId: M, candidateId: 'billing-api', action: 'queue', at: at() })
+  await store.transition({ migrationId: M, candidateId: 'billing-api', action: 'execute', at: at() })
   return store
 }
 
@@ -121,7 +122,7 @@ describe('createActivities', () => {
 
   it('does not end a run that was cancelled meanwhile', async () => {
     const store = await runningStore()
-    await store.transition({ migrationId: M, candidateId: 'billing-api', from: ['running'], to: 'cancelled', at: at() })
+    await store.transition({ migrationId: M, candidateId: 'billing-api', action: 'cancel', at: at() })
     const activities = createActivities({ store, dispatcher: accepting })
     expect(await activities.finish(RUN, 'completed')).toBe(false)
     expect((await store.getCandidate(M, 'billing-api'))?.run?.state).toBe('cancelled')
@@ -147,7 +148,12 @@ describe('createActivities', () => {
     expect(await activities.beginStep(RUN, 1)).toBe(true)
     const run = (await store.getCandidate(M, 'billing-api'))?.run
     expect(run?.currentStep).toBe(1)
-    expect(run?.steps[0]).toMatchObject({ done: false, result: { stepName: 'review', metadata: { phase: 'awaiting_review' } } })
+    // API 0.2: a step waiting for an operator is a success in progress, so a 0.2 console offers Approve/Reject.
+    expect(run?.steps[0]).toEqual({
+      done: false,
+      at: expect.any(String),
+      result: { stepName: 'review', candidate: { id: 'billing-api' }, success: true, metadata: { phase: 'awaiting_review' } },
+    })
     expect(await activities.beginStep({ ...RUN, attempt: 2 }, 1)).toBe(false)
   })
 })

@@ -1,15 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common'
-import {
-  LoomError,
-  createRunHost,
-  isManualReview,
-  type LoomEvent,
-  type MigrationStore,
-  type RunHost,
-  type RunStart,
-  type StepDispatcher,
-  type StepEvent,
-} from '@loom/core'
+import { LoomError, type LoomEvent, type MigrationStore } from '@loom/core'
+import { createRunHost, isManualReview, type RunHost, type RunStart, type StepDispatcher, type StepEvent } from '@loom/core/engine'
 
 /** A run's steps as the workflow needs them: the order, and which ones wait for an operator. */
 export interface RunPlan {

@@ -5,7 +5,8 @@ import {
   type WorkflowExecutionDescription,
   type WorkflowHandle,
 } from '@temporalio/client'
-import { LoomError, type Engine, type RunProgress, type RunStart } from '@loom/core'
+import { LoomError } from '@loom/core'
+import type { Engine, RunProgress, RunStart } from '@loom/core/engine'
 import { loomRun, progressQuery, stepEventSignal, type LoomRunOptions } from './workflows'
 
 export interface TemporalEngineOptions {

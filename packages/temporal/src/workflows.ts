@@ -18,7 +18,7 @@ import {
   proxyLocalActivities,
   setHandler,
 } from '@temporalio/workflow'
-import type { RunProgress, RunStart, StepEvent } from '@loom/core'
+import type { RunProgress, RunStart, StepEvent } from '@loom/core/engine'
 import type { LoomActivities } from './activities'
 
 /** The workflow type name, as Temporal knows it. */

@@ -16,6 +16,8 @@ const THREE_STEPS: StepDefinition[] = [
   { name: 'open-pr', workerApp: 'github' },
   { name: 'verify', workerApp: 'charts' },
 ]
+/** The candidate as submitted: dispatches and step results carry all of it. */
+const BILLING_API = { id: 'billing-api', kind: 'application', metadata: { team: 'payments' } }
 
 interface World {
   store: MigrationStore
@@ -36,8 +38,17 @@ async function world(steps: StepDefinition[] = THREE_STEPS, engine: Parameters<t
   opened.push(harness)
   const loom = createLoom({ store, engine: harness.engine, dispatcher, onError: () => {} })
   await loom.ready
-  await loom.announce({ id: MIGRATION, name: 'App chart', steps, candidates: [{ id: 'billing-api' }, { id: 'search-api' }] })
+  await loom.announce({ id: MIGRATION, name: 'App chart', steps, candidates: [BILLING_API, { id: 'search-api' }] })
   return { store, dispatcher, harness, loom }
+}
+
+/** A world whose billing-api run is executing, its first step dispatched. */
+async function inFlight(): Promise<World & { runId: string }> {
+  const w = await world()
+  const runId = await w.loom.queue(MIGRATION, 'billing-api')
+  await w.loom.execute(runId)
+  await w.dispatcher.nth(0)
+  return { ...w, runId }
 }
 
 const report = (loom: LoomInstance, runId: string, stepName: string, success = true, metadata?: Record<string, string>) =>
@@ -51,6 +62,15 @@ const statusOf = async (store: MigrationStore, candidateId: string) => {
 
 const workflowStatus = async (client: Client, runId: string) => (await client.workflow.getHandle(runId).describe()).status.name
 
+/** Every execution Temporal lists for this run id on the harness's task queue: status and attempt. */
+const executionsOf = async (harness: Harness, runId: string) => {
+  const found: [string, unknown][] = []
+  for await (const execution of harness.client.workflow.list({ query: `WorkflowId = '${runId}' AND TaskQueue = '${harness.taskQueue}'` })) {
+    found.push([execution.status.name, execution.memo?.loomAttempt])
+  }
+  return found.sort()
+}
+
 describe('temporalEngine: a run', () => {
   it('dispatches each step after the previous one reported, then completes the candidate', async () => {
     const { loom, store, dispatcher, harness } = await world()
@@ -59,6 +79,7 @@ describe('temporalEngine: a run', () => {
 
     const first = await dispatcher.nth(0)
     expect(first).toMatchObject({ runId, stepName: 'bump-chart', callbackId: runId, eventName: 'step-completed:bump-chart' })
+    expect(first.candidate).toEqual(BILLING_API)
     expect(await harness.engine.progress(runId)).toMatchObject({
       state: 'running',
       currentStep: 'bump-chart',
@@ -85,10 +106,7 @@ describe('temporalEngine: a run', () => {
   })
 
   it('resets the candidate to not_started when a step fails, and dispatches nothing after it', async () => {
-    const { loom, store, dispatcher, harness } = await world()
-    const runId = await loom.queue(MIGRATION, 'billing-api')
-    await loom.execute(runId)
-    await dispatcher.nth(0)
+    const { loom, store, dispatcher, harness, runId } = await inFlight()
     await report(loom, runId, 'bump-chart', false, { error: 'chart not found' })
 
     await until(async () => (await statusOf(store, 'billing-api')) === 'not_started', 20_000, 'not_started')
@@ -100,10 +118,7 @@ describe('temporalEngine: a run', () => {
   })
 
   it('records a pull request opened without ending the wait for the step', async () => {
-    const { loom, store, dispatcher, harness } = await world()
-    const runId = await loom.queue(MIGRATION, 'billing-api')
-    await loom.execute(runId)
-    await dispatcher.nth(0)
+    const { loom, store, dispatcher, harness, runId } = await inFlight()
     await report(loom, runId, 'bump-chart')
     await dispatcher.nth(1)
 
@@ -146,7 +161,13 @@ describe('temporalEngine: a run', () => {
     )
     expect(review).toMatchObject({ currentStep: 'review', state: 'running' })
     const run = await loom.getRun(runId)
-    expect(run.steps?.find((s) => s.stepName === 'review')?.metadata).toEqual({ phase: 'awaiting_review', instructions: 'Check the diff' })
+    // API 0.2: waiting for an operator is a success in progress (a 0.2 console reads `success` before `phase`), with the whole candidate.
+    expect(run.steps?.find((s) => s.stepName === 'review')).toEqual({
+      stepName: 'review',
+      candidate: BILLING_API,
+      success: true,
+      metadata: { phase: 'awaiting_review', instructions: 'Check the diff' },
+    })
     expect(dispatcher.requests.map((r) => r.stepName)).toEqual(['bump-chart'])
 
     await report(loom, runId, 'review', true)
@@ -229,8 +250,7 @@ describe('temporalEngine: events that come early or twice', () => {
     const moved = await store.transition({
       migrationId: MIGRATION,
       candidateId: 'billing-api',
-      from: ['queued'],
-      to: 'running',
+      action: 'execute',
       at: new Date().toISOString(),
     })
     expect(moved.ok).toBe(true)
@@ -248,10 +268,7 @@ describe('temporalEngine: events that come early or twice', () => {
   })
 
   it('ignores a duplicate event: the next step is dispatched once', async () => {
-    const { loom, dispatcher, harness } = await world()
-    const runId = await loom.queue(MIGRATION, 'billing-api')
-    await loom.execute(runId)
-    await dispatcher.nth(0)
+    const { loom, dispatcher, harness, runId } = await inFlight()
     await report(loom, runId, 'bump-chart')
     await report(loom, runId, 'bump-chart') // a retried report: the store says duplicate, the engine gets it again
     await harness.engine.deliver(runId, { stepName: 'bump-chart', success: true, done: true })
@@ -273,10 +290,7 @@ describe('temporalEngine: events that come early or twice', () => {
 
 describe('temporalEngine: cancel, conflict and re-execute', () => {
   it('cancel while a step is in flight closes the workflow as cancelled; executing again completes', async () => {
-    const { loom, store, dispatcher, harness } = await world()
-    const runId = await loom.queue(MIGRATION, 'billing-api')
-    await loom.execute(runId)
-    await dispatcher.nth(0)
+    const { loom, store, dispatcher, harness, runId } = await inFlight()
 
     await loom.cancel(runId)
     await until(async () => (await workflowStatus(harness.client, runId)) === 'CANCELLED', 20_000, 'workflow cancelled')
@@ -299,30 +313,25 @@ describe('temporalEngine: cancel, conflict and re-execute', () => {
     await until(async () => (await statusOf(store, 'billing-api')) === 'completed', 20_000, 'completed')
 
     // Temporal holds exactly two executions for this id (on this test's task queue): the cancelled one and the completed one.
-    let last: string[] = []
+    let last: [string, unknown][] = []
     const executions = await until(
       async () => {
-        const found: string[] = []
-        for await (const execution of harness.client.workflow.list({
-          query: `WorkflowId = '${runId}' AND TaskQueue = '${harness.taskQueue}'`,
-        }))
-          found.push(execution.status.name)
-        last = found
-        return found.length === 2 && !found.includes('RUNNING') ? found.sort() : undefined
+        last = await executionsOf(harness, runId)
+        return last.length === 2 && !last.some(([status]) => status === 'RUNNING') ? last : undefined
       },
       20_000,
       'two closed executions',
     ).catch((e) => {
       throw new Error(`${e.message}: ${JSON.stringify(last)}`)
     })
-    expect(executions).toEqual(['CANCELLED', 'COMPLETED'])
+    expect(executions).toEqual([
+      ['CANCELLED', 1],
+      ['COMPLETED', 2],
+    ])
   })
 
   it('executing again right after a cancel waits for the cancelled workflow to close', async () => {
-    const { loom, store, dispatcher, harness } = await world()
-    const runId = await loom.queue(MIGRATION, 'billing-api')
-    await loom.execute(runId)
-    await dispatcher.nth(0)
+    const { loom, store, dispatcher, harness, runId } = await inFlight()
     await loom.cancel(runId)
     await loom.queue(MIGRATION, 'billing-api')
     await loom.execute(runId) // no wait in between: the first workflow may still be open
@@ -352,13 +361,8 @@ describe('temporalEngine: cancel, conflict and re-execute', () => {
     // Visibility catches up asynchronously: wait until it lists both executions.
     const executions = await until(
       async () => {
-        const found: [string, unknown][] = []
-        for await (const execution of harness.client.workflow.list({
-          query: `WorkflowId = '${run.runId}' AND TaskQueue = '${harness.taskQueue}'`,
-        })) {
-          found.push([execution.status.name, execution.memo?.loomAttempt])
-        }
-        return found.length === 2 && found.some(([status]) => status === 'TERMINATED') ? found.sort() : undefined
+        const found = await executionsOf(harness, run.runId)
+        return found.length === 2 && found.some(([status]) => status === 'TERMINATED') ? found : undefined
       },
       20_000,
       'two executions',
@@ -370,27 +374,44 @@ describe('temporalEngine: cancel, conflict and re-execute', () => {
   })
 
   it('refuses to start a run whose workflow is open at the same attempt: conflict', async () => {
-    const { loom, dispatcher, harness } = await world()
-    const runId = await loom.queue(MIGRATION, 'billing-api')
-    await loom.execute(runId)
-    await dispatcher.nth(0)
+    const { dispatcher, harness, runId } = await inFlight()
+    const open = await harness.client.workflow.getHandle(runId).describe()
     const again = harness.engine.start({ runId, migrationId: MIGRATION, candidateId: 'billing-api', attempt: 1 })
     await expect(again).rejects.toSatisfy((e) => LoomError.is(e, 'conflict'))
-    expect(await workflowStatus(harness.client, runId)).toBe('RUNNING')
+    // The same execution goes on: not terminated, not replaced by a second one.
+    const after = await harness.client.workflow.getHandle(runId).describe()
+    expect({ runId: after.runId, status: after.status.name }).toEqual({ runId: open.runId, status: 'RUNNING' })
+    expect(dispatcher.requests).toHaveLength(1)
+  })
+
+  it('cancelling twice, then once more after the workflow closed, closes one execution as cancelled', async () => {
+    const { loom, dispatcher, harness, runId } = await inFlight()
+    await loom.cancel(runId)
+    await harness.engine.cancel(runId)
+    await until(async () => (await workflowStatus(harness.client, runId)) === 'CANCELLED', 20_000, 'workflow cancelled')
+    await harness.engine.cancel(runId)
+
+    let last: [string, unknown][] = []
+    await until(
+      async () => {
+        last = await executionsOf(harness, runId)
+        return last.length > 0 && !last.some(([status]) => status === 'RUNNING')
+      },
+      20_000,
+      'a closed execution',
+    )
+    expect(last).toEqual([['CANCELLED', 1]])
+    expect(await harness.engine.progress(runId)).toEqual({ runId, attempt: 1, state: 'cancelled' })
     expect(dispatcher.requests).toHaveLength(1)
   })
 
   it('a run whose store record moved on ends at its next step without touching the candidate', async () => {
-    const { loom, store, dispatcher, harness } = await world()
-    const runId = await loom.queue(MIGRATION, 'billing-api')
-    await loom.execute(runId)
-    await dispatcher.nth(0)
+    const { store, dispatcher, harness, runId } = await inFlight()
     // Cancelled in the store only, as when Temporal could not be told.
     await store.transition({
       migrationId: MIGRATION,
       candidateId: 'billing-api',
-      from: ['running'],
-      to: 'cancelled',
+      action: 'cancel',
       at: new Date().toISOString(),
     })
     await harness.engine.deliver(runId, { stepName: 'bump-chart', success: true, done: true })

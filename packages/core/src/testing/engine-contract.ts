@@ -1,15 +1,17 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect } from 'vitest'
 import { createLoom, type LoomInstance } from '../loom/index'
 import { memoryStore } from '../memory-store'
 import type { Engine, MigrationStore, StepDispatcher } from '../ports'
 import { announcement, eventually, expectLoomError, fakeWorker, type FakeWorker } from './fakes'
+import { contractTests, type ContractOptions } from './contract-test'
 
 export type EngineFactory = (deps: {
   store: MigrationStore
   dispatcher: StepDispatcher
 }) => Promise<{ engine: Engine; close?: () => Promise<void> }>
 
-export interface EngineContractOptions {
+/** What `engineContract` accepts besides its factory: the skips of every suite, the store, the patience. */
+export interface EngineContractOptions extends ContractOptions {
   /** The store runs are kept in. Default: a fresh `memoryStore()` per test. */
   store?: () => Promise<MigrationStore> | MigrationStore
   /** How long to wait for a run to reach a state. Default 20 s. */
@@ -19,18 +21,22 @@ export interface EngineContractOptions {
 /**
  * The `Engine` contract, exercised through `createLoom` with a fake worker: steps are
  * dispatched in order, each waits for its event, the last success completes the run, a
- * failure or a failed dispatch resets the candidate, cancel stops the run, manual-review
- * steps wait for approve or reject, an early or repeated event is neither lost nor applied twice.
+ * failure or a failed dispatch resets the candidate, cancel stops the run and is idempotent,
+ * a start while the run is open is a conflict that changes nothing, manual-review steps
+ * wait for approve or reject, an early or repeated event is neither lost nor applied twice.
  *
  * The factory builds the engine on the store and dispatcher it is given (an engine hosted
  * elsewhere, like a Temporal worker, must use them for its runs). It should retry a failed
  * dispatch only briefly, so the dispatch-failure test finishes within the timeout.
+ * `options.skip` excuses the engine from tests by name, each with its reason.
  */
 export function engineContract(name: string, factory: EngineFactory, options: EngineContractOptions = {}): void {
   const timeoutMs = options.timeoutMs ?? 20_000
   describe(`Engine contract: ${name}`, () => {
+    const { test, done } = contractTests(name, options)
     let loom: LoomInstance
     let engine: Engine
+    let store: MigrationStore
     let worker: FakeWorker
     let close: (() => Promise<void>) | undefined
     const M = 'app-chart'
@@ -49,7 +55,7 @@ export function engineContract(name: string, factory: EngineFactory, options: En
 
     beforeEach(async () => {
       worker = fakeWorker()
-      const store = options.store ? await options.store() : memoryStore()
+      store = options.store ? await options.store() : memoryStore()
       ;({ engine, close } = await factory({ store, dispatcher: worker.dispatcher }))
       loom = createLoom({ store, engine, dispatcher: worker.dispatcher, dryRunner: worker.dryRunner, onError: () => {} })
       await loom.ready
@@ -59,7 +65,7 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       await close?.()
     })
 
-    it('dispatches the first step with the run id as callback, then each next step after the previous succeeds, and completes', {
+    test('dispatches the first step with the run id as callback, then each next step after the previous succeeds, and completes', {
       timeout: timeoutMs * 2,
     }, async () => {
       await setup()
@@ -94,7 +100,7 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       expect(worker.stepsOf(RUN)).toEqual(['update-chart', 'open-pr', 'merge'])
     })
 
-    it('reports progress: the step the run waits on', { timeout: timeoutMs * 2 }, async () => {
+    test('reports progress: the step the run waits on', { timeout: timeoutMs * 2 }, async () => {
       await setup()
       await loom.execute(await loom.queue(M, 'billing-api'))
       await waitSteps(['update-chart'])
@@ -105,7 +111,7 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       await until(async () => expect(await engine.progress(RUN)).toMatchObject({ state: 'running', currentStep: 'open-pr' }))
     })
 
-    it('resets the candidate to not_started when a step fails, dispatching nothing more; it can run again', {
+    test('resets the candidate to not_started when a step fails, dispatching nothing more; it can run again', {
       timeout: timeoutMs * 2,
     }, async () => {
       await setup(['update-chart', 'open-pr'])
@@ -133,7 +139,7 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       await waitStatus('completed')
     })
 
-    it('stops the run on cancel: no further dispatch, the event afterwards is refused', { timeout: timeoutMs * 2 }, async () => {
+    test('stops the run on cancel: no further dispatch, the event afterwards is refused', { timeout: timeoutMs * 2 }, async () => {
       await setup()
       await loom.execute(await loom.queue(M, 'billing-api'))
       await waitSteps(['update-chart'])
@@ -148,7 +154,7 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       expect(await statusOf()).toBe('not_started')
     })
 
-    it('runs the same run id again after a cancel, to completion', { timeout: timeoutMs * 2 }, async () => {
+    test('runs the same run id again after a cancel, to completion', { timeout: timeoutMs * 2 }, async () => {
       await setup(['update-chart'])
       await loom.execute(await loom.queue(M, 'billing-api'))
       await waitSteps(['update-chart'])
@@ -159,7 +165,69 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       await waitStatus('completed')
     })
 
-    it('holds a manual-review step without dispatching it until approved', { timeout: timeoutMs * 2 }, async () => {
+    test('refuses to start a run whose id is still open, and the open run goes on as one run', { timeout: timeoutMs * 2 }, async () => {
+      await setup()
+      await loom.execute(await loom.queue(M, 'billing-api'))
+      await waitSteps(['update-chart'])
+      const before = await store.getCandidate(M, 'billing-api')
+      const attempt = before!.run!.attempt
+      const again = { runId: RUN, migrationId: M, candidateId: 'billing-api', attempt }
+      await expectLoomError(engine.start(again), 'conflict')
+      await expectLoomError(engine.start(again), 'conflict')
+      expect((await store.getCandidate(M, 'billing-api'))?.run).toEqual(before!.run)
+      expect(await engine.progress(RUN)).toMatchObject({ runId: RUN, attempt, state: 'running', currentStep: 'update-chart' })
+      // A second run under this id would dispatch its first step again, or each next step twice.
+      await new Promise((r) => setTimeout(r, 200))
+      expect(worker.stepsOf(RUN)).toEqual(['update-chart'])
+      await step('update-chart')
+      await waitSteps(['update-chart', 'open-pr'])
+      await step('open-pr')
+      await waitSteps(['update-chart', 'open-pr', 'merge'])
+      await step('merge')
+      await waitStatus('completed')
+      await new Promise((r) => setTimeout(r, 200))
+      expect(worker.stepsOf(RUN)).toEqual(['update-chart', 'open-pr', 'merge'])
+      expect(await engine.progress(RUN)).toMatchObject({ attempt, state: 'completed' })
+    })
+
+    test('cancels idempotently: twice, at once, after the run ended, or a run it never had', { timeout: timeoutMs * 2 }, async () => {
+      await setup(['update-chart', 'open-pr'])
+      await loom.execute(await loom.queue(M, 'billing-api'))
+      await waitSteps(['update-chart'])
+      const attempt = (await store.getCandidate(M, 'billing-api'))!.run!.attempt
+      await loom.cancel(RUN)
+      await Promise.all([engine.cancel(RUN), engine.cancel(RUN)])
+      const ended = async () => expect(['cancelled', 'gone']).toContain((await engine.progress(RUN))?.state ?? 'gone')
+      await until(ended)
+      await engine.cancel(RUN)
+      await engine.cancel('app-chart__no-such-candidate')
+      expect(await engine.progress('app-chart__no-such-candidate')).toBeUndefined()
+      // The event the worker sends anyway reaches the engine for a run that is over.
+      await engine.deliver(RUN, { stepName: 'update-chart', success: true, done: true })
+      await new Promise((r) => setTimeout(r, 300))
+      expect(worker.stepsOf(RUN)).toEqual(['update-chart'])
+      await ended()
+      const found = await store.getCandidate(M, 'billing-api')
+      expect({ state: found?.run?.state, attempt: found?.run?.attempt }).toEqual({ state: 'cancelled', attempt })
+      expect((await loom.getMigration(M)).cancelledAttempts?.map((a) => a.runId)).toEqual([RUN])
+
+      // A run that completed stays completed.
+      const LEDGER = 'app-chart__ledger'
+      await loom.execute(await loom.queue(M, 'ledger'))
+      await waitSteps(['update-chart'], LEDGER)
+      await step('update-chart', true, LEDGER)
+      await waitSteps(['update-chart', 'open-pr'], LEDGER)
+      await step('open-pr', true, LEDGER)
+      await waitStatus('completed', 'ledger')
+      await until(async () => expect((await engine.progress(LEDGER))?.state).toBe('completed'))
+      await engine.cancel(LEDGER)
+      await engine.cancel(LEDGER)
+      expect((await engine.progress(LEDGER))?.state).toBe('completed')
+      expect(worker.stepsOf(LEDGER)).toEqual(['update-chart', 'open-pr'])
+      expect(await statusOf('ledger')).toBe('completed')
+    })
+
+    test('holds a manual-review step without dispatching it until approved', { timeout: timeoutMs * 2 }, async () => {
       await setup(['update-chart', 'review', 'merge'], ['review'])
       await loom.execute(await loom.queue(M, 'billing-api'))
       await waitSteps(['update-chart'])
@@ -180,7 +248,7 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       await waitStatus('completed')
     })
 
-    it('resets the candidate when a manual-review step is rejected', { timeout: timeoutMs * 2 }, async () => {
+    test('resets the candidate when a manual-review step is rejected', { timeout: timeoutMs * 2 }, async () => {
       await setup(['review', 'merge'], ['review'])
       await loom.execute(await loom.queue(M, 'billing-api'))
       await until(async () => expect((await loom.getRun(RUN)).steps?.[0]?.metadata?.phase).toBe('awaiting_review'))
@@ -189,7 +257,7 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       expect(worker.stepsOf(RUN)).toEqual([])
     })
 
-    it('does not lose an event that arrives before the run waits for it (a worker that reports during dispatch)', {
+    test('does not lose an event that arrives before the run waits for it (a worker that reports during dispatch)', {
       timeout: timeoutMs * 2,
     }, async () => {
       await setup()
@@ -201,7 +269,7 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       expect(worker.stepsOf(RUN)).toEqual(['update-chart', 'open-pr', 'merge'])
     })
 
-    it('accepts a repeated step event once and ignores it after', { timeout: timeoutMs * 2 }, async () => {
+    test('accepts a repeated step event once and ignores it after', { timeout: timeoutMs * 2 }, async () => {
       await setup()
       await loom.execute(await loom.queue(M, 'billing-api'))
       await waitSteps(['update-chart'])
@@ -216,7 +284,7 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       expect(await statusOf()).toBe('running')
     })
 
-    it('records a pull request opened without ending the step', { timeout: timeoutMs * 2 }, async () => {
+    test('records a pull request opened without ending the step', { timeout: timeoutMs * 2 }, async () => {
       await setup(['update-chart', 'open-pr'])
       await loom.execute(await loom.queue(M, 'billing-api'))
       await waitSteps(['update-chart'])
@@ -240,7 +308,7 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       await waitSteps(['update-chart', 'open-pr'])
     })
 
-    it('does not leave a candidate running when its step cannot be dispatched', { timeout: timeoutMs * 2 }, async () => {
+    test('does not leave a candidate running when its step cannot be dispatched', { timeout: timeoutMs * 2 }, async () => {
       await setup()
       worker.failDispatch = new Error('connect ECONNREFUSED 127.0.0.1:9')
       await loom.execute(await loom.queue(M, 'billing-api'))
@@ -252,7 +320,7 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       expect(status.result.results[0]?.metadata?.error).toContain('ECONNREFUSED')
     })
 
-    it('leaves store and engine agreeing after a concurrent execute and cancel', { timeout: timeoutMs * 2 }, async () => {
+    test('leaves store and engine agreeing after a concurrent execute and cancel', { timeout: timeoutMs * 2 }, async () => {
       await setup(['update-chart'])
       for (let round = 0; round < 5; round++) {
         const runId = await loom.queue(M, 'billing-api')
@@ -271,7 +339,7 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       }
     })
 
-    it('runs candidates independently', { timeout: timeoutMs * 2 }, async () => {
+    test('runs candidates independently', { timeout: timeoutMs * 2 }, async () => {
       await setup(['update-chart'])
       await loom.execute(await loom.queue(M, 'billing-api'))
       await loom.execute(await loom.queue(M, 'ledger'))
@@ -282,5 +350,7 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       await step('update-chart')
       await waitStatus('completed')
     })
+
+    done()
   })
 }

@@ -1,8 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect } from 'vitest'
 import type { Loom } from '../loom/index'
 import type { DryRunner, StepDispatcher } from '../ports'
 import type { CandidateStatus, LoomEvent } from '../schemas'
 import { announcement, candidates, eventually, expectLoomError, fakeWorker, type FakeWorker } from './fakes'
+import { contractTests, type ContractOptions } from './contract-test'
 
 export type LoomFactory = (deps: {
   dispatcher: StepDispatcher
@@ -16,9 +17,11 @@ const STATUSES: CandidateStatus[] = ['not_started', 'queued', 'running', 'comple
  * its events. It runs against `createLoom` and against `createClient` talking to
  * `loomApp`, which proves the two interchangeable. The factory must build Loom over a
  * fresh, empty store, with an engine that dispatches through the dispatcher it is given.
+ * `options.skip` excuses the implementation from tests by name, each with its reason.
  */
-export function loomContract(name: string, factory: LoomFactory): void {
+export function loomContract(name: string, factory: LoomFactory, options: ContractOptions = {}): void {
   describe(`Loom contract: ${name}`, () => {
+    const { test, done } = contractTests(name, options)
     let loom: Loom
     let worker: FakeWorker
     let close: (() => Promise<void>) | undefined
@@ -51,7 +54,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
     }
 
     describe('migrations', () => {
-      it('announces a migration and returns it registered', async () => {
+      test('announces a migration and returns it registered', async () => {
         const registered = await loom.announce(announcement(M, { candidates: candidates(2) }))
         expect(registered).toMatchObject({ id: M, name: `Migration ${M}`, workerUrl: 'http://127.0.0.1:9/worker' })
         expect(registered.steps.map((s) => s.name)).toEqual(['update-chart', 'open-pr'])
@@ -60,7 +63,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         expect(registered.counts).toEqual({ not_started: 2, queued: 0, running: 0, completed: 0 })
       })
 
-      it('upserts by id on a second announce, keeping createdAt, runs and cancelled attempts', async () => {
+      test('upserts by id on a second announce, keeping createdAt, runs and cancelled attempts', async () => {
         const first = await loom.announce(announcement(M, { candidates: candidates(3) }))
         await loom.queue(M, 'svc-0')
         await loom.cancel(await loom.queue(M, 'svc-1'))
@@ -74,7 +77,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         expect(second.candidates.map((c) => c.id)).toEqual(['svc-0', 'svc-1', 'svc-2'])
       })
 
-      it('registers a migration under a generated slug id', async () => {
+      test('registers a migration under a generated slug id', async () => {
         const registered = await loom.register({
           name: 'Kafka topics: compaction',
           candidates: candidates(1),
@@ -84,7 +87,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         expect((await loom.getMigration(registered.id)).candidates.map((c) => c.id)).toEqual(['svc-0'])
       })
 
-      it('lists migrations, with candidates or as a summary with counts only', async () => {
+      test('lists migrations, with candidates or as a summary with counts only', async () => {
         await loom.announce(announcement(M, { candidates: candidates(2) }))
         await loom.queue(M, 'svc-1')
         const full = await loom.listMigrations()
@@ -96,7 +99,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         expect(summary[0]?.counts).toEqual({ not_started: 1, queued: 1, running: 0, completed: 0 })
       })
 
-      it('answers not_found for an unknown migration', async () => {
+      test('answers not_found for an unknown migration', async () => {
         await expectLoomError(loom.getMigration('nope'), 'not_found')
         await expectLoomError(loom.listCandidates('nope'), 'not_found')
         await expectLoomError(loom.submitCandidates('nope', candidates(1)), 'not_found')
@@ -105,7 +108,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         await expectLoomError(loom.dryRun('nope', 'svc-0'), 'not_found')
       })
 
-      it('deletes a migration, but not while a candidate is running', async () => {
+      test('deletes a migration, but not while a candidate is running', async () => {
         await loom.announce(announcement(M, { steps: ['update-chart'], candidates: candidates(1) }))
         await bring('svc-0', 'running')
         const refused = await expectLoomError(loom.deleteMigration(M), 'conflict')
@@ -116,7 +119,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         await expectLoomError(loom.getMigration(M), 'not_found')
       })
 
-      it('rejects an invalid announcement, naming the field, and changes nothing', async () => {
+      test('rejects an invalid announcement, naming the field, and changes nothing', async () => {
         const bad = { ...announcement(M), steps: [{ name: 'x', workerApp: 'bad__app' }] }
         const error = await expectLoomError(loom.announce(bad), 'invalid')
         expect(error.message).toContain('steps.0.workerApp')
@@ -131,7 +134,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         await loom.announce(announcement(M, { steps: ['update-chart'], candidates: candidates(4) }))
       })
 
-      it('lists candidates with their status and run id', async () => {
+      test('lists candidates with their status and run id', async () => {
         await bring('svc-1', 'queued')
         await bring('svc-2', 'running')
         const list = await loom.listCandidates(M)
@@ -143,7 +146,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         ])
       })
 
-      it('searches by status and text, paged, with the total', async () => {
+      test('searches by status and text, paged, with the total', async () => {
         await bring('svc-2', 'queued')
         const page = await loom.searchCandidates(M, { q: 'payments', limit: 1, offset: 1 })
         expect(page.total).toBe(2)
@@ -151,7 +154,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         expect((await loom.searchCandidates(M, { status: 'queued' })).candidates.map((c) => c.id)).toEqual(['svc-2'])
       })
 
-      it('replaces candidates but keeps those with a queued, running or completed run', async () => {
+      test('replaces candidates but keeps those with a queued, running or completed run', async () => {
         await bring('svc-0', 'queued')
         await bring('svc-1', 'completed')
         await loom.submitCandidates(M, [{ id: 'svc-3' }, { id: 'new-svc' }])
@@ -163,7 +166,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         ])
       })
 
-      it('rejects an invalid candidate list, naming the field, and changes nothing', async () => {
+      test('rejects an invalid candidate list, naming the field, and changes nothing', async () => {
         const error = await expectLoomError(loom.submitCandidates(M, [{ id: 'ok' }, { id: 'a__b' }]), 'invalid')
         expect(error.message).toContain('1.id')
         await expectLoomError(loom.submitCandidates(M, [{ id: 'dup' }, { id: 'dup' }]), 'invalid')
@@ -197,7 +200,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
       for (const [action, rule] of Object.entries(actions)) {
         for (const from of STATUSES) {
           const allowed = (rule.from as readonly string[]).includes(from)
-          it(`${action} from ${from} ${allowed ? `moves the candidate to ${rule.to}` : 'is a conflict naming the status'}`, async () => {
+          test(`${action} from ${from} ${allowed ? `moves the candidate to ${rule.to}` : 'is a conflict naming the status'}`, async () => {
             await bring('svc-0', from)
             if (from === 'running') await eventually(() => expect(worker.stepsOf('app-chart__svc-0')).toEqual(['update-chart']))
             const attemptsBefore = (await loom.getMigration(M)).cancelledAttempts?.length ?? 0
@@ -216,7 +219,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         }
       }
 
-      it('gives exactly one run id and 99 conflicts for 100 concurrent queue calls', async () => {
+      test('gives exactly one run id and 99 conflicts for 100 concurrent queue calls', async () => {
         const results = await Promise.allSettled(Array.from({ length: 100 }, () => loom.queue(M, 'svc-0')))
         const won = results.filter((r) => r.status === 'fulfilled')
         expect(won).toHaveLength(1)
@@ -225,7 +228,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         expect(lost.map((r) => (r.reason as { code?: string }).code)).toEqual(Array(99).fill('conflict'))
       })
 
-      it('answers not_found for an unknown candidate and for run ids that do not parse', async () => {
+      test('answers not_found for an unknown candidate and for run ids that do not parse', async () => {
         await expectLoomError(loom.queue(M, 'ghost'), 'not_found')
         for (const runId of ['no-separator', 'app-chart__', '__svc-0', 'app-chart__ghost', 'nope__svc-0']) {
           await expectLoomError(loom.execute(runId), 'not_found')
@@ -233,7 +236,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         }
       })
 
-      it('rejects ids that break the id rules as invalid, naming them', async () => {
+      test('rejects ids that break the id rules as invalid, naming them', async () => {
         const error = await expectLoomError(loom.queue(M, 'a__b'), 'invalid')
         expect(error.message).toContain('candidateId')
         await expectLoomError(loom.queue(M, 'x'.repeat(201)), 'invalid')
@@ -248,7 +251,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         }
       })
 
-      it('names a missing field as required', async () => {
+      test('names a missing field as required', async () => {
         const error = await expectLoomError(loom.submitCandidates(M, [{ kind: 'application' } as never]), 'invalid')
         expect(error.message).toBe('candidates.0.id: is required')
       })
@@ -259,7 +262,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         await loom.announce(announcement(M, { candidates: candidates(2) }))
       })
 
-      it('runs a candidate through every step to completed', async () => {
+      test('runs a candidate through every step to completed', async () => {
         const runId = await loom.queue(M, 'svc-0')
         expect(await loom.execute(runId)).toBe(runId)
         await finishSteps(runId, ['update-chart', 'open-pr'])
@@ -272,7 +275,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         expect(status.result.results).toHaveLength(2)
       })
 
-      it('shows a queued run, but no runtime status until it is executed', async () => {
+      test('shows a queued run, but no runtime status until it is executed', async () => {
         const runId = await loom.queue(M, 'svc-0')
         expect(await loom.getRun(runId)).toMatchObject({ runId, status: 'queued', steps: [] })
         await expectLoomError(loom.runStatus(runId), 'not_found')
@@ -281,7 +284,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         expect((await loom.runStatus(runId)).runtimeStatus).toBe('RUNNING')
       })
 
-      it('validates step events: the step must exist and belong to the run candidate', async () => {
+      test('validates step events: the step must exist and belong to the run candidate', async () => {
         const runId = await loom.queue(M, 'svc-0')
         await loom.execute(runId)
         const unknown = await expectLoomError(
@@ -301,7 +304,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         expect((await loom.getRun(runId)).steps).toEqual([])
       })
 
-      it('accepts a repeated step event once', async () => {
+      test('accepts a repeated step event once', async () => {
         const runId = await loom.queue(M, 'svc-0')
         await loom.execute(runId)
         await eventually(() => expect(worker.stepsOf(runId)).toEqual(['update-chart']))
@@ -312,7 +315,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         expect((await loom.getRun(runId)).steps).toHaveLength(1)
       })
 
-      it('records a pull request opened as progress on the step', async () => {
+      test('records a pull request opened as progress on the step', async () => {
         const runId = await loom.queue(M, 'svc-0')
         await loom.execute(runId)
         await loom.prOpened(runId, {
@@ -333,7 +336,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
         expect(await statusOf('svc-0')).toBe('running')
       })
 
-      it('asks the worker for a dry run of the candidate with the migration steps', async () => {
+      test('asks the worker for a dry run of the candidate with the migration steps', async () => {
         const result = await loom.dryRun(M, 'svc-1')
         expect(result.steps.map((s) => s.stepName)).toEqual(['update-chart', 'open-pr'])
         expect(result.steps[0]?.files?.[0]).toEqual({
@@ -349,7 +352,7 @@ export function loomContract(name: string, factory: LoomFactory): void {
     })
 
     describe('events and health', () => {
-      it('tells subscribers about announcements, submissions, status changes and step reports', async () => {
+      test('tells subscribers about announcements, submissions, status changes and step reports', async () => {
         const events: LoomEvent[] = []
         const unsubscribe = loom.subscribe((e) => events.push(e))
         try {
@@ -382,9 +385,11 @@ export function loomContract(name: string, factory: LoomFactory): void {
         }
       })
 
-      it('reports health', async () => {
+      test('reports health', async () => {
         expect(await loom.health()).toEqual({ status: 'ok' })
       })
     })
+
+    done()
   })
 }

@@ -1,9 +1,10 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect } from 'vitest'
 import { joinRunId } from '../ids'
 import type { MigrationDefinition, MigrationStore, RunRecord, TransitionRequest } from '../ports'
 import type { CandidateStatus, StepResult } from '../schemas'
 import { STATUS_RULES, type StatusAction } from '../rules'
 import { candidates } from './fakes'
+import { contractTests, type ContractOptions } from './contract-test'
 
 export type StoreFactory = () => Promise<{ store: MigrationStore; close?: () => Promise<void> }>
 
@@ -31,9 +32,11 @@ const result = (stepName: string, success: boolean, metadata?: Record<string, st
 /**
  * The `MigrationStore` contract: every guarantee documented on the port, as named tests.
  * Run it against each store: `storeContract('postgresStore', async () => ({ store, close }))`.
+ * `options.skip` excuses the store from tests by name, each with its reason.
  */
-export function storeContract(name: string, factory: StoreFactory): void {
+export function storeContract(name: string, factory: StoreFactory, options: ContractOptions = {}): void {
   describe(`MigrationStore contract: ${name}`, () => {
+    const { test, done } = contractTests(name, options)
     let store: MigrationStore
     let close: (() => Promise<void>) | undefined
 
@@ -72,7 +75,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
     }
 
     describe('migrations', () => {
-      it('creates a migration with a createdAt timestamp and zero counts', async () => {
+      test('creates a migration with a createdAt timestamp and zero counts', async () => {
         const before = Date.now()
         const record = await store.upsertMigration(definition())
         expect(record.id).toBe('app-chart')
@@ -90,13 +93,13 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(got?.cancelledAttempts).toEqual([])
       })
 
-      it('returns undefined for an unknown migration', async () => {
+      test('returns undefined for an unknown migration', async () => {
         expect(await store.getMigration('nope')).toBeUndefined()
         expect(await store.listCandidates('nope')).toBeUndefined()
         expect(await store.getCandidate('nope', 'svc-0')).toBeUndefined()
       })
 
-      it('upsert replaces name, description, steps and workerUrl but keeps createdAt, runs and cancelled attempts', async () => {
+      test('upsert replaces name, description, steps and workerUrl but keeps createdAt, runs and cancelled attempts', async () => {
         await seed()
         const first = (await store.getMigration('app-chart'))!
         await bring('svc-0', 'running')
@@ -115,14 +118,14 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(got.cancelledAttempts.map((a) => a.candidateId)).toEqual(['svc-1'])
       })
 
-      it('upsert with candidates replaces the candidate list in the same call', async () => {
+      test('upsert with candidates replaces the candidate list in the same call', async () => {
         await seed(3)
         await store.upsertMigration(definition(), [{ id: 'new-one' }])
         const page = (await store.listCandidates('app-chart'))!
         expect(page.candidates.map((c) => c.id)).toEqual(['new-one'])
       })
 
-      it('lists migrations oldest first with their counts', async () => {
+      test('lists migrations oldest first with their counts', async () => {
         await store.upsertMigration(definition('first'))
         await new Promise((r) => setTimeout(r, 5))
         await store.upsertMigration(definition('second'), candidates(2))
@@ -132,7 +135,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(ours[1]?.counts).toEqual({ not_started: 2, queued: 0, running: 0, completed: 0 })
       })
 
-      it('deletes a migration with its candidates and runs', async () => {
+      test('deletes a migration with its candidates and runs', async () => {
         await seed()
         await bring('svc-0', 'completed')
         expect(await store.deleteMigration('app-chart')).toBe('deleted')
@@ -142,7 +145,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect((await store.listCandidates('app-chart'))!.total).toBe(0)
       })
 
-      it('refuses to delete a migration while a candidate is running', async () => {
+      test('refuses to delete a migration while a candidate is running', async () => {
         await seed()
         await bring('svc-0', 'running')
         expect(await store.deleteMigration('app-chart')).toBe('running')
@@ -151,11 +154,11 @@ export function storeContract(name: string, factory: StoreFactory): void {
     })
 
     describe('candidates', () => {
-      it('returns false when replacing candidates of an unknown migration', async () => {
+      test('returns false when replacing candidates of an unknown migration', async () => {
         expect(await store.replaceCandidates('nope', candidates(1))).toBe(false)
       })
 
-      it('lists candidates in submission order joined with their status and run id', async () => {
+      test('lists candidates in submission order joined with their status and run id', async () => {
         await seed(4)
         await bring('svc-1', 'queued')
         await bring('svc-2', 'running')
@@ -172,7 +175,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect((await store.getMigration('app-chart'))!.counts).toEqual({ not_started: 1, queued: 1, running: 1, completed: 1 })
       })
 
-      it('keeps queued, running and completed candidates that a new list omits, and drops the others', async () => {
+      test('keeps queued, running and completed candidates that a new list omits, and drops the others', async () => {
         await seed(5)
         await bring('svc-1', 'queued')
         await bring('svc-2', 'running')
@@ -190,7 +193,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(page.candidates[1]?.kind).toBe('updated')
       })
 
-      it('filters by status and by text in the id or metadata values, case-insensitively, and pages with a total', async () => {
+      test('filters by status and by text in the id or metadata values, case-insensitively, and pages with a total', async () => {
         await store.upsertMigration(definition(), [
           { id: 'billing-api', metadata: { team: 'Payments' } },
           { id: 'search-api', metadata: { team: 'search' } },
@@ -210,7 +213,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect((await store.listCandidates('app-chart', { status: 'running' }))!.total).toBe(0)
       })
 
-      it('round-trips metadata with quotes, backslashes, unicode and long values byte for byte', async () => {
+      test('round-trips metadata with quotes, backslashes, unicode and long values byte for byte', async () => {
         const tricky = {
           quote: `it's "quoted"`,
           backslash: 'C:\\path\\to\\file \\n not a newline',
@@ -224,7 +227,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(got?.candidate.state).toEqual({ json: '{"a":[1,2]}' })
       })
 
-      it('returns copies: changing a returned record does not change the store', async () => {
+      test('returns copies: changing a returned record does not change the store', async () => {
         await seed(1)
         const got = await store.getCandidate('app-chart', 'svc-0')
         got!.candidate.metadata!.team = 'changed'
@@ -238,7 +241,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
       for (const [action, rule] of Object.entries(STATUS_RULES) as Array<[StatusAction, (typeof STATUS_RULES)[StatusAction]]>) {
         for (const from of STATUSES) {
           const allowed = (rule.from as readonly CandidateStatus[]).includes(from)
-          it(`${action} from ${from} ${allowed ? 'is applied' : 'is refused with the current status'}`, async () => {
+          test(`${action} from ${from} ${allowed ? 'is applied' : 'is refused with the current status'}`, async () => {
             await seed(1)
             await bring('svc-0', from)
             const result = await move('svc-0', action)
@@ -259,7 +262,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         }
       }
 
-      it('answers not_found for an unknown candidate or migration', async () => {
+      test('answers not_found for an unknown candidate or migration', async () => {
         await seed(1)
         expect(await move('ghost', 'queue')).toEqual({ ok: false, reason: 'not_found' })
         expect(await store.transition({ migrationId: 'nope', candidateId: 'svc-0', action: 'queue', at: at() })).toEqual({
@@ -268,7 +271,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         })
       })
 
-      it('of 100 concurrent queue calls for one candidate exactly one succeeds', async () => {
+      test('of 100 concurrent queue calls for one candidate exactly one succeeds', async () => {
         await seed(1)
         const results = await Promise.all(Array.from({ length: 100 }, () => move('svc-0', 'queue')))
         expect(results.filter((r) => r.ok)).toHaveLength(1)
@@ -276,7 +279,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(await statusOf('svc-0')).toBe('queued')
       })
 
-      it('of concurrent execute and dequeue on a queued run exactly one succeeds', async () => {
+      test('of concurrent execute and dequeue on a queued run exactly one succeeds', async () => {
         await seed(1)
         await bring('svc-0', 'queued')
         const [execute, dequeue] = await Promise.all([move('svc-0', 'execute'), move('svc-0', 'dequeue')])
@@ -284,7 +287,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(await statusOf('svc-0')).toBe(execute.ok ? 'running' : 'not_started')
       })
 
-      it('starts a new, larger attempt each time a candidate is queued from not_started, with no steps', async () => {
+      test('starts a new, larger attempt each time a candidate is queued from not_started, with no steps', async () => {
         await seed(1)
         const first = await move('svc-0', 'queue')
         expect(first.ok).toBe(true)
@@ -314,7 +317,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(second.run.startedAt).toBeUndefined()
       })
 
-      it('keeps the attempt when an execute is undone (running back to queued)', async () => {
+      test('keeps the attempt when an execute is undone (running back to queued)', async () => {
         await seed(1)
         await bring('svc-0', 'running')
         const before = (await store.getCandidate('app-chart', 'svc-0'))!.run!
@@ -325,7 +328,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(await statusOf('svc-0')).toBe('queued')
       })
 
-      it('applies a transition guarded by an attempt only to that attempt', async () => {
+      test('applies a transition guarded by an attempt only to that attempt', async () => {
         await seed(1)
         await bring('svc-0', 'running')
         const run = (await store.getCandidate('app-chart', 'svc-0'))!.run!
@@ -338,7 +341,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect((await move('svc-0', 'complete', { attempt: run.attempt })).ok).toBe(true)
       })
 
-      it('records a cancelled attempt with the cancel, atomically', async () => {
+      test('records a cancelled attempt with the cancel, atomically', async () => {
         await seed(2)
         await bring('svc-0', 'running')
         await bring('svc-1', 'queued')
@@ -352,7 +355,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(attempts[1]?.runId).toBe('app-chart__svc-1')
       })
 
-      it('keeps the outcome of the last attempt after a failure or cancel (status not_started)', async () => {
+      test('keeps the outcome of the last attempt after a failure or cancel (status not_started)', async () => {
         await seed(1)
         await bring('svc-0', 'running')
         await store.recordStep({
@@ -386,7 +389,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
           ...(extra.attempt === undefined ? {} : { attempt: extra.attempt }),
         })
 
-      it('refuses step reports for a run that is not running', async () => {
+      test('refuses step reports for a run that is not running', async () => {
         await seed(1)
         expect(await record('update-chart', true, true)).toEqual({ outcome: 'not_running', status: 'not_started' })
         await bring('svc-0', 'queued')
@@ -396,7 +399,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         ).toEqual({ outcome: 'not_found' })
       })
 
-      it('records a final outcome once; the same outcome again is a duplicate, a different one is refused', async () => {
+      test('records a final outcome once; the same outcome again is a duplicate, a different one is refused', async () => {
         await seed(1)
         await bring('svc-0', 'running')
         expect((await record('update-chart', true, true, { metadata: { prUrl: 'u1' } })).outcome).toBe('recorded')
@@ -408,7 +411,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(run.steps[0]?.result.metadata).toEqual({ prUrl: 'u1' })
       })
 
-      it('replaces progress with later progress and then with the final outcome, keeping report order', async () => {
+      test('replaces progress with later progress and then with the final outcome, keeping report order', async () => {
         await seed(1)
         await bring('svc-0', 'running')
         expect((await record('update-chart', false, false, { metadata: { phase: 'open', prUrl: 'u' } })).outcome).toBe('recorded')
@@ -422,7 +425,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         ])
       })
 
-      it('of concurrent identical final reports exactly one is recorded', async () => {
+      test('of concurrent identical final reports exactly one is recorded', async () => {
         await seed(1)
         await bring('svc-0', 'running')
         const outcomes = await Promise.all(Array.from({ length: 20 }, () => record('update-chart', true, true)))
@@ -430,7 +433,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(outcomes.filter((o) => o.outcome === 'duplicate')).toHaveLength(19)
       })
 
-      it('guards step reports and the step in flight by attempt', async () => {
+      test('guards step reports and the step in flight by attempt', async () => {
         await seed(1)
         await bring('svc-0', 'running')
         const run: RunRecord = (await store.getCandidate('app-chart', 'svc-0'))!.run!
@@ -445,7 +448,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(await store.setCurrentStep('app-chart', 'svc-0', run.attempt, 0)).toBe(false)
       })
 
-      it('lists running runs across migrations', async () => {
+      test('lists running runs across migrations', async () => {
         await seed(3)
         await store.upsertMigration(definition('other'), candidates(1))
         await bring('svc-0', 'running')
@@ -458,8 +461,10 @@ export function storeContract(name: string, factory: StoreFactory): void {
       })
     })
 
-    it('answers ping', async () => {
+    test('answers ping', async () => {
       await expect(store.ping()).resolves.toBeUndefined()
     })
+
+    done()
   })
 }

@@ -38,7 +38,7 @@ export async function startTemporal(): Promise<TemporalServer> {
 }
 
 /** TEMPORAL_CLI_PATH, then `temporal` on PATH, then the scripts folder of pip's Python. */
-export function findTemporalBinary(): string | undefined {
+function findTemporalBinary(): string | undefined {
   const given = process.env.TEMPORAL_CLI_PATH
   if (given) {
     // A path that was asked for and is wrong is an error, not a reason to pick another binary.
