@@ -14,6 +14,7 @@
  */
 export { createRunHost, type RunHostOptions } from './run-host'
 export { isManualReview, stepEventName } from './steps'
+export { dryRunAcrossApps } from './dry-runs'
 export { joinRunId } from './ids'
 export type {
   DryRunner,

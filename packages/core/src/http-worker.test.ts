@@ -114,6 +114,43 @@ describe('httpDryRunner', () => {
       .dryRun({ workerApps: ['charts'], workerUrl: 'http://w' }, dryRunRequest)
       .catch((e) => e)
     expect(LoomError.is(error, 'unavailable')).toBe(true)
-    expect(error.message).toBe('worker at http://w/dry-run answered an invalid dry run: steps.0.skipped: must be a boolean')
+    expect(error.message).toBe('worker app charts answered an invalid dry run: steps.0.skipped: must be a boolean')
+  })
+
+  it('asks each distinct worker URL once: the configured one of an app, else the announced one', async () => {
+    const { fetch, calls } = fakeFetch((call) => {
+      const request = JSON.parse(String(call.init.body)) as DryRunRequest
+      const app = call.url.startsWith('http://values') ? 'values' : 'announced'
+      return Response.json({ steps: request.steps.map((s) => ({ stepName: s.name, skipped: false, error: `from ${app}` })) })
+    })
+    const steps = [
+      { name: 'update-chart', workerApp: 'charts' },
+      { name: 'lint', workerApp: 'linters' },
+      { name: 'update-values', workerApp: 'values' },
+    ]
+    const result = await httpDryRunner({ fetch, workerUrls: { values: 'http://values:1' } }).dryRun(
+      { workerApps: ['charts', 'linters', 'values'], workerUrl: 'http://w' },
+      { ...dryRunRequest, steps },
+    )
+    expect(calls.map((c) => c.url).sort()).toEqual(['http://values:1/dry-run', 'http://w/dry-run'])
+    expect(result.steps.map((s) => s.error)).toEqual(['from announced', 'from announced', 'from values'])
+  })
+
+  it.each([401, 403])('takes a worker refusing its token (%i) for an unavailable worker, not an unauthorized operator', async (status) => {
+    const { fetch } = fakeFetch(() => Response.json({ error: 'bad token', code: 'unauthorized' }, { status }))
+    const error = await httpDryRunner({ fetch })
+      .dryRun({ workerApps: ['charts'], workerUrl: 'http://w' }, dryRunRequest)
+      .catch((e) => e)
+    expect(LoomError.is(error, 'unavailable')).toBe(true)
+    expect(error.details).toEqual({ dependency: 'worker app charts' })
+    expect(error.message).toBe(`worker at http://w/dry-run answered ${status}: {"error":"bad token","code":"unauthorized"}`)
+  })
+
+  it('is unavailable naming the app when a worker app has no URL', async () => {
+    const error = await httpDryRunner()
+      .dryRun({ workerApps: ['charts'] }, dryRunRequest)
+      .catch((e) => e)
+    expect(LoomError.is(error, 'unavailable')).toBe(true)
+    expect(error.message).toContain('no URL for worker app charts')
   })
 })

@@ -1,7 +1,6 @@
-import * as v from 'valibot'
+import { dryRunAcrossApps } from './dry-runs'
 import { LoomError, type LoomErrorCode } from './errors'
-import type { DryRunner, DryRunTarget, StepDispatcher } from './ports'
-import { DryRunResultSchema } from './schemas'
+import type { DryRunner, StepDispatcher } from './ports'
 
 export interface HttpWorkerOptions {
   /** Bearer token sent to workers, which refuse calls without it when they have one configured. */
@@ -14,20 +13,19 @@ export interface HttpWorkerOptions {
   fetch?: typeof fetch
 }
 
-function urlFor(target: { workerApp?: string; workerUrl?: string }, options: HttpWorkerOptions, path: string): string {
-  const base = (target.workerApp && options.workerUrls?.[target.workerApp]) || target.workerUrl
+/** The worker app's base URL: the one configured for it, else the one its migration was announced with. */
+function baseUrlOf(workerApp: string, workerUrl: string | undefined, options: HttpWorkerOptions): string {
+  const base = options.workerUrls?.[workerApp] || workerUrl
   if (!base) {
-    throw new LoomError(
-      'unavailable',
-      `no URL for worker app ${target.workerApp ?? '(unknown)'}: announce the migration with workerUrl or configure workerUrls`,
-    )
+    throw new LoomError('unavailable', `no URL for worker app ${workerApp}: announce the migration with workerUrl or configure workerUrls`)
   }
-  return `${base.replace(/\/+$/, '')}${path}`
+  return base.replace(/\/+$/, '')
 }
 
 /**
- * A worker's 4xx is a refusal that retrying will not change; a 5xx (or no answer) may pass.
- * `conflict` is never used: for the engine it means "the run went stale".
+ * The one reading of a worker's HTTP status. A 4xx is a refusal that retrying will not
+ * change; a 5xx, 408, 429 (or no answer) may pass. `conflict` is never used: for the engine
+ * it means "the run went stale", so a worker's 409 is `invalid`.
  */
 function refusalCode(status: number): LoomErrorCode {
   if (status === 401 || status === 403) return 'unauthorized'
@@ -60,7 +58,9 @@ async function post(url: string, body: unknown, options: HttpWorkerOptions, time
 }
 
 /**
- * Dispatches steps with `POST {workerUrl}/steps/dispatch`. The default dispatcher.
+ * Dispatches steps with `POST {workerUrl}/steps/dispatch`. The default dispatcher. A worker's
+ * 2xx is its acceptance; 400, 401/403, 404 and 413 are its refusal (`invalid`,
+ * `unauthorized`, `not_found`, `too_large`), anything else or no answer `unavailable`.
  *
  * @example
  * createLoom({ store, engine, dispatcher: httpDispatcher({ token: process.env.LOOM_WORKER_TOKEN }) })
@@ -68,43 +68,39 @@ async function post(url: string, body: unknown, options: HttpWorkerOptions, time
 export function httpDispatcher(options: HttpWorkerOptions = {}): StepDispatcher {
   return {
     async dispatch(target, request) {
-      const response = await post(urlFor(target, options, '/steps/dispatch'), request, options, options.timeoutMs ?? 10_000)
+      const url = `${baseUrlOf(target.workerApp, target.workerUrl, options)}/steps/dispatch`
+      const response = await post(url, request, options, options.timeoutMs ?? 10_000)
       await response.body?.cancel()
     },
   }
 }
 
 /**
- * Asks for a dry run with `POST {workerUrl}/dry-run` and checks the answer's shape. The
- * default dry-runner.
+ * Asks for a dry run with `POST {workerUrl}/dry-run`: every distinct URL of the migration's
+ * worker apps once (`workerUrls[app]`, else the announced `workerUrl`), at once, and merges
+ * the answers step by step. The default dry-runner.
  *
  * @example
  * createLoom({ store, engine, dryRunner: httpDryRunner({ timeoutMs: 120_000 }) })
  */
 export function httpDryRunner(options: HttpWorkerOptions = {}): DryRunner {
   return {
-    async dryRun(target: DryRunTarget, request) {
-      const url = urlFor(
-        { workerApp: target.workerApps[0], ...(target.workerUrl ? { workerUrl: target.workerUrl } : {}) },
-        options,
-        '/dry-run',
-      )
-      const response = await post(url, request, options, options.timeoutMs ?? 60_000)
-      let body: unknown
-      try {
-        body = await response.json()
-      } catch {
-        throw new LoomError('unavailable', `worker at ${url} answered a dry run that is not JSON`)
+    dryRun(target, request) {
+      // Apps served at one URL share its answer: each URL is asked once.
+      const asked = new Map<string, Promise<unknown>>()
+      const ask = async (url: string) => {
+        const response = await post(url, request, options, options.timeoutMs ?? 60_000)
+        try {
+          return await response.json()
+        } catch {
+          throw new LoomError('unavailable', `worker at ${url} answered a dry run that is not JSON`)
+        }
       }
-      const result = v.safeParse(DryRunResultSchema, body)
-      if (!result.success) {
-        const issue = result.issues[0]
-        throw new LoomError(
-          'unavailable',
-          `worker at ${url} answered an invalid dry run: ${v.getDotPath(issue) ?? 'body'}: ${issue.message}`,
-        )
-      }
-      return result.output
+      return dryRunAcrossApps(target, request, (workerApp) => {
+        const url = `${baseUrlOf(workerApp, target.workerUrl, options)}/dry-run`
+        if (!asked.has(url)) asked.set(url, ask(url))
+        return asked.get(url)!
+      })
     },
   }
 }

@@ -330,10 +330,13 @@ export interface DryRunTarget {
 /** Delivers a step to the worker app that runs it. */
 export interface StepDispatcher {
   /**
-   * Hands `request` to the worker. Resolves once the worker has accepted it (it reports the
-   * outcome later through Complete). Throws `unavailable` when it could not be delivered
-   * (worth retrying), or `invalid`, `unauthorized` or `not_found` when the worker refused it
-   * (retrying will not help). Never `conflict`: that code is the run host's "run went stale".
+   * Hands `request`, unchanged, to the worker of `target.workerApp`. Resolves once that worker
+   * has accepted it, not before (it reports the outcome later through Complete). Throws
+   * `unavailable` when it could not be delivered: no worker, no answer in time, or the worker
+   * failed (worth retrying). Throws `invalid`, `unauthorized` (the worker refused Loom's token,
+   * or it was missing), `not_found` or `too_large` when the worker refused it, at once and
+   * having asked once (retrying will not help). Never `conflict`: that code is the run host's
+   * "run went stale", so a worker answering `conflict` is `invalid`.
    */
   dispatch(target: WorkerTarget, request: DispatchStepRequest): Promise<void>
 }
@@ -341,9 +344,14 @@ export interface StepDispatcher {
 /** Asks workers for the file changes a run would make, without making them. */
 export interface DryRunner {
   /**
-   * Returns one entry per step of `request.steps`, in order, each with its file diffs, or
-   * `skipped` for steps this worker does not handle. Throws `unavailable` when no worker
-   * answered.
+   * Asks each worker app of `target` that has a step to dispatch (an app whose steps are all
+   * manual review is not asked), with `request` unchanged, and returns one entry per step of
+   * `request.steps`, in order. A step takes the diffs of a worker that handles it over any
+   * worker's `skipped`; manual-review steps, and steps no worker handles, are `skipped`; a
+   * step whose worker app did not answer carries that failure in `error`. Throws
+   * `unavailable` when no worker answered, with `details.dependency` naming the worker apps;
+   * a worker's refusal counts as no answer, so a worker refusing Loom's token is
+   * `unavailable`, never `unauthorized` (that code means the operator's own token is wrong).
    */
   dryRun(target: DryRunTarget, request: DryRunRequest): Promise<DryRunResult>
 }

@@ -12,8 +12,12 @@
  * The suites use Vitest (an optional peer dependency of `@loom/core`).
  */
 export { storeContract, type StoreFactory } from './testing/store-contract'
-export { engineContract, type EngineFactory } from './testing/engine-contract'
+export { engineContract, type EngineFactory, type EngineContractOptions } from './testing/engine-contract'
 export { loomContract, type LoomFactory } from './testing/loom-contract'
+export type { ContractOptions } from './testing/contract-test'
+export { dispatcherContract, type DispatcherFactory, type DispatcherContractOptions } from './testing/dispatcher-contract'
+export { dryRunnerContract, type DryRunnerFactory, type DryRunnerContractOptions } from './testing/dry-runner-contract'
+export type { ScriptedWorker, TransportFixture, WorkerAnswer } from './testing/fakes'
 export {
   fakeWorker,
   eventually,

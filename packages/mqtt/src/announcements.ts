@@ -1,4 +1,4 @@
-import { LoomError, MigrationAnnouncementSchema, parse, type Loom, type LoomErrorCode, type RegisteredMigration } from '@loom/core'
+import { AnnounceRequestSchema, LoomError, parse, type Loom, type LoomErrorCode, type RegisteredMigration } from '@loom/core'
 import type { MqttClient } from 'mqtt'
 import { subscription, type MqttSubscription } from './subscription'
 import { topicPrefix, topics } from './topics'
@@ -76,7 +76,7 @@ export function mqttAnnouncements(
       const decoded = decode(payload)
       transport = decoded.transport
       checkToken(transport, token)
-      const announcement = parse(MigrationAnnouncementSchema, unwrap(decoded.body), '')
+      const announcement = parse(AnnounceRequestSchema, decoded.body, '')
       if (announcement.id !== migrationId) {
         throw new LoomError('invalid', `id: ${JSON.stringify(announcement.id)} is not the migration id of topic ${topic}`, {
           details: { field: 'id' },
@@ -111,13 +111,4 @@ export function mqttAnnouncements(
       if (chains.get(topic) === next) chains.delete(topic)
     })
   })
-}
-
-/** The announcement itself, from a body that may wrap it as `{ data: … }`. */
-function unwrap(body: Record<string, unknown>): Record<string, unknown> {
-  const data = body.data
-  if (body.id === undefined && typeof data === 'object' && data !== null && !Array.isArray(data)) {
-    return data as Record<string, unknown>
-  }
-  return body
 }

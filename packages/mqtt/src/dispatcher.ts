@@ -1,4 +1,5 @@
-import { LoomError, type StepDispatcher } from '@loom/core'
+import { LoomError, type LoomErrorCode } from '@loom/core'
+import type { StepDispatcher } from '@loom/core/engine'
 import type { MqttClient } from 'mqtt'
 import { createRequester } from './requester'
 import { topicPrefix, topics, workerAppLevel } from './topics'
@@ -22,7 +23,9 @@ export interface MqttStepDispatcher extends StepDispatcher {
  * body is the `DispatchStepRequest` plus `replyTo`, `correlationId` and, when configured,
  * `token`. It resolves once a worker answers that it accepted the step, so a step no worker
  * picked up fails its dispatch (and the engine retries, then fails the step) instead of
- * leaving the run waiting forever. The worker reports the outcome later, through Complete,
+ * leaving the run waiting forever. A worker's refusal keeps its code (`invalid`,
+ * `unauthorized`, `not_found`, `too_large`), so the engine fails the step at once instead of
+ * retrying what will be refused again. The worker reports the outcome later, through Complete,
  * as over HTTP. That answer is the acknowledgement, so requests and answers travel at QoS 0:
  * a lost one is a timeout, and a request is never delivered late, after its dispatch failed.
  *
@@ -45,13 +48,20 @@ export function mqttDispatcher(client: MqttClient, options: MqttDispatcherOption
       const topic = topics.dispatch(prefix, workerAppLevel(target.workerApp))
       const reply = await requester.request(topic, { ...request, ...(token ? { token } : {}) }, { timeoutMs, what })
       if (!reply.ok) {
-        // Every refusal is `unavailable`, as an HTTP worker's error status is: the engine treats
-        // other codes (`conflict`) as news about the run, which a worker's answer is not.
-        throw new LoomError('unavailable', `${what}: the worker refused (${reply.code}): ${reply.error}`, {
+        throw new LoomError(refusalCode(reply.code), `${what}: the worker refused (${reply.code}): ${reply.error}`, {
           details: { workerCode: reply.code },
         })
       }
     },
     close: () => requester.close(),
   }
+}
+
+/**
+ * The one reading of a worker's refusal over MQTT: the code it answered, except `conflict`,
+ * which is `invalid` — for the engine `conflict` means "the run went stale", and a worker's
+ * answer is never news about the run.
+ */
+function refusalCode(code: LoomErrorCode): LoomErrorCode {
+  return code === 'conflict' ? 'invalid' : code
 }

@@ -10,7 +10,7 @@
 export { mqttAnnouncements, type MqttAnnouncementsOptions, type InvalidAnnouncement } from './announcements'
 export { mqttAnnouncer, type MqttAnnouncer, type MqttAnnouncerOptions, type AnnounceOptions } from './announcer'
 export { mqttDispatcher, type MqttDispatcherOptions, type MqttStepDispatcher } from './dispatcher'
-export { mqttDryRunner, mergeDryRuns, type MqttDryRunner, type MqttDryRunnerOptions, type DryRunAnswer } from './dry-runner'
+export { mqttDryRunner, type MqttDryRunner, type MqttDryRunnerOptions } from './dry-runner'
 export { onDispatch, serveDryRun, type ReceiverOptions, type OnDispatchOptions, type ServeDryRunOptions } from './receivers'
 export type { MqttSubscription } from './subscription'
 export { DEFAULT_TOPIC_PREFIX, topicMatches } from './topics'

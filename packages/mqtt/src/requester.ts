@@ -4,7 +4,7 @@ import { routerOf, type MessageHandler } from './router'
 import { topics } from './topics'
 import { encode, parseReply, type Reply } from './wire'
 
-export interface RequestOptions {
+interface RequestOptions {
   timeoutMs: number
   /** Names the request in errors, e.g. `dispatch of step "bump" … to worker app charts`. */
   what: string

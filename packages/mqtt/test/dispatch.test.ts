@@ -1,4 +1,4 @@
-import { LoomError, type DispatchStepRequest, type DryRunRequest, type DryRunResult } from '@loom/core'
+import type { DispatchStepRequest, DryRunRequest, DryRunResult } from '@loom/core'
 import { expectLoomError } from '@loom/core/testing'
 import type { MqttClient } from 'mqtt'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -65,20 +65,6 @@ describe.each(pairings(broker.versions))(
         await receiver.stop()
       })
 
-      it('only reaches the worker app the step belongs to', async () => {
-        const charts: string[] = []
-        const values: string[] = []
-        const a = onDispatch(worker, { workerApp: 'charts', topicPrefix: prefix, handler: (r) => void charts.push(r.stepName) })
-        const b = onDispatch(worker, { workerApp: 'values', topicPrefix: prefix, handler: (r) => void values.push(r.stepName) })
-        await Promise.all([a.ready, b.ready])
-        const dispatcher = mqttDispatcher(server, { topicPrefix: prefix })
-        await dispatcher.dispatch({ workerApp: 'values' }, { ...request, stepName: 'update-values' })
-        await dispatcher.dispatch({ workerApp: 'charts' }, request)
-        expect(charts).toEqual(['bump-chart'])
-        expect(values).toEqual(['update-values'])
-        await dispatcher.close()
-      })
-
       it('fails as unavailable with the worker’s reason when its handler throws', async () => {
         const logger = recordingLogger()
         onDispatch(worker, {
@@ -97,22 +83,6 @@ describe.each(pairings(broker.versions))(
         await dispatcher.close()
       })
 
-      it('keeps every refusal unavailable, even a worker’s conflict, so the engine never takes it for a stale run', async () => {
-        const receiver = onDispatch(worker, {
-          workerApp: 'charts',
-          topicPrefix: prefix,
-          logger: recordingLogger(),
-          handler: () => {
-            throw new LoomError('conflict', 'busy')
-          },
-        })
-        await receiver.ready
-        const dispatcher = mqttDispatcher(server, { topicPrefix: prefix })
-        const error = await expectLoomError(dispatcher.dispatch({ workerApp: 'charts' }, request), 'unavailable')
-        expect(error.details).toEqual({ workerCode: 'conflict' })
-        await dispatcher.close()
-      })
-
       it('fails as unavailable when no worker app answers in time', async () => {
         const dispatcher = mqttDispatcher(server, { topicPrefix: prefix, timeoutMs: 200 })
         const error = await expectLoomError(dispatcher.dispatch({ workerApp: 'nobody' }, request), 'unavailable')
@@ -122,7 +92,7 @@ describe.each(pairings(broker.versions))(
         await dispatcher.close()
       })
 
-      it('refuses a dispatch without the worker’s token, and handles one with it', async () => {
+      it('is refused as unauthorized without the worker’s token, so the engine does not retry it, and handled with it', async () => {
         const received: string[] = []
         const logger = recordingLogger()
         const receiver = onDispatch(worker, {
@@ -136,10 +106,10 @@ describe.each(pairings(broker.versions))(
         const anonymous = mqttDispatcher(server, { topicPrefix: prefix })
         const wrong = mqttDispatcher(server, { topicPrefix: prefix, token: 'guess' })
         const right = mqttDispatcher(server, { topicPrefix: prefix, token: 'w0rker' })
-        expect((await expectLoomError(anonymous.dispatch({ workerApp: 'charts' }, request), 'unavailable')).message).toMatch(
+        expect((await expectLoomError(anonymous.dispatch({ workerApp: 'charts' }, request), 'unauthorized')).message).toMatch(
           /the worker refused \(unauthorized\): token: missing$/,
         )
-        expect((await expectLoomError(wrong.dispatch({ workerApp: 'charts' }, request), 'unavailable')).message).toMatch(
+        expect((await expectLoomError(wrong.dispatch({ workerApp: 'charts' }, request), 'unauthorized')).message).toMatch(
           /the worker refused \(unauthorized\): token: does not match$/,
         )
         expect(received).toEqual([])
@@ -205,21 +175,6 @@ describe.each(pairings(broker.versions))(
         await dryRunner.close()
       })
 
-      it('asks every worker app of the migration and merges their answers step by step', async () => {
-        const charts = serveDryRun(worker, { workerApp: 'charts', topicPrefix: prefix, handler: answering('bump-chart', 'from charts') })
-        const values = serveDryRun(worker, { workerApp: 'values', topicPrefix: prefix, handler: answering('update-values', 'from values') })
-        await Promise.all([charts.ready, values.ready])
-        const dryRunner = mqttDryRunner(server, { topicPrefix: prefix })
-        const result = await dryRunner.dryRun({ workerApps: ['charts', 'values'] }, dryRunRequest)
-        expect(result).toEqual({
-          steps: [
-            { stepName: 'bump-chart', skipped: false, files: [diff('from charts')] },
-            { stepName: 'update-values', skipped: false, files: [diff('from values')] },
-          ],
-        })
-        await dryRunner.close()
-      })
-
       it('returns what answered and names the worker app that did not', async () => {
         const charts = serveDryRun(worker, { workerApp: 'charts', topicPrefix: prefix, handler: answering('bump-chart', 'from charts') })
         await charts.ready
@@ -245,9 +200,7 @@ describe.each(pairings(broker.versions))(
         })
         await broken.ready
         const invalid = await expectLoomError(dryRunner.dryRun({ workerApps: ['charts'] }, dryRunRequest), 'unavailable')
-        expect(invalid.message).toBe(
-          'dry run of app-chart for billing-api by worker app charts: invalid answer: result.steps.0.skipped: is required',
-        )
+        expect(invalid.message).toBe('worker app charts answered an invalid dry run: steps.0.skipped: is required')
         await dryRunner.close()
       })
 
@@ -272,36 +225,7 @@ describe.each(pairings(broker.versions))(
         await dryRunner.close()
       })
 
-      it('does not ask a worker app whose steps are all manual review', async () => {
-        const askedReviewers: string[] = []
-        const charts = serveDryRun(worker, { workerApp: 'charts', topicPrefix: prefix, handler: answering('bump-chart', 'x') })
-        // No real worker serves a manual-review app; one here only proves it is not asked.
-        const reviewers = serveDryRun(worker, {
-          workerApp: 'reviewers',
-          topicPrefix: prefix,
-          handler: (r) => {
-            askedReviewers.push(r.candidate.id)
-            return answering('approve', 'x')(r)
-          },
-        })
-        await Promise.all([charts.ready, reviewers.ready])
-        const dryRunner = mqttDryRunner(server, { topicPrefix: prefix })
-        const result = await dryRunner.dryRun(
-          { workerApps: ['charts', 'reviewers'] },
-          {
-            ...dryRunRequest,
-            steps: [dryRunRequest.steps[0]!, { name: 'approve', workerApp: 'reviewers', config: { type: 'manual-review' } }],
-          },
-        )
-        expect(result.steps.map((s) => [s.stepName, s.skipped])).toEqual([
-          ['bump-chart', false],
-          ['approve', true],
-        ])
-        expect(askedReviewers).toEqual([])
-        await dryRunner.close()
-      })
-
-      it('refuses a dry run without the worker’s token', async () => {
+      it('takes a worker refusing the token for an unavailable worker, naming it, never an unauthorized operator', async () => {
         const responder = serveDryRun(worker, {
           workerApp: 'charts',
           topicPrefix: prefix,
@@ -313,6 +237,7 @@ describe.each(pairings(broker.versions))(
         const anonymous = mqttDryRunner(server, { topicPrefix: prefix })
         const error = await expectLoomError(anonymous.dryRun({ workerApps: ['charts'] }, dryRunRequest), 'unavailable')
         expect(error.message).toMatch(/the worker refused \(unauthorized\): token: missing$/)
+        expect(error.details).toEqual({ dependency: 'worker app charts' })
         const right = mqttDryRunner(server, { topicPrefix: prefix, token: 'w0rker' })
         expect((await right.dryRun({ workerApps: ['charts'] }, dryRunRequest)).steps[0]?.skipped).toBe(false)
         await Promise.all([anonymous.close(), right.close()])

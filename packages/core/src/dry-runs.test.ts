@@ -1,6 +1,6 @@
-import type { DryRunRequest } from '@loom/core'
+import type { DryRunRequest } from './schemas'
 import { describe, expect, it } from 'vitest'
-import { mergeDryRuns } from './dry-runner'
+import { mergeDryRuns } from './dry-runs'
 
 const request: DryRunRequest = {
   migrationId: 'app-chart',
