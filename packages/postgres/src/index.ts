@@ -2,10 +2,11 @@
  * @loom/postgres — Loom's `MigrationStore` on PostgreSQL. `postgresStore(sql)` runs on the
  * caller's `postgres` (postgres.js) client over a normalised schema (migrations, steps,
  * candidates, runs, run steps, cancelled attempts) that `migrate` creates and upgrades under
- * an advisory lock. Each status change is one compare-and-set on the run's row version,
- * written with its audit record; listing joins, filters and pages in one query. `pglite({ dataDir })`
- * serves the same SQL from PGlite embedded in the process and persisted in a folder: the
- * default database of the standalone server and the console.
+ * an advisory lock. Core decides each status change; the store writes it with one
+ * compare-and-set on the run's row version, audit record included. Listing joins, filters
+ * and pages in one query. `pglite({ dataDir })` serves the same SQL from PGlite embedded in
+ * the process and persisted in a folder: the default database of the standalone server and
+ * the console.
  */
 export { postgresStore, type PostgresStore, type PostgresStoreOptions } from './postgres-store'
 export { migrate, SCHEMA_VERSION, DEFAULT_SCHEMA, type MigrateOptions, type MigrateResult } from './schema'

@@ -40,8 +40,7 @@ describe('pglite({ dataDir })', () => {
       const run = await store.transition({
         migrationId: 'from-child',
         candidateId: 'svc-1',
-        from: ['queued'],
-        to: 'running',
+        action: 'execute',
         at: new Date().toISOString(),
       })
       expect(run.ok).toBe(true)

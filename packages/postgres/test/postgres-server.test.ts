@@ -3,15 +3,8 @@
  * different pools, and connections killed under the store. PGlite runs one transaction at a
  * time, so there these races cannot happen at all.
  */
-import {
-  LoomError,
-  STATUS_RULES,
-  candidateStatusOf,
-  type CandidateStatus,
-  type RunState,
-  type StatusAction,
-  type TransitionResult,
-} from '@loom/core'
+import { LoomError, type CandidateStatus } from '@loom/core'
+import { STATUS_RULES, candidateStatusOf, type StatusAction, type TransitionResult } from '@loom/core/store'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { postgresStore, type PostgresStore } from '../src/index'
 import { DATABASE_URL, NEEDS_SERVER, scratchStore, serverPool, sharedPool } from './databases'
@@ -45,8 +38,7 @@ describe.skipIf(!DATABASE_URL)(`postgresStore under contention ${NEEDS_SERVER}`,
   const request = (candidateId: string, action: StatusAction, at = new Date().toISOString()) => ({
     migrationId: 'app-chart',
     candidateId,
-    from: STATUS_RULES[action].from,
-    to: STATUS_RULES[action].to,
+    action,
     at,
   })
 
@@ -87,7 +79,7 @@ describe.skipIf(!DATABASE_URL)(`postgresStore under contention ${NEEDS_SERVER}`,
       const balance = new Map<CandidateStatus, number>(STATUSES.map((s) => [s, s === 'not_started' ? 1 : 0]))
       for (const w of won) {
         if (!w.result.ok) continue
-        const to = candidateStatusOf(STATUS_RULES[w.action].to as RunState)
+        const to = candidateStatusOf(STATUS_RULES[w.action].to)
         balance.set(w.result.previous, balance.get(w.result.previous)! - 1)
         balance.set(to, balance.get(to)! + 1)
       }

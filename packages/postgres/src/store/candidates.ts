@@ -1,0 +1,73 @@
+import type { CandidateQuery, CandidateWithStatus } from '@loom/core'
+import { joinRunId, type CandidatePage, type MigrationStore } from '@loom/core/store'
+import type { StoreContext } from './context'
+import { candidateOf, candidateRows, foldCase, runOf } from './rows'
+
+type CandidateMethods = Pick<MigrationStore, 'replaceCandidates' | 'listCandidates' | 'getCandidate'>
+
+/** A migration's candidates: replaced by the schema's function, listed with their statuses in one statement. */
+export function candidateMethods(ctx: StoreContext): CandidateMethods {
+  const { sql, tables: T, fn, call, candidateStatus, runColumns, fromCandidate } = ctx
+  return {
+    replaceCandidates(migrationId, candidates) {
+      return call(async () => {
+        const [row] = await sql`
+          select ${fn('replace_candidates')}(${migrationId}::text, ${candidateRows(candidates)}::text::json) as replaced
+        `
+        return row!.replaced === true
+      })
+    },
+
+    listCandidates(migrationId, query: CandidateQuery = {}): Promise<CandidatePage | undefined> {
+      return call(async () => {
+        const q = query.q ? foldCase(query.q) : null
+        const status = query.status ?? null
+        /** The candidates that match, joined with their status; the filter is written once for both queries below. */
+        const matching = () => sql`
+          from ${T.candidates} c
+          left join ${T.runs} r on r.migration_id = c.migration_id and r.candidate_id = c.id
+          cross join lateral (select ${candidateStatus()} as status) st
+          where c.migration_id = ${migrationId}
+            and (${status}::text is null or st.status = ${status}::text)
+            and (${q}::text is null or exists (select 1 from unnest(c.search) term where strpos(term, ${q}::text) > 0))
+        `
+        // The page carries the total; only an empty page (no match, an offset past the end, or
+        // no such migration) needs a second statement to tell which.
+        const rows = await sql`
+          select count(*) over ()::int as total, c.id, c.kind, c.metadata, c.state, c.files, st.status
+          ${matching()}
+          order by c.position
+          limit ${query.limit ?? null}::int offset ${query.offset ?? 0}::int
+        `
+        if (rows.length === 0) {
+          const [row] = await sql`
+            select (select count(*) ${matching()})::int as total
+            from ${T.migrations} m where m.id = ${migrationId}
+          `
+          return row && { candidates: [], total: Number(row.total) }
+        }
+        const candidates: CandidateWithStatus[] = []
+        for (const row of rows) {
+          const candidate = candidateOf(row) as CandidateWithStatus
+          candidate.status = row.status
+          if (row.status !== 'not_started') candidate.runId = joinRunId(migrationId, row.id)
+          candidates.push(candidate)
+        }
+        return { candidates, total: Number(rows[0]!.total) }
+      })
+    },
+
+    getCandidate(migrationId, candidateId) {
+      return call(async () => {
+        const [row] = await sql`
+          select c.id, c.kind, c.metadata, c.state, c.files, ${runColumns()}
+          ${fromCandidate(migrationId, candidateId)}
+        `
+        if (!row) return undefined
+        const candidate = candidateOf(row)
+        if (row.candidate_id === null) return { candidate }
+        return { candidate, run: runOf(row) }
+      })
+    },
+  }
+}

@@ -1,0 +1,96 @@
+import type { CancelledAttempt, Candidate } from '@loom/core'
+import { emptyCounts, type MigrationDefinition, type MigrationRecord, type MigrationStore, type MigrationSummary } from '@loom/core/store'
+import type { StoreContext } from './context'
+import { candidateRows, iso, jsonOrNull, migrationOf, type Row } from './rows'
+
+type MigrationMethods = Pick<MigrationStore, 'upsertMigration' | 'getMigration' | 'listMigrations' | 'deleteMigration'>
+
+/** Migrations with their steps, counts and cancelled attempts; the rewrites are single calls of the schema's functions. */
+export function migrationMethods(ctx: StoreContext): MigrationMethods {
+  const { sql, tables: T, ms, fn, call, candidateStatus } = ctx
+
+  /** The migration rows with steps, counts and cancelled attempts; all of them when `id` is undefined. */
+  const summaries = async (id: string | undefined): Promise<MigrationSummary[]> => {
+    const rows = await sql`
+      select
+        m.id, m.name, m.description, m.worker_url,
+        ${ms('m.created_at')} as created_at,
+        coalesce((
+          select json_agg(json_build_object(
+            'name', s.name, 'workerApp', s.worker_app, 'description', s.description,
+            'config', s.config, 'files', s.files
+          ) order by s.position)
+          from ${T.steps} s where s.migration_id = m.id
+        ), '[]'::json) as steps,
+        coalesce((
+          select json_agg(json_build_object(
+            'runId', a.run_id, 'candidateId', a.candidate_id, 'cancelledAt', ${ms('a.cancelled_at')}
+          ) order by a.id)
+          from ${T.cancelled} a where a.migration_id = m.id
+        ), '[]'::json) as cancelled,
+        counts.*
+      from ${T.migrations} m
+      cross join lateral (
+        select
+          count(*)::int as total,
+          (count(*) filter (where st.status = 'queued'))::int as queued,
+          (count(*) filter (where st.status = 'running'))::int as running,
+          (count(*) filter (where st.status = 'completed'))::int as completed
+        from ${T.candidates} c
+        left join ${T.runs} r on r.migration_id = c.migration_id and r.candidate_id = c.id
+        cross join lateral (select ${candidateStatus()} as status) st
+        where c.migration_id = m.id
+      ) counts
+      where ${id === undefined ? sql`true` : sql`m.id = ${id}`}
+      order by m.seq
+    `
+    return rows.map((row) => {
+      const counts = emptyCounts()
+      counts.queued = Number(row.queued)
+      counts.running = Number(row.running)
+      counts.completed = Number(row.completed)
+      counts.not_started = Number(row.total) - counts.queued - counts.running - counts.completed
+      const cancelledAttempts: CancelledAttempt[] = (row.cancelled as Row[]).map((a) => ({
+        runId: a.runId,
+        candidateId: a.candidateId,
+        cancelledAt: iso(a.cancelledAt),
+      }))
+      return { ...migrationOf(row), counts, cancelledAttempts }
+    })
+  }
+
+  return {
+    upsertMigration(definition: MigrationDefinition, candidates?: Candidate[]) {
+      return call(async () => {
+        const steps = JSON.stringify(
+          definition.steps.map((s) => [s.name, s.workerApp, s.description ?? null, jsonOrNull(s.config), jsonOrNull(s.files)]),
+        )
+        const [row] = await sql`
+          select (extract(epoch from ${fn('upsert_migration')}(
+            ${definition.id}::text, ${definition.name}::text, ${definition.description ?? null}::text,
+            ${definition.workerUrl ?? null}::text, ${new Date().toISOString()}::timestamptz,
+            ${steps}::text::json, ${candidates ? candidateRows(candidates) : null}::text::json
+          )) * 1000)::float8 as created_at
+        `
+        const record: MigrationRecord = { ...structuredClone(definition), createdAt: iso(row!.created_at) }
+        return record
+      })
+    },
+
+    async getMigration(id) {
+      const [summary] = await call(() => summaries(id))
+      return summary
+    },
+
+    listMigrations() {
+      return call(() => summaries(undefined))
+    },
+
+    deleteMigration(id) {
+      return call(async () => {
+        const [row] = await sql`select ${fn('delete_migration')}(${id}::text) as outcome`
+        return row!.outcome as 'deleted' | 'not_found' | 'running'
+      })
+    },
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Rows to records and records to parameters. The store reads timestamps as epoch
+ * milliseconds and JSON columns as the client parses them; every optional field that is
+ * NULL in its column is absent from the record, as it was when written.
+ */
+import type { Candidate, StepDefinition } from '@loom/core'
+import { joinRunId, type MigrationRecord, type RecordedStep, type RunRecord } from '@loom/core/store'
+
+export type Row = Record<string, any>
+
+export function migrationOf(row: Row): MigrationRecord {
+  const record: MigrationRecord = {
+    id: row.id,
+    name: row.name,
+    steps: (row.steps as Row[]).map(stepOf),
+    createdAt: iso(row.created_at),
+  }
+  if (row.description !== null) record.description = row.description
+  if (row.worker_url !== null) record.workerUrl = row.worker_url
+  return record
+}
+
+function stepOf(row: Row): StepDefinition {
+  const step: StepDefinition = { name: row.name, workerApp: row.workerApp }
+  if (row.description !== null) step.description = row.description
+  if (row.config !== null) step.config = row.config
+  if (row.files !== null) step.files = row.files
+  return step
+}
+
+export function candidateOf(row: Row): Candidate {
+  const candidate: Candidate = { id: row.id }
+  if (row.kind !== null) candidate.kind = row.kind
+  if (row.metadata !== null) candidate.metadata = row.metadata
+  if (row.state !== null) candidate.state = row.state
+  if (row.files !== null) candidate.files = row.files
+  return candidate
+}
+
+/** The run of a row selected with `runColumns`. */
+export function runOf(row: Row): RunRecord {
+  const run: RunRecord = {
+    runId: joinRunId(row.migration_id, row.candidate_id),
+    migrationId: row.migration_id,
+    candidateId: row.candidate_id,
+    attempt: Number(row.attempt),
+    state: row.run_state,
+    currentStep: Number(row.current_step),
+    steps: (row.steps as Row[]).map((s): RecordedStep => ({ result: s.result, done: s.done, at: iso(s.at) })),
+    updatedAt: iso(row.updated_at),
+  }
+  if (row.started_at !== null) run.startedAt = iso(row.started_at)
+  return run
+}
+
+/** ISO 8601 UTC of epoch milliseconds (a number, or its text from a float8 column). */
+export function iso(ms: number | string): string {
+  return new Date(Number(ms)).toISOString()
+}
+
+/** JSON text for a json column, or null for an absent value. */
+export function jsonOrNull(value: unknown): string | null {
+  return value === undefined ? null : JSON.stringify(value)
+}
+
+/**
+ * A candidate list as the schema's functions take it: JSON text of one array of strings
+ * per candidate. Sent as one text parameter, it needs none of the client's array types.
+ */
+export function candidateRows(candidates: Candidate[]): string {
+  return JSON.stringify(
+    candidates.map((c) => [
+      c.id,
+      c.kind ?? null,
+      jsonOrNull(c.metadata),
+      jsonOrNull(c.state),
+      jsonOrNull(c.files),
+      JSON.stringify(searchTerms(c)),
+    ]),
+  )
+}
+
+/**
+ * What `q` is matched against: the id and each metadata value, lower-cased the way
+ * `matchesQuery` does it. PostgreSQL text cannot hold NUL or a lone surrogate, so NUL
+ * becomes U+FFFF and a lone surrogate U+FFFD, in the terms and the needle alike.
+ */
+function searchTerms(candidate: Candidate): string[] {
+  return [candidate.id, ...Object.values(candidate.metadata ?? {})].map(foldCase)
+}
+
+/** Text folded the way `searchTerms` folds it, so a needle and the terms compare alike. */
+export function foldCase(s: string): string {
+  return s.toLowerCase().replaceAll('\u0000', '\uffff').replace(LONE_SURROGATE, '\ufffd')
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
