@@ -58,6 +58,27 @@ describe('requests', () => {
     expect(requests).toEqual([])
   })
 
+  it('gets one candidate with its status, its ids encoded and checked before sending', async () => {
+    const { client, loom, requests } = await over()
+    await loom.announce(announcement(M, { candidates: [...candidates(1), { id: 'svc.a', kind: 'application' }] }))
+    const runId = await loom.queue(M, 'svc-0')
+    expect(await client.getCandidate(M, 'svc-0')).toEqual({ ...candidates(1)[0], status: 'queued', runId })
+    expect(await client.getCandidate(M, 'svc.a')).toEqual({ id: 'svc.a', kind: 'application', status: 'not_started' })
+    await expectLoomError(client.getCandidate(M, 'ghost'), 'not_found')
+    await expectLoomError(client.getCandidate('ghost', 'svc-0'), 'not_found')
+    expect(requests.map((r) => new URL(r.url).pathname)).toEqual([
+      `/api/migrations/${M}/candidates/svc-0`,
+      `/api/migrations/${M}/candidates/svc.a`,
+      `/api/migrations/${M}/candidates/ghost`,
+      '/api/migrations/ghost/candidates/svc-0',
+    ])
+    const error = await expectLoomError(client.getCandidate(M, ''), 'invalid')
+    expect(error.message).toBe('candidateId: must not be empty')
+    await expectLoomError(client.getCandidate(M, 'a/b'), 'invalid')
+    await expectLoomError(client.getCandidate('..', 'svc-0'), 'invalid')
+    expect(requests).toHaveLength(4)
+  })
+
   it('pages a search with its query and reads the total from X-Total-Count', async () => {
     const { client, loom, requests } = await over()
     await loom.announce(announcement(M, { candidates: candidates(5) }))

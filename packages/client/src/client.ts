@@ -195,6 +195,13 @@ export function createClient(options: ClientOptions): LoomClient {
 
     listCandidates: (migrationId: string) => json<CandidateWithStatus[]>('GET', `/migrations/${segment(migrationId)}/candidates`),
 
+    async getCandidate(migrationId: string, candidateId: string): Promise<CandidateWithStatus> {
+      // Checked here as createLoom checks them: an empty id would otherwise reach another route.
+      parse(SlugSchema, migrationId, 'migrationId')
+      parse(SlugSchema, candidateId, 'candidateId')
+      return json<CandidateWithStatus>('GET', `/migrations/${segment(migrationId)}/candidates/${segment(candidateId)}`)
+    },
+
     async searchCandidates(migrationId: string, query: CandidateQuery): Promise<CandidateSearchResult> {
       const params = new URLSearchParams()
       for (const [key, value] of Object.entries(query ?? {})) if (value !== undefined) params.set(key, String(value))

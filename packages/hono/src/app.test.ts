@@ -227,6 +227,37 @@ describe('GET /migrations/{id}/candidates', () => {
   })
 })
 
+describe('GET /migrations/{id}/candidates/{candidateId}', () => {
+  it('200 with the candidate, its status and its run id', async () => {
+    t = await setup()
+    await announce(2)
+    const runId = await bring('queued')
+    const res = await t.call('GET', `/migrations/${M}/candidates/svc-0`)
+    expect(res.status).toBe(200)
+    expect(res.json).toEqual({ ...candidates(1)[0], status: 'queued', runId })
+    expect((await t.call('GET', `/migrations/${M}/candidates/svc-1`)).json).toEqual({ ...candidates(2)[1], status: 'not_started' })
+  })
+
+  it('400 naming the id that breaks the rules', async () => {
+    t = await setup()
+    await announce(1)
+    const bad = await t.call('GET', `/migrations/${M}/candidates/a__b`)
+    expect(bad.status).toBe(400)
+    expect(bad.json).toMatchObject({ code: 'invalid', field: 'candidateId' })
+    expect((await t.call('GET', '/migrations/a__b/candidates/svc-0')).json).toMatchObject({ code: 'invalid', field: 'migrationId' })
+  })
+
+  it('404 for an unknown migration or candidate', async () => {
+    t = await setup()
+    await announce(1)
+    for (const path of [`/migrations/ghost/candidates/svc-0`, `/migrations/${M}/candidates/ghost`]) {
+      const res = await t.call('GET', path)
+      expect(res.status, path).toBe(404)
+      expect(res.json.code, path).toBe('not_found')
+    }
+  })
+})
+
 describe('POST /migrations/{id}/queue', () => {
   it('202 with the run id, by candidateId or by candidate', async () => {
     t = await setup()
@@ -459,7 +490,8 @@ describe('GET /status/{runId}', () => {
     expect(res.json).toEqual({
       instanceId: runId,
       runtimeStatus: 'COMPLETED',
-      result: { migrationId: M, status: 'completed', results: [event('update-chart')] },
+      // The candidate as it was dispatched, not the `{id}` the worker reported (API 0.2).
+      result: { migrationId: M, status: 'completed', results: [{ ...event('update-chart'), candidate: candidates(1)[0] }] },
     })
   })
 

@@ -1,28 +1,24 @@
-import {
-  CandidateQuerySchema,
-  CandidateRefSchema,
-  LoomError,
-  MigrationAnnouncementSchema,
-  RegisterMigrationRequestSchema,
-  StepCompletedEventSchema,
-  SubmitCandidatesRequestSchema,
-  type Loom,
-} from '@loom/core'
+import { type Loom, LoomError, RunStatusResponseSchema } from '@loom/core'
 import { Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { methodNotAllowed } from 'hono/method-not-allowed'
 import * as v from 'valibot'
-import { bearer } from './auth'
-import { errorResponse, toErrorResponse, type LoomErrorBody } from './errors'
+import { bearerGuards } from './auth'
+import { describeRoute } from './describe'
+import { errorResponse, type LoomErrorBody, toErrorResponse } from './errors'
 import { eventHub, eventStream } from './events'
 import { listCache } from './list-cache'
+import { migrationRoutes } from './migrations'
 import { openApiDocument } from './openapi'
-import { jsonBody, queryOf, slugParam } from './validation'
+import { registryRoutes } from './registry'
+import { reportRoutes, runRoutes } from './runs'
+import { runIdParam } from './validation'
 
 export interface LoomAppOptions {
   /**
    * Bearer token for the operator routes (everything but the worker routes, `/health`
    * and `/openapi.json`). Also accepted on worker routes. Unset: operator routes are open.
+   * RFC 6750 token characters only (A–Z a–z 0–9 . _ ~ + / - and trailing `=`).
    */
   token?: string
   /**
@@ -52,33 +48,13 @@ export interface LoomAppOptions {
   onError?: (error: unknown) => void
 }
 
-const SummaryQuerySchema = v.object({ summary: v.optional(v.picklist(['true', 'false'], 'must be true or false')) })
-
-/** `limit` and `offset` arrive as text; numbers in, so core's schema judges them. */
-const numbersIn = (query: Record<string, string>) => {
-  const out: Record<string, unknown> = { ...query }
-  for (const key of ['limit', 'offset']) {
-    const value = query[key]
-    if (value !== undefined && /^-?\d+$/.test(value)) out[key] = Number(value)
-  }
-  return out
-}
-
-/** API 0.2 workers send the announcement bare or wrapped as `{ data: … }`. */
-const AnnounceBodySchema = v.pipe(
-  v.unknown(),
-  v.transform((body) =>
-    typeof body === 'object' && body !== null && 'data' in body && !('id' in body) ? (body as { data: unknown }).data : body,
-  ),
-  MigrationAnnouncementSchema,
-)
-
 /**
  * The HTTP API of `http-api.md` as a Hono app: a thin translation of every route to the
  * `Loom` interface, which does the work. Requests are validated with core's schemas
  * before they reach `loom`; every failure answers `{ error, code }` with the status of its
- * code. Mount it wherever you like; it uses Web-standard APIs only, so it runs on Node,
- * Bun and workerd (each proven by an example test).
+ * code. Each route carries its description, from which `GET /openapi.json` is generated.
+ * Mount it wherever you like; it uses Web-standard APIs only, so it runs on Node, Bun and
+ * workerd (each proven by an example test).
  *
  * @example
  * import { Hono } from 'hono'
@@ -90,71 +66,11 @@ const AnnounceBodySchema = v.pipe(
  */
 export function loomApp(loom: Loom, options: LoomAppOptions = {}) {
   const onError = options.onError ?? ((error: unknown) => console.error('[loom] unhandled error in loomApp:', error))
-  const operator = bearer([options.token], 'operator')
-  const worker = bearer([options.workerToken ?? options.token, options.token], 'worker')
+  const guards = bearerGuards(options)
   const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024
   const hub = eventHub(loom, options.eventReplayMs ?? 60_000)
   const lists = options.cacheCandidateLists ? listCache(loom) : undefined
   let openapi: Record<string, unknown> | undefined
-  const migrationId = slugParam('id', 'migrationId')
-
-  const migrations = new Hono()
-    .get('/', operator, queryOf(SummaryQuerySchema), async (c) =>
-      c.json({ migrations: await loom.listMigrations({ summary: c.req.valid('query').summary === 'true' }) }),
-    )
-    .post('/', operator, jsonBody(RegisterMigrationRequestSchema), async (c) => c.json(await loom.register(c.req.valid('json')), 201))
-    .get('/:id', operator, migrationId, async (c) => c.json(await loom.getMigration(c.req.valid('param').id)))
-    .delete('/:id', operator, migrationId, async (c) => {
-      await loom.deleteMigration(c.req.valid('param').id)
-      return c.body(null, 204)
-    })
-    .post('/:id/candidates', worker, migrationId, jsonBody(SubmitCandidatesRequestSchema), async (c) => {
-      await loom.submitCandidates(c.req.valid('param').id, c.req.valid('json').candidates)
-      return c.body(null, 204)
-    })
-    .get('/:id/candidates', operator, migrationId, queryOf(CandidateQuerySchema, numbersIn), async (c) => {
-      const id = c.req.valid('param').id
-      // API 0.2 clients expect the bare list of every candidate; a query pages it and counts.
-      if (Object.keys(c.req.query()).length === 0) {
-        if (lists) return c.body(await lists.get(id), 200, { 'content-type': 'application/json' })
-        return c.json(await loom.listCandidates(id))
-      }
-      const { candidates, total } = await loom.searchCandidates(id, c.req.valid('query'))
-      return c.json(candidates, 200, { 'X-Total-Count': String(total) })
-    })
-    .post('/:id/queue', operator, migrationId, jsonBody(CandidateRefSchema), async (c) =>
-      c.json({ runId: await loom.queue(c.req.valid('param').id, candidateIdOf(c.req.valid('json'))) }, 202),
-    )
-    .post('/:id/dry-run', operator, migrationId, jsonBody(CandidateRefSchema), async (c) =>
-      c.json(await loom.dryRun(c.req.valid('param').id, candidateIdOf(c.req.valid('json')))),
-    )
-
-  const registry = new Hono().post('/announce', worker, jsonBody(AnnounceBodySchema), async (c) =>
-    c.json(await loom.announce(c.req.valid('json'))),
-  )
-
-  // Run ids are not validated here: one that does not parse names no run, and `loom` answers 404.
-  const runs = new Hono()
-    .get('/:runId', operator, async (c) => c.json(await loom.getRun(c.req.param('runId'))))
-    .delete('/:runId/dequeue', operator, async (c) => {
-      await loom.dequeue(c.req.param('runId'))
-      return c.body(null, 204)
-    })
-    .post('/:runId/execute', operator, async (c) => c.json({ runId: await loom.execute(c.req.param('runId')) }, 202))
-    .post('/:runId/cancel', operator, async (c) => {
-      await loom.cancel(c.req.param('runId'))
-      return c.body(null, 204)
-    })
-
-  const events = new Hono()
-    .post('/:runId', worker, jsonBody(StepCompletedEventSchema), async (c) => {
-      await loom.complete(c.req.param('runId'), c.req.valid('json'))
-      return c.json({ status: 'accepted' as const }, 202)
-    })
-    .post('/:runId/pr-opened', worker, jsonBody(StepCompletedEventSchema), async (c) => {
-      await loom.prOpened(c.req.param('runId'), c.req.valid('json'))
-      return c.json({ status: 'accepted' as const }, 202)
-    })
 
   const app = new Hono()
   return app
@@ -183,25 +99,67 @@ export function loomApp(loom: Loom, options: LoomAppOptions = {}) {
           ),
       }),
     )
-    .route('/migrations', migrations)
-    .route('/registry', registry)
-    .route('/runs', runs)
-    .route('/event', events)
-    .get('/status/:runId', operator, async (c) => c.json(await loom.runStatus(c.req.param('runId'))))
-    .get('/events', operator, (c) => eventStream(c, hub, options.heartbeatMs ?? 15_000))
-    .get('/openapi.json', (c) =>
-      c.json(
-        (openapi ??= openApiDocument({ operatorAuth: Boolean(options.token), workerAuth: Boolean(options.workerToken ?? options.token) })),
-      ),
+    .route('/migrations', migrationRoutes(loom, guards, lists))
+    .route('/registry', registryRoutes(loom, guards))
+    .route('/runs', runRoutes(loom, guards))
+    .route('/event', reportRoutes(loom, guards))
+    .get(
+      '/status/:runId',
+      describeRoute({
+        operationId: 'runStatus',
+        summary: 'The engine-level view of an executed run (API 0.2’s /status)',
+        responses: { 200: { description: 'The run’s runtime status', body: RunStatusResponseSchema } },
+        errors: { not_found: 'the run has not been executed' },
+      }),
+      guards.operator,
+      runIdParam,
+      async (c) => c.json(await loom.runStatus(c.req.valid('param').runId)),
     )
-    .get('/health', async (c) => c.json(await loom.health()))
+    .get(
+      '/events',
+      describeRoute({
+        operationId: 'events',
+        summary: 'Server-sent events: one `event: <type>` message per change, its data a LoomEvent; reconnect with Last-Event-ID',
+        parameters: [{ name: 'Last-Event-ID', in: 'header', required: false, schema: v.string() }],
+        responses: {
+          200: {
+            description: 'The event stream',
+            content: {
+              'text/event-stream': {
+                schema: {
+                  type: 'string',
+                  description: 'Each message: `id: {instance}-{n}`, `event: <LoomEvent type>`, `data: <LoomEvent as JSON>`',
+                },
+              },
+            },
+          },
+        },
+      }),
+      guards.operator,
+      (c) => eventStream(c, hub, options.heartbeatMs ?? 15_000),
+    )
+    .get(
+      '/openapi.json',
+      describeRoute({
+        operationId: 'openapi',
+        summary: 'This document',
+        responses: { 200: { description: 'The OpenAPI 3.1 document', content: { 'application/json': { schema: { type: 'object' } } } } },
+      }),
+      (c) => c.json((openapi ??= openApiDocument(app))),
+    )
+    .get(
+      '/health',
+      describeRoute({
+        operationId: 'health',
+        summary: 'Whether the store and the engine answer',
+        responses: { 200: { description: 'Healthy', body: v.object({ status: v.literal('ok') }) } },
+        errors: { unavailable: 'the store or the engine does not answer, `dependency` names which' },
+      }),
+      async (c) => c.json(await loom.health()),
+    )
     .all('*', (c) => errorResponse(c, new LoomError('not_found', `no route for ${c.req.method} ${c.req.path}`)))
     .onError((error, c) => toErrorResponse(c, error, onError))
 }
 
 /** The type of the app, for `hono/client`'s `hc<LoomApp>()`. */
 export type LoomApp = ReturnType<typeof loomApp>
-
-function candidateIdOf(ref: v.InferOutput<typeof CandidateRefSchema>): string {
-  return 'candidateId' in ref ? ref.candidateId : ref.candidate.id
-}

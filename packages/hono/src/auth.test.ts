@@ -1,10 +1,11 @@
+import { createLoom, LoomError, localEngine, memoryStore } from '@loom/core'
 import { describe, expect, it } from 'vitest'
-import { M, announcement, candidates, setup } from '../test/helpers'
-import { tokensEqual } from './auth'
-import { OPERATIONS } from './openapi'
+import { announcement, candidates, M, setup } from '../test/helpers'
+import { loomApp } from './app'
+import { openApiDocument } from './openapi'
 
 const RUN = `${M}__svc-0`
-const samplePath = (path: string) => path.replace('{id}', M).replace('{runId}', RUN)
+const samplePath = (path: string) => path.replace('{id}', M).replace('{runId}', RUN).replace('{candidateId}', 'svc-0')
 const bodies: Record<string, unknown> = {
   announce: announcement(M),
   registerMigration: { name: 'x', candidates: [], steps: [{ name: 's', workerApp: 'w' }] },
@@ -20,8 +21,12 @@ describe('bearer tokens', () => {
     const t = await setup({ token: 'op-secret', workerToken: 'wk-secret' })
     await t.loom.announce(announcement(M, { candidates: candidates(2) }))
     await t.loom.queue(M, 'svc-0')
+    const operations = Object.entries(openApiDocument(t.app).paths as Record<string, Record<string, any>>).flatMap(([path, item]) =>
+      Object.entries(item).map(([method, op]) => ({ method, path, operationId: op.operationId as string, access: op.tags[0] as string })),
+    )
+    expect(operations).toHaveLength(20)
     const tried: string[] = []
-    for (const op of OPERATIONS) {
+    for (const op of operations) {
       const request = (authorization?: string) =>
         t.call(op.method.toUpperCase(), samplePath(op.path), bodies[op.operationId], authorization ? { authorization } : {})
       const anonymous = await request()
@@ -39,7 +44,7 @@ describe('bearer tokens', () => {
       if (op.access === 'worker') expect(asWorker.status, op.operationId).not.toBe(401)
       tried.push(`${op.method} ${op.path}`)
     }
-    expect(tried).toHaveLength(OPERATIONS.filter((o) => o.access !== 'public').length)
+    expect(tried).toHaveLength(operations.filter((o) => o.access !== 'public').length)
     await t.close()
   })
 
@@ -80,11 +85,24 @@ describe('bearer tokens', () => {
   })
 })
 
-describe('tokensEqual', () => {
-  it('is true for equal strings only, whatever their lengths', async () => {
-    expect(await tokensEqual('s3cret', 's3cret')).toBe(true)
-    expect(await tokensEqual('s3cret', 's3creT')).toBe(false)
-    expect(await tokensEqual('s3cret', 's3cret-and-more')).toBe(false)
-    expect(await tokensEqual('', 'x')).toBe(false)
+describe('token options', () => {
+  it('refuses a token bearerAuth could never match, naming the option', () => {
+    const loom = createLoom({ store: memoryStore(), engine: localEngine() })
+    for (const [field, options] of [
+      ['token', { token: 'has space' }],
+      ['workerToken', { token: 'fine', workerToken: 'n0t!valid' }],
+    ] as const) {
+      let caught: unknown
+      try {
+        loomApp(loom, options)
+      } catch (error) {
+        caught = error
+      }
+      expect(LoomError.is(caught) && caught.code, field).toBe('invalid')
+      expect((caught as LoomError).message).toMatch(new RegExp(`^${field}: must be a bearer token`))
+      expect((caught as LoomError).details).toEqual({ field })
+    }
+    expect(() => loomApp(loom, { token: 'abc-DEF_123.~+/==' })).not.toThrow()
+    void loom.close()
   })
 })

@@ -1,44 +1,67 @@
 import { LoomError } from '@loom/core'
-import type { MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
+import { bearerAuth } from 'hono/bearer-auth'
+import { timingSafeEqual } from 'hono/utils/buffer'
+import { withFacts } from './describe'
 import { errorResponse } from './errors'
 
-const encoder = new TextEncoder()
+/** RFC 6750's token syntax: the only tokens `bearerAuth` reads from the header, so the only ones that can ever match. */
+const BEARER_TOKEN = /^[A-Za-z0-9._~+/-]+=*$/
 
-async function digest(value: string): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest('SHA-256', encoder.encode(value)))
+const CHALLENGE = { 'WWW-Authenticate': 'Bearer realm="loom"' }
+
+/** The guard of each access level; each carries its level and schemes for the OpenAPI document. */
+export interface Guards {
+  operator: MiddlewareHandler
+  worker: MiddlewareHandler
 }
 
 /**
- * Compares two secrets in time that depends on neither: both are hashed first, so
- * the comparison always runs over 32 bytes, and it never stops at the first difference.
- * Web Crypto only, so it runs wherever `loomApp` runs.
+ * The operator and worker guards of `loomApp`. The operator guard takes `token`; the worker
+ * guard takes `workerToken` (default `token`) and `token`. A level without a token is open.
+ * Hono's `bearerAuth` reads the header and refuses before the body is read, so a refusal
+ * changes nothing; every refusal is the contract's 401 `unauthorized`, a malformed header too.
  */
-export async function tokensEqual(a: string, b: string): Promise<boolean> {
-  const [x, y] = await Promise.all([digest(a), digest(b)])
-  let difference = 0
-  for (let i = 0; i < x.length; i++) difference |= x[i]! ^ y[i]!
-  return difference === 0
-}
-
-/**
- * Requires `Authorization: Bearer <token>` with one of `tokens`; with no token configured
- * the route is open. A refusal happens before the body is read, so it changes nothing.
- */
-export function bearer(tokens: readonly (string | undefined)[], who: 'operator' | 'worker'): MiddlewareHandler {
-  const accepted = [...new Set(tokens.filter((t): t is string => typeof t === 'string' && t.length > 0))]
-  if (accepted.length === 0) return async (_c, next) => next()
-  return async (c, next) => {
-    const header = c.req.header('authorization') ?? ''
-    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header)
-    let ok = false
-    if (match) {
-      // Every accepted token is compared, so the time taken says nothing about which one nearly matched.
-      for (const token of accepted) if (await tokensEqual(match[1]!, token)) ok = true
+export function bearerGuards(options: { token?: string | undefined; workerToken?: string | undefined }): Guards {
+  for (const field of ['token', 'workerToken'] as const) {
+    const value = options[field]
+    if (value !== undefined && !BEARER_TOKEN.test(value)) {
+      throw new LoomError('invalid', `${field}: must be a bearer token: A–Z a–z 0–9 . _ ~ + / - then optional "=" padding`, {
+        details: { field },
+      })
     }
-    if (ok) return next()
-    const message = match
-      ? `unauthorized: the bearer token is not valid for ${who} routes`
-      : `unauthorized: ${who} routes need an Authorization: Bearer token`
-    return errorResponse(c, new LoomError('unauthorized', message), { 'WWW-Authenticate': 'Bearer realm="loom"' })
   }
+  const workerToken = options.workerToken ?? options.token
+  return {
+    operator: guard('operator', [['operatorToken', options.token]]),
+    worker: guard('worker', [
+      ['workerToken', workerToken],
+      ['operatorToken', options.token],
+    ]),
+  }
+}
+
+function guard(access: 'operator' | 'worker', schemes: Array<[scheme: string, token: string | undefined]>): MiddlewareHandler {
+  const configured = schemes.filter((s): s is [string, string] => Boolean(s[1]))
+  const security = [...new Set(configured.map(([scheme]) => scheme))].map((scheme) => ({ [scheme]: [] }))
+  const tokens = [...new Set(configured.map(([, token]) => token))]
+  if (tokens.length === 0) return withFacts(async (_c, next) => next(), { access: { access, security } })
+
+  const refuse = (message: string) => (c: Context) => errorResponse(c, new LoomError('unauthorized', message), CHALLENGE)
+  const missing = refuse(`unauthorized: ${access} routes need an Authorization: Bearer token`)
+  const middleware = bearerAuth({
+    verifyToken: async (presented) => {
+      // Every accepted token is compared, so the time taken says nothing about which one nearly matched.
+      let ok = false
+      for (const token of tokens) if (await timingSafeEqual(token, presented)) ok = true
+      return ok
+    },
+    noAuthenticationHeader: { message: missing },
+    invalidAuthenticationHeader: { message: missing },
+    invalidToken: { message: refuse(`unauthorized: the bearer token is not valid for ${access} routes`) },
+  })
+  return withFacts(middleware, {
+    access: { access, security },
+    errors: { unauthorized: `the Authorization: Bearer token is missing or not valid for ${access} routes` },
+  })
 }

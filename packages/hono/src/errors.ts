@@ -1,20 +1,6 @@
-import { LoomError, type LoomErrorCode } from '@loom/core'
+import { HTTP_STATUS_OF_CODE, LoomError, type LoomErrorCode } from '@loom/core'
 import type { Context } from 'hono'
 import { HTTPException } from 'hono/http-exception'
-import type { ContentfulStatusCode } from 'hono/utils/http-status'
-
-/**
- * The one table from `LoomError` codes to HTTP status codes. `@loom/client` never needs the
- * reverse: every error body carries its code.
- */
-export const STATUS_OF_CODE = {
-  invalid: 400,
-  unauthorized: 401,
-  not_found: 404,
-  conflict: 409,
-  too_large: 413,
-  unavailable: 503,
-} as const satisfies Record<LoomErrorCode, ContentfulStatusCode>
 
 /** The error body of the contract, `{ error, code }`, plus the one detail a caller can act on. */
 export interface LoomErrorBody {
@@ -31,6 +17,7 @@ export interface LoomErrorBody {
 /** Details that travel with the error body; anything else stays in the server's logs. */
 const WIRE_DETAILS = ['field', 'status', 'dependency'] as const
 
+/** The body of `error` as the contract sends it. */
 export function errorBody(error: LoomError): LoomErrorBody {
   const body: LoomErrorBody = { error: error.message, code: error.code }
   for (const key of WIRE_DETAILS) {
@@ -40,8 +27,9 @@ export function errorBody(error: LoomError): LoomErrorBody {
   return body
 }
 
+/** `error` answered with its body and the status of its code (core's `HTTP_STATUS_OF_CODE`). */
 export function errorResponse(c: Context, error: LoomError, headers?: Record<string, string>): Response {
-  return c.json(errorBody(error), STATUS_OF_CODE[error.code], headers)
+  return c.json(errorBody(error), HTTP_STATUS_OF_CODE[error.code], headers)
 }
 
 /** Hono's own exceptions (a malformed JSON body, say) in the contract's terms. */
@@ -59,6 +47,8 @@ const CODE_OF_HTTP_EXCEPTION: Record<number, LoomErrorCode> = {
 export function toErrorResponse(c: Context, error: unknown, onError: (error: unknown) => void): Response {
   if (LoomError.is(error)) return errorResponse(c, error)
   if (error instanceof HTTPException) {
+    // A middleware that built its answer itself (the guard's 401, through hono's bearerAuth).
+    if (error.res) return error.getResponse()
     const code = CODE_OF_HTTP_EXCEPTION[error.status]
     if (code) {
       const message = /malformed json/i.test(error.message) ? 'body: malformed JSON' : error.message || code

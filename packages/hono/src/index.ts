@@ -3,9 +3,10 @@
  * of the wire contract (`http-api.md`) as a thin translation to the `Loom` interface:
  * requests are validated with core's valibot schemas, failures answer `{ error, code }`
  * with the status of their code, `GET /events` streams changes as server-sent events and
- * `GET /openapi.json` describes it all. It imports no Node built-ins, so it runs on Node,
- * Bun and edge runtimes such as workerd.
+ * `GET /openapi.json` describes it all, generated from the routes. It imports no Node
+ * built-ins, so it runs on Node, Bun and edge runtimes such as workerd.
  */
 export { loomApp, type LoomApp, type LoomAppOptions } from './app'
-export { STATUS_OF_CODE, errorBody, type LoomErrorBody } from './errors'
-export { openApiDocument, type RouteAccess } from './openapi'
+export { errorBody, type LoomErrorBody } from './errors'
+export type { RouteAccess } from './describe'
+export { openApiDocument } from './openapi'

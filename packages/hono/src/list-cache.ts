@@ -37,3 +37,5 @@ export function listCache(loom: Loom) {
     },
   }
 }
+
+export type ListCache = ReturnType<typeof listCache>

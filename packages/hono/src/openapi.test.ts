@@ -1,6 +1,14 @@
 import { Validator } from '@seriousme/openapi-schema-validator'
+import { Hono } from 'hono'
+import { readFileSync } from 'node:fs'
+import * as v from 'valibot'
 import { describe, expect, it } from 'vitest'
 import { setup } from '../test/helpers'
+import { describeRoute } from './describe'
+import { openApiDocument } from './openapi'
+import { jsonBody, slugParams } from './validation'
+
+const ok = describeRoute({ operationId: 'ok', summary: 'ok', responses: { 200: { description: 'ok' } } })
 
 /** The document as the app serves it, checked by a real OpenAPI 3.1 validator. */
 describe('GET /openapi.json', () => {
@@ -27,7 +35,51 @@ describe('GET /openapi.json', () => {
       ...new Set(t.app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`)),
     ].sort()
     expect(documented).toEqual(served)
-    expect(documented).toHaveLength(19)
+    expect(documented).toHaveLength(20)
+    await t.close()
+  })
+
+  it('refuses a route without a description, and a description of a parameter no validator reads', () => {
+    const undescribed = new Hono().get('/a', ok, (c) => c.text('a')).post('/b', (c) => c.text('b'))
+    expect(() => openApiDocument(undescribed)).toThrow('POST /b has no describeRoute(…)')
+    const stray = new Hono().get(
+      '/a',
+      describeRoute({ operationId: 'a', summary: 'a', params: { q: 'a query' }, responses: { 200: { description: 'ok' } } }),
+      (c) => c.text('a'),
+    )
+    expect(() => openApiDocument(stray)).toThrow('a: describes a parameter q that no validator reads')
+  })
+
+  it('takes parameters, body and their errors from the validators of the route', () => {
+    const app = new Hono().post(
+      '/things/:id',
+      ok,
+      slugParams({ id: { label: 'thingId', description: 'The thing', missing: 'no such thing' } }),
+      jsonBody(v.object({ n: v.number() })),
+      (c) => c.text('ok'),
+    )
+    const op = (openApiDocument(app).paths as any)['/things/{id}'].post
+    expect(op.parameters).toEqual([
+      { name: 'id', in: 'path', required: true, description: 'The thing', schema: { $ref: '#/components/schemas/Slug' } },
+    ])
+    expect(op.requestBody.content['application/json'].schema).toEqual({
+      type: 'object',
+      properties: { n: { type: 'number' } },
+      required: ['n'],
+    })
+    expect(Object.keys(op.responses)).toEqual(['200', '400', '404', '413'])
+    expect(op.responses['404'].description).toBe('not_found: no such thing')
+    expect(op.responses['400'].description).toBe(
+      'invalid: `id` breaks the id rules; the body is not JSON, or a field breaks its rules (`field` names the field)',
+    )
+    expect(op.tags).toEqual(['public'])
+    expect(op.security).toEqual([])
+  })
+
+  it('carries the version of the package', async () => {
+    const t = await setup()
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+    expect((await t.call('GET', '/openapi.json')).json.info.version).toBe(version)
     await t.close()
   })
 

@@ -1,10 +1,13 @@
 import {
+  AnnounceRequestSchema,
   CandidateRefSchema,
   CandidateStatusSchema,
   CandidateWithStatusSchema,
   DryRunResultSchema,
   ErrorBodySchema,
+  HTTP_STATUS_OF_CODE,
   LoomEventSchema,
+  type LoomErrorCode,
   MigrationAnnouncementSchema,
   RegisteredMigrationSchema,
   RegisterMigrationRequestSchema,
@@ -14,51 +17,64 @@ import {
   StepCompletedEventSchema,
   SubmitCandidatesRequestSchema,
 } from '@loom/core'
-import { toJsonSchemaDefs } from '@valibot/to-json-schema'
+import { type ConversionConfig, toJsonSchema, toJsonSchemaDefs } from '@valibot/to-json-schema'
+import type { Hono } from 'hono'
+import { COMPOSED_HANDLER } from 'hono/utils/constants'
 import * as v from 'valibot'
-import { STATUS_OF_CODE } from './errors'
+import { version } from '../package.json'
+import { factsOf, type ParameterFact, type RouteDescription, type RouteFacts } from './describe'
 
-/** Who may call a route when tokens are configured; see README.md. */
-export type RouteAccess = 'operator' | 'worker' | 'public'
+type Json = Record<string, unknown>
 
 /**
- * The components, generated from core's schemas: the same definitions that validate
- * requests describe them. Rules a JSON Schema cannot say (no `__` in an id, unique
- * candidate ids) are in the descriptions.
+ * The named schemas of the document: core's, the same definitions that validate requests.
+ * Wherever a route's schema is one of them, the document refers to it by name.
  */
-function components() {
-  const defs = {
-    Slug: SlugSchema,
-    CandidateStatus: CandidateStatusSchema,
-    RegisteredMigration: RegisteredMigrationSchema,
-    MigrationAnnouncement: MigrationAnnouncementSchema,
-    RegisterMigrationRequest: RegisterMigrationRequestSchema,
-    SubmitCandidatesRequest: SubmitCandidatesRequestSchema,
-    CandidateRef: CandidateRefSchema,
-    CandidateWithStatus: CandidateWithStatusSchema,
-    StepCompletedEvent: StepCompletedEventSchema,
-    RunInfo: RunInfoSchema,
-    RunStatusResponse: RunStatusResponseSchema,
-    DryRunResult: DryRunResultSchema,
-    LoomEvent: LoomEventSchema,
-    Error: v.object({
-      ...ErrorBodySchema.entries,
-      field: v.optional(v.string()),
-      status: v.optional(v.string()),
-      dependency: v.optional(v.string()),
-    }),
-  }
-  const schemas = toJsonSchemaDefs(defs, {
-    target: 'draft-2020-12',
-    // v.check rules have no JSON Schema form; the descriptions below state them.
-    errorMode: 'ignore',
-    overrideRef: ({ referenceId }) => `#/components/schemas/${referenceId}`,
-  }) as unknown as Record<string, Record<string, unknown>>
+const DEFINITIONS = {
+  Slug: SlugSchema,
+  CandidateStatus: CandidateStatusSchema,
+  RegisteredMigration: RegisteredMigrationSchema,
+  MigrationAnnouncement: MigrationAnnouncementSchema,
+  AnnounceRequest: AnnounceRequestSchema,
+  RegisterMigrationRequest: RegisterMigrationRequestSchema,
+  SubmitCandidatesRequest: SubmitCandidatesRequestSchema,
+  CandidateRef: CandidateRefSchema,
+  CandidateWithStatus: CandidateWithStatusSchema,
+  StepCompletedEvent: StepCompletedEventSchema,
+  RunInfo: RunInfoSchema,
+  RunStatusResponse: RunStatusResponseSchema,
+  DryRunResult: DryRunResultSchema,
+  LoomEvent: LoomEventSchema,
+  Error: v.object({
+    ...ErrorBodySchema.entries,
+    field: v.optional(v.string()),
+    status: v.optional(v.string()),
+    dependency: v.optional(v.string()),
+  }),
+}
+
+const CONVERSION: ConversionConfig = {
+  target: 'draft-2020-12',
+  // v.check rules and transforms have no JSON Schema form; the descriptions below state them.
+  errorMode: 'ignore',
+  overrideRef: ({ referenceId }) => `#/components/schemas/${referenceId}`,
+}
+
+/** The JSON Schema of one schema of a route, with references to the components. */
+function jsonSchemaOf(schema: v.GenericSchema): Json {
+  const { $schema: _, $defs: __, ...json } = toJsonSchema(schema, { ...CONVERSION, definitions: DEFINITIONS }) as Json
+  return json
+}
+
+/** The components. Rules a JSON Schema cannot say (no `__` in an id, unique candidate ids) are in the descriptions. */
+function components(): Record<string, Json> {
+  const schemas = toJsonSchemaDefs(DEFINITIONS, CONVERSION) as unknown as Record<string, Json>
   for (const schema of Object.values(schemas)) delete schema.$schema
   schemas.Slug!.description = '1–200 characters of A–Z a–z 0–9 . _ -; never "__", never starting or ending with "_", never "." or ".."'
   schemas.SubmitCandidatesRequest!.description = 'Candidate ids must be unique within the list.'
   schemas.Error!.description =
     'Every error answer. `field` names the offending field (400), `status` the candidate status (409), `dependency` what failed (503).'
+  // The unwrapping is a transform, which JSON Schema cannot say; this is what it accepts.
   schemas.AnnounceRequest = {
     description: 'A MigrationAnnouncement, bare or wrapped as {data: …} (API 0.2 workers send either).',
     oneOf: [
@@ -69,317 +85,115 @@ function components() {
   return schemas
 }
 
-type Json = Record<string, unknown>
-const ref = (name: string): Json => ({ $ref: `#/components/schemas/${name}` })
 const json = (schema: Json, description: string): Json => ({ description, content: { 'application/json': { schema } } })
 
-const ERROR_DESCRIPTIONS: Record<keyof typeof STATUS_OF_CODE, string> = {
-  invalid: 'invalid: malformed JSON, a missing or wrongly typed field, an id that breaks the id rules; `field` names it',
-  unauthorized: 'unauthorized: a token is configured and the request lacks a valid one',
-  not_found: 'not_found: the migration, candidate or run does not exist (or the route does not)',
-  conflict: 'conflict: not allowed in the candidate’s current status, which `status` names',
-  too_large: 'too_large: the body exceeds the configured limit',
-  unavailable: 'unavailable: the engine, store or a worker could not be reached; nothing was changed',
-}
-const error = (code: keyof typeof STATUS_OF_CODE): [string, Json] => [
-  String(STATUS_OF_CODE[code]),
-  json(ref('Error'), ERROR_DESCRIPTIONS[code]),
-]
-
-const migrationId = { name: 'id', in: 'path', required: true, description: 'The migration id', schema: ref('Slug') }
-const runId = {
-  name: 'runId',
-  in: 'path',
-  required: true,
-  description: '`{migrationId}__{candidateId}`; one that does not parse is a 404',
-  schema: { type: 'string' },
-}
-
+/** The facts of every handler of one method and path, merged. */
 interface Operation {
-  method: 'get' | 'post' | 'delete'
+  method: string
   path: string
-  operationId: string
-  summary: string
-  access: RouteAccess
-  parameters?: Json[]
-  body?: Json
-  responses: Array<[string, Json]>
-  errors: Array<keyof typeof STATUS_OF_CODE>
+  route?: RouteDescription
+  access?: NonNullable<RouteFacts['access']>
+  parameters: ParameterFact[]
+  body?: v.GenericSchema
+  errors: Map<LoomErrorCode, string[]>
 }
 
-/** Every route of the contract, in the order of http-api.md. */
-export const OPERATIONS: Operation[] = [
-  {
-    method: 'get',
-    path: '/migrations',
-    operationId: 'listMigrations',
-    access: 'operator',
-    summary: 'Every migration, oldest first; with summary=true without candidates (counts are kept)',
-    parameters: [{ name: 'summary', in: 'query', schema: { type: 'string', enum: ['true', 'false'] } }],
-    responses: [
-      [
-        '200',
-        json(
-          { type: 'object', required: ['migrations'], properties: { migrations: { type: 'array', items: ref('RegisteredMigration') } } },
-          'The migrations',
-        ),
-      ],
-    ],
-    errors: ['invalid'],
-  },
-  {
-    method: 'post',
-    path: '/migrations',
-    operationId: 'registerMigration',
-    access: 'operator',
-    summary: 'Registers a migration under a generated id',
-    body: ref('RegisterMigrationRequest'),
-    responses: [['201', json(ref('RegisteredMigration'), 'Registered')]],
-    errors: ['invalid'],
-  },
-  {
-    method: 'get',
-    path: '/migrations/{id}',
-    operationId: 'getMigration',
-    access: 'operator',
-    summary: 'One migration with its candidates and their runs',
-    parameters: [migrationId],
-    responses: [['200', json(ref('RegisteredMigration'), 'The migration')]],
-    errors: ['invalid', 'not_found'],
-  },
-  {
-    method: 'delete',
-    path: '/migrations/{id}',
-    operationId: 'deleteMigration',
-    access: 'operator',
-    summary: 'Deletes a migration; refused while any candidate is running',
-    parameters: [migrationId],
-    responses: [['204', { description: 'Deleted' }]],
-    errors: ['invalid', 'not_found', 'conflict'],
-  },
-  {
-    method: 'post',
-    path: '/registry/announce',
-    operationId: 'announce',
-    access: 'worker',
-    summary: 'Registers or updates a migration by id (upsert)',
-    body: ref('AnnounceRequest'),
-    responses: [['200', json(ref('RegisteredMigration'), 'Registered')]],
-    errors: ['invalid'],
-  },
-  {
-    method: 'post',
-    path: '/migrations/{id}/candidates',
-    operationId: 'submitCandidates',
-    access: 'worker',
-    summary: 'Replaces the candidate list; candidates with a queued, running or completed run are kept',
-    parameters: [migrationId],
-    body: ref('SubmitCandidatesRequest'),
-    responses: [['204', { description: 'Replaced' }]],
-    errors: ['invalid', 'not_found'],
-  },
-  {
-    method: 'get',
-    path: '/migrations/{id}/candidates',
-    operationId: 'listCandidates',
-    access: 'operator',
-    summary: 'Candidates with their status, in submission order; all of them without a query',
-    parameters: [
-      migrationId,
-      { name: 'status', in: 'query', schema: ref('CandidateStatus') },
-      {
-        name: 'q',
-        in: 'query',
-        description: 'Case-insensitive substring of the id or a metadata value',
-        schema: { type: 'string', maxLength: 500 },
-      },
-      { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000 } },
-      { name: 'offset', in: 'query', schema: { type: 'integer', minimum: 0 } },
-    ],
-    responses: [
-      [
-        '200',
-        {
-          ...json({ type: 'array', items: ref('CandidateWithStatus') }, 'The matching candidates'),
-          headers: {
-            'X-Total-Count': { description: 'How many match, without limit and offset (sent with a query)', schema: { type: 'integer' } },
-          },
-        },
-      ],
-    ],
-    errors: ['invalid', 'not_found'],
-  },
-  {
-    method: 'post',
-    path: '/migrations/{id}/queue',
-    operationId: 'queue',
-    access: 'operator',
-    summary: 'Queue: not_started → queued',
-    parameters: [migrationId],
-    body: ref('CandidateRef'),
-    responses: [['202', json({ type: 'object', required: ['runId'], properties: { runId: { type: 'string' } } }, 'Queued')]],
-    errors: ['invalid', 'not_found', 'conflict'],
-  },
-  {
-    method: 'post',
-    path: '/migrations/{id}/dry-run',
-    operationId: 'dryRun',
-    access: 'operator',
-    summary: 'Asks the worker for the file changes a run would make',
-    parameters: [migrationId],
-    body: ref('CandidateRef'),
-    responses: [['200', json(ref('DryRunResult'), 'The per-step diffs')]],
-    errors: ['invalid', 'not_found', 'unavailable'],
-  },
-  {
-    method: 'get',
-    path: '/runs/{runId}',
-    operationId: 'getRun',
-    access: 'operator',
-    summary: 'The run of a queued, running or completed candidate',
-    parameters: [runId],
-    responses: [['200', json(ref('RunInfo'), 'The run')]],
-    errors: ['not_found'],
-  },
-  {
-    method: 'delete',
-    path: '/runs/{runId}/dequeue',
-    operationId: 'dequeue',
-    access: 'operator',
-    summary: 'Dequeue: queued → not_started',
-    parameters: [runId],
-    responses: [['204', { description: 'Dequeued' }]],
-    errors: ['not_found', 'conflict'],
-  },
-  {
-    method: 'post',
-    path: '/runs/{runId}/execute',
-    operationId: 'execute',
-    access: 'operator',
-    summary: 'Execute: queued → running, and starts the engine’s run',
-    parameters: [runId],
-    responses: [['202', json({ type: 'object', required: ['runId'], properties: { runId: { type: 'string' } } }, 'Started')]],
-    errors: ['not_found', 'conflict', 'unavailable'],
-  },
-  {
-    method: 'post',
-    path: '/runs/{runId}/cancel',
-    operationId: 'cancel',
-    access: 'operator',
-    summary: 'Cancel: queued or running → not_started, recording a cancelled attempt',
-    parameters: [runId],
-    responses: [['204', { description: 'Cancelled' }]],
-    errors: ['not_found', 'conflict'],
-  },
-  {
-    method: 'post',
-    path: '/event/{runId}',
-    operationId: 'complete',
-    access: 'worker',
-    summary: 'Reports a step’s outcome',
-    parameters: [runId],
-    body: ref('StepCompletedEvent'),
-    responses: [['202', json({ type: 'object', required: ['status'], properties: { status: { const: 'accepted' } } }, 'Accepted')]],
-    errors: ['invalid', 'not_found', 'conflict'],
-  },
-  {
-    method: 'post',
-    path: '/event/{runId}/pr-opened',
-    operationId: 'prOpened',
-    access: 'worker',
-    summary: 'Reports a pull request opened: progress on the step, which is still awaited',
-    parameters: [runId],
-    body: ref('StepCompletedEvent'),
-    responses: [['202', json({ type: 'object', required: ['status'], properties: { status: { const: 'accepted' } } }, 'Accepted')]],
-    errors: ['invalid', 'not_found', 'conflict'],
-  },
-  {
-    method: 'get',
-    path: '/status/{runId}',
-    operationId: 'runStatus',
-    access: 'operator',
-    summary: 'The engine-level view of an executed run (API 0.2’s /status)',
-    parameters: [runId],
-    responses: [['200', json(ref('RunStatusResponse'), 'The run’s runtime status')]],
-    errors: ['not_found'],
-  },
-  {
-    method: 'get',
-    path: '/events',
-    operationId: 'events',
-    access: 'operator',
-    summary: 'Server-sent events: one `event: <type>` message per change, its data a LoomEvent; reconnect with Last-Event-ID',
-    parameters: [{ name: 'Last-Event-ID', in: 'header', schema: { type: 'string' } }],
-    responses: [
-      [
-        '200',
-        {
-          description: 'The event stream',
-          content: {
-            'text/event-stream': {
-              schema: {
-                type: 'string',
-                description: 'Each message: `id: {instance}-{n}`, `event: <LoomEvent type>`, `data: <LoomEvent as JSON>`',
-              },
-            },
-          },
-        },
-      ],
-    ],
-    errors: [],
-  },
-  {
-    method: 'get',
-    path: '/openapi.json',
-    operationId: 'openapi',
-    access: 'public',
-    summary: 'This document',
-    responses: [['200', json({ type: 'object' }, 'The OpenAPI 3.1 document')]],
-    errors: [],
-  },
-  {
-    method: 'get',
-    path: '/health',
-    operationId: 'health',
-    access: 'public',
-    summary: 'Whether the store and the engine answer',
-    responses: [['200', json({ type: 'object', required: ['status'], properties: { status: { const: 'ok' } } }, 'Healthy')]],
-    errors: ['unavailable'],
-  },
-]
+/** `app.routes` grouped by method and path, in the order they were added, each with the facts of its chain. */
+function operationsOf(app: Hono<any, any, any>): Operation[] {
+  const operations = new Map<string, Operation>()
+  for (const route of app.routes) {
+    // `use` middleware and the catch-all answer every path; they are the document's preamble, not operations.
+    if (route.method === 'ALL') continue
+    const path = route.path.replace(/:(\w+)/g, '{$1}')
+    const key = `${route.method} ${path}`
+    let op = operations.get(key)
+    if (!op) operations.set(key, (op = { method: route.method.toLowerCase(), path, parameters: [], errors: new Map() }))
+    const handler = (route.handler as { [COMPOSED_HANDLER]?: unknown })[COMPOSED_HANDLER] ?? route.handler
+    const facts = factsOf(handler)
+    if (!facts) continue
+    if (facts.route) op.route = facts.route
+    if (facts.access) op.access = facts.access
+    if (facts.body) op.body = facts.body
+    op.parameters.push(...(facts.parameters ?? []), ...(facts.route?.parameters ?? []))
+    addErrors(op, facts.errors)
+  }
+  // The handler's own errors come after those of the chain before it: that is when it answers them.
+  for (const op of operations.values()) addErrors(op, op.route?.errors)
+  return [...operations.values()]
+}
+
+function addErrors(op: Operation, errors: RouteFacts['errors']) {
+  for (const [code, reason] of Object.entries(errors ?? {}) as Array<[LoomErrorCode, string]>) {
+    op.errors.set(code, [...new Set([...(op.errors.get(code) ?? []), reason])])
+  }
+}
+
+/** What the error body adds, by code (the `Error` schema's optional fields). */
+const ERROR_HINTS: Partial<Record<LoomErrorCode, string>> = {
+  invalid: '`field` names the field',
+  conflict: '`status` names the candidate’s status',
+}
+
+function operationObject(op: Operation): Json {
+  const route = op.route
+  if (!route) throw new Error(`${op.method.toUpperCase()} ${op.path} has no describeRoute(…): every route of the app is described`)
+  const parameters = op.parameters.map((p) => ({
+    name: p.name,
+    in: p.in,
+    required: p.required,
+    ...((route.params?.[p.name] ?? p.description) ? { description: route.params?.[p.name] ?? p.description } : {}),
+    schema: jsonSchemaOf(p.schema),
+  }))
+  for (const name of Object.keys(route.params ?? {})) {
+    if (!op.parameters.some((p) => p.name === name))
+      throw new Error(`${route.operationId}: describes a parameter ${name} that no validator reads`)
+  }
+  const responses: Array<[number, Json]> = Object.entries(route.responses).map(([status, r]) => [
+    Number(status),
+    {
+      description: r.description,
+      ...(r.headers ? { headers: r.headers } : {}),
+      ...(r.body ? { content: { 'application/json': { schema: jsonSchemaOf(r.body) } } } : r.content ? { content: r.content } : {}),
+    },
+  ])
+  for (const [code, reasons] of op.errors) {
+    const hint = ERROR_HINTS[code] ? ` (${ERROR_HINTS[code]})` : ''
+    responses.push([HTTP_STATUS_OF_CODE[code], json({ $ref: '#/components/schemas/Error' }, `${code}: ${reasons.join('; ')}${hint}`)])
+  }
+  responses.sort(([a], [b]) => a - b)
+  return {
+    operationId: route.operationId,
+    summary: route.summary,
+    ...(route.description ? { description: route.description } : {}),
+    tags: [op.access?.access ?? 'public'],
+    ...(parameters.length ? { parameters } : {}),
+    ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchemaOf(op.body) } } } } : {}),
+    responses: Object.fromEntries(responses.map(([status, response]) => [String(status), response])),
+    security: op.access?.security ?? [],
+  }
+}
 
 /**
- * The OpenAPI 3.1 document of the HTTP API. `operator` and `worker` routes carry their
- * bearer scheme only when the app has tokens configured.
+ * The OpenAPI 3.1 document of `app`, generated from its routes: each route's
+ * `describeRoute`, the guard that enforces its access (its bearer scheme only when a token
+ * is configured) and the validators that check its input (parameters, body and the errors
+ * they answer). A route without a description is an error. `loomApp` serves it at
+ * `GET /openapi.json`.
+ *
+ * @example
+ * const doc = openApiDocument(loomApp(loom, { token }))
  */
-export function openApiDocument(options: { operatorAuth: boolean; workerAuth: boolean; title?: string; version?: string }): Json {
+export function openApiDocument(app: Hono<any, any, any>, options: { title?: string; version?: string } = {}): Json {
   const paths: Record<string, Record<string, Json>> = {}
-  for (const op of OPERATIONS) {
-    const security =
-      op.access === 'operator' && options.operatorAuth
-        ? [{ operatorToken: [] }]
-        : op.access === 'worker' && options.workerAuth
-          ? [{ workerToken: [] }, ...(options.operatorAuth ? [{ operatorToken: [] }] : [])]
-          : []
-    const errors = [...op.errors, ...(security.length ? (['unauthorized'] as const) : [])]
-    if (op.body) errors.push('too_large')
-    const responses = Object.fromEntries([...op.responses, ...[...new Set(errors)].map(error)])
+  for (const op of operationsOf(app)) {
     paths[op.path] ??= {}
-    paths[op.path]![op.method] = {
-      operationId: op.operationId,
-      summary: op.summary,
-      tags: [op.access],
-      ...(op.parameters ? { parameters: op.parameters } : {}),
-      ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: op.body } } } } : {}),
-      responses,
-      security,
-    }
+    paths[op.path]![op.method] = operationObject(op)
   }
   return {
     openapi: '3.1.0',
     info: {
       title: options.title ?? 'Loom HTTP API',
-      version: options.version ?? '0.3.0',
+      version: options.version ?? version,
       description:
         'Loom orchestrates migrations across many targets. Workers announce migrations, submit candidates and report steps; ' +
         'operators queue, execute and cancel runs. Every error is {error, code}. An unknown route answers 404 `not_found`; ' +

@@ -1,51 +1,115 @@
 import { LoomError, SlugSchema, parse } from '@loom/core'
 import type { MiddlewareHandler } from 'hono'
 import { validator } from 'hono/validator'
-import type * as v from 'valibot'
+import * as v from 'valibot'
+import { withFacts } from './describe'
 
 /**
  * Request validation with core's schemas and core's `parse`, so an HTTP 400 says exactly
  * what `createLoom` would have said: the field and the reason (`candidates.1.id: must not
  * contain "__"`). `parse` throws a `LoomError('invalid')`; the app's error handler answers it.
+ * Each validator carries, for the OpenAPI document, what it checks and what it answers.
  */
 
-type Validated<Target extends string, S extends v.GenericSchema> = MiddlewareHandler<
-  any,
-  string,
-  { in: { [K in Target]: v.InferInput<S> }; out: { [K in Target]: v.InferOutput<S> } }
->
+type Validated<Target extends string, In, Out> = MiddlewareHandler<any, string, { in: { [K in Target]: In }; out: { [K in Target]: Out } }>
 
 const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json\s*(;|$)/i
 
 /** Validates the JSON body; `label` prefixes field names (empty: the body's own fields). */
-export function jsonBody<S extends v.GenericSchema>(schema: S, label = ''): Validated<'json', S> {
-  return validator('json', (value, c) => {
+export function jsonBody<S extends v.GenericSchema>(schema: S, label = ''): Validated<'json', v.InferInput<S>, v.InferOutput<S>> {
+  const middleware = validator('json', (value, c) => {
     // Without this, hono reads a body of another type as `{}` and the message would name a missing field.
     if (!JSON_MEDIA_TYPE.test(c.req.header('content-type') ?? '')) {
       throw new LoomError('invalid', 'body: Content-Type must be application/json', { details: { field: 'body' } })
     }
     return parse(schema, value, label)
-  }) as unknown as Validated<'json', S>
+  }) as unknown as Validated<'json', v.InferInput<S>, v.InferOutput<S>>
+  return withFacts(middleware, {
+    body: schema,
+    errors: {
+      invalid: 'the body is not JSON, or a field breaks its rules',
+      too_large: 'the body is larger than the limit the app is configured with',
+    },
+  })
 }
 
-/** Validates the query string (each parameter's first value). */
-export function queryOf<S extends v.GenericSchema>(
+/** Validates the query string (each parameter's first value); `prepare` turns the text into what the schema judges. */
+export function queryOf<S extends v.ObjectSchema<v.ObjectEntries, v.ErrorMessage<v.ObjectIssue> | undefined>>(
   schema: S,
   prepare: (query: Record<string, string>) => unknown = (q) => q,
-): Validated<'query', S> {
-  return validator('query', (_value, c) => parse(schema, prepare(c.req.query()), 'query')) as unknown as Validated<'query', S>
+): Validated<'query', v.InferInput<S>, v.InferOutput<S>> {
+  const middleware = validator('query', (_value, c) => parse(schema, prepare(c.req.query()), 'query')) as unknown as Validated<
+    'query',
+    v.InferInput<S>,
+    v.InferOutput<S>
+  >
+  return withFacts(middleware, {
+    parameters: Object.entries(schema.entries).map(([name, entry]) => ({
+      name,
+      in: 'query' as const,
+      required: entry.type !== 'optional',
+      schema: entry,
+    })),
+    errors: { invalid: 'a query parameter breaks its rules' },
+  })
+}
+
+/** One slug path parameter: the field its message names, what it is, and what a 404 means for it. */
+export interface SlugParam {
+  /** The field the message names: the `{id}` of `/migrations/{id}` is reported as `migrationId`, as `createLoom` reports it. */
+  label: string
+  description: string
+  /** Why the route answers 404 for a well-formed value. */
+  missing: string
 }
 
 /**
- * Validates one path parameter as a slug. `label` is the field the message names: the
- * `{id}` of `/migrations/{id}` is reported as `migrationId`, as `createLoom` reports it.
+ * Validates path parameters as slugs, in the order given (one validator for all of them:
+ * hono keeps one validated value per target).
  */
-export function slugParam<const Name extends string>(
-  name: Name,
-  label: string,
-): MiddlewareHandler<any, string, { in: { param: Record<Name, string> }; out: { param: Record<Name, string> } }> {
-  return validator(
-    'param',
-    (value) => ({ [name]: parse(SlugSchema, (value as Record<string, string>)[name], label) }) as Record<Name, string>,
-  ) as never
+export function slugParams<const P extends Record<string, SlugParam>>(
+  params: P,
+): Validated<'param', Record<keyof P & string, string>, Record<keyof P & string, string>> {
+  const names = Object.keys(params) as Array<keyof P & string>
+  const middleware = validator('param', (value) => {
+    const raw = value as Record<string, string>
+    return Object.fromEntries(names.map((name) => [name, parse(SlugSchema, raw[name], params[name]!.label)]))
+  }) as unknown as Validated<'param', Record<keyof P & string, string>, Record<keyof P & string, string>>
+  return withFacts(middleware, {
+    parameters: names.map((name) => ({
+      name,
+      in: 'path' as const,
+      required: true,
+      description: params[name]!.description,
+      schema: SlugSchema,
+    })),
+    errors: {
+      invalid: `${names.map((n) => `\`${n}\``).join(' or ')} breaks the id rules`,
+      not_found: names.map((n) => params[n]!.missing).join('; '),
+    },
+  })
 }
+
+/**
+ * The `{runId}` of the run routes. Not judged here: one that does not parse names no run,
+ * and `loom` answers 404 as for any run that does not exist.
+ */
+export const runIdParam = withFacts(
+  validator('param', (value) => ({ runId: (value as Record<string, string>).runId! })) as unknown as Validated<
+    'param',
+    { runId: string },
+    { runId: string }
+  >,
+  {
+    parameters: [
+      {
+        name: 'runId',
+        in: 'path',
+        required: true,
+        description: '`{migrationId}__{candidateId}`; one that does not parse is a 404',
+        schema: v.string(),
+      },
+    ],
+    errors: { not_found: 'the run id names no run, or does not parse' },
+  },
+)

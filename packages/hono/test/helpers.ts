@@ -1,6 +1,7 @@
 import { createLoom, localEngine, memoryStore, type Engine, type LoomDeps, type MigrationStore } from '@loom/core'
+import type { RunRecord } from '@loom/core/store'
 import { announcement, candidates, fakeWorker } from '@loom/core/testing'
-import { loomApp, type LoomAppOptions } from '../src/index'
+import { type LoomAppOptions, loomApp, openApiDocument } from '../src/index'
 
 export const M = 'app-chart'
 
@@ -19,6 +20,21 @@ export async function setup(options: LoomAppOptions & { store?: MigrationStore; 
   await loom.ready
   const errors: unknown[] = []
   const app = loomApp(loom, { onError: (e) => errors.push(e), ...options })
+  let documented: ReturnType<typeof documentedStatuses> | undefined
+
+  /**
+   * Fails a test whose request got an answer its route's OpenAPI operation does not list,
+   * so every test of the app also checks the document. Unknown routes, wrong methods (no
+   * operation) and bugs (500) are the document's preamble, not an operation's.
+   */
+  const checkDocumented = (method: string, path: string, status: number) => {
+    documented ??= documentedStatuses(openApiDocument(app))
+    const pathname = new URL(path, 'http://loom.test').pathname
+    const op = documented.find((o) => o.method === method.toLowerCase() && o.pattern.test(pathname))
+    if (op && status !== 500 && !op.statuses.includes(String(status))) {
+      throw new Error(`${method} ${pathname} answered ${status}; its operation ${op.operationId} lists only ${op.statuses.join(', ')}`)
+    }
+  }
 
   /** One request; `body` is sent as JSON unless it is a string (sent as is, still labelled JSON). */
   const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
@@ -28,6 +44,7 @@ export async function setup(options: LoomAppOptions & { store?: MigrationStore; 
       init.body = typeof body === 'string' ? body : JSON.stringify(body)
     }
     const response = await app.request(path, init)
+    checkDocumented(method, path, response.status)
     const text = await response.text()
     let json: any
     try {
@@ -39,7 +56,7 @@ export async function setup(options: LoomAppOptions & { store?: MigrationStore; 
   }
 
   /** Everything a request could have changed, to compare before and after a refusal. */
-  const snapshot = async () => ({
+  const snapshot = async (): Promise<{ migrations: unknown[]; runs: RunRecord[] }> => ({
     migrations: await loom.listMigrations(),
     runs: await store
       .listRuns('queued')
@@ -50,3 +67,15 @@ export async function setup(options: LoomAppOptions & { store?: MigrationStore; 
 }
 
 export { announcement, candidates }
+
+/** Each operation of an OpenAPI document with a pattern for its concrete paths and the statuses it lists. */
+function documentedStatuses(doc: Record<string, any>) {
+  return Object.entries(doc.paths as Record<string, Record<string, any>>).flatMap(([path, item]) =>
+    Object.entries(item).map(([method, op]) => ({
+      method,
+      operationId: op.operationId as string,
+      pattern: new RegExp(`^${path.replace(/[.]/g, '\\.').replace(/\{\w+\}/g, '[^/]+')}$`),
+      statuses: Object.keys(op.responses),
+    })),
+  )
+}

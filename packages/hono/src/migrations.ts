@@ -1,0 +1,180 @@
+import {
+  CandidateQuerySchema,
+  CandidateRefSchema,
+  CandidateWithStatusSchema,
+  DryRunResultSchema,
+  type Loom,
+  RegisteredMigrationSchema,
+  RegisterMigrationRequestSchema,
+  SubmitCandidatesRequestSchema,
+} from '@loom/core'
+import { Hono } from 'hono'
+import * as v from 'valibot'
+import type { Guards } from './auth'
+import { describeRoute } from './describe'
+import type { ListCache } from './list-cache'
+import { RunIdBodySchema } from './runs'
+import { jsonBody, queryOf, type SlugParam, slugParams } from './validation'
+
+const SummaryQuerySchema = v.object({ summary: v.optional(v.picklist(['true', 'false'], 'must be true or false')) })
+
+const MIGRATION: Record<'id', SlugParam> = {
+  id: { label: 'migrationId', description: 'The migration id', missing: 'no migration has this id' },
+}
+const CANDIDATE: Record<'id' | 'candidateId', SlugParam> = {
+  ...MIGRATION,
+  candidateId: { label: 'candidateId', description: 'The candidate id', missing: 'the migration has no candidate with this id' },
+}
+
+/** `limit` and `offset` arrive as text; numbers in, so core's schema judges them. */
+const numbersIn = (query: Record<string, string>) => {
+  const out: Record<string, unknown> = { ...query }
+  for (const key of ['limit', 'offset']) {
+    const value = query[key]
+    if (value !== undefined && /^-?\d+$/.test(value)) out[key] = Number(value)
+  }
+  return out
+}
+
+function candidateIdOf(ref: v.InferOutput<typeof CandidateRefSchema>): string {
+  return 'candidateId' in ref ? ref.candidateId : ref.candidate.id
+}
+
+/** `/migrations`: register, read and delete migrations; submit, list and read candidates; queue and dry-run one. */
+export function migrationRoutes(loom: Loom, { operator, worker }: Guards, lists: ListCache | undefined) {
+  const migrationId = slugParams(MIGRATION)
+  return new Hono()
+    .get(
+      '/',
+      describeRoute({
+        operationId: 'listMigrations',
+        summary: 'Every migration, oldest first; with summary=true without candidates (counts are kept)',
+        responses: { 200: { description: 'The migrations', body: v.object({ migrations: v.array(RegisteredMigrationSchema) }) } },
+      }),
+      operator,
+      queryOf(SummaryQuerySchema),
+      async (c) => c.json({ migrations: await loom.listMigrations({ summary: c.req.valid('query').summary === 'true' }) }),
+    )
+    .post(
+      '/',
+      describeRoute({
+        operationId: 'registerMigration',
+        summary: 'Registers a migration under a generated id',
+        responses: { 201: { description: 'Registered', body: RegisteredMigrationSchema } },
+      }),
+      operator,
+      jsonBody(RegisterMigrationRequestSchema),
+      async (c) => c.json(await loom.register(c.req.valid('json')), 201),
+    )
+    .get(
+      '/:id',
+      describeRoute({
+        operationId: 'getMigration',
+        summary: 'One migration with its candidates and their runs',
+        responses: { 200: { description: 'The migration', body: RegisteredMigrationSchema } },
+      }),
+      operator,
+      migrationId,
+      async (c) => c.json(await loom.getMigration(c.req.valid('param').id)),
+    )
+    .delete(
+      '/:id',
+      describeRoute({
+        operationId: 'deleteMigration',
+        summary: 'Deletes a migration; refused while any candidate is running',
+        responses: { 204: { description: 'Deleted' } },
+        errors: { conflict: 'a candidate of the migration is running' },
+      }),
+      operator,
+      migrationId,
+      async (c) => {
+        await loom.deleteMigration(c.req.valid('param').id)
+        return c.body(null, 204)
+      },
+    )
+    .post(
+      '/:id/candidates',
+      describeRoute({
+        operationId: 'submitCandidates',
+        summary: 'Replaces the candidate list; candidates with a queued, running or completed run are kept',
+        responses: { 204: { description: 'Replaced' } },
+      }),
+      worker,
+      migrationId,
+      jsonBody(SubmitCandidatesRequestSchema),
+      async (c) => {
+        await loom.submitCandidates(c.req.valid('param').id, c.req.valid('json').candidates)
+        return c.body(null, 204)
+      },
+    )
+    .get(
+      '/:id/candidates',
+      describeRoute({
+        operationId: 'listCandidates',
+        summary: 'Candidates with their status, in submission order; all of them without a query',
+        params: { q: 'Case-insensitive substring of the id or a metadata value' },
+        responses: {
+          200: {
+            description: 'The matching candidates',
+            body: v.array(CandidateWithStatusSchema),
+            headers: {
+              'X-Total-Count': { description: 'How many match, without limit and offset (sent with a query)', schema: { type: 'integer' } },
+            },
+          },
+        },
+      }),
+      operator,
+      migrationId,
+      queryOf(CandidateQuerySchema, numbersIn),
+      async (c) => {
+        const id = c.req.valid('param').id
+        // API 0.2 clients expect the bare list of every candidate; a query pages it and counts.
+        if (Object.keys(c.req.query()).length === 0) {
+          if (lists) return c.body(await lists.get(id), 200, { 'content-type': 'application/json' })
+          return c.json(await loom.listCandidates(id))
+        }
+        const { candidates, total } = await loom.searchCandidates(id, c.req.valid('query'))
+        return c.json(candidates, 200, { 'X-Total-Count': String(total) })
+      },
+    )
+    .get(
+      '/:id/candidates/:candidateId',
+      describeRoute({
+        operationId: 'getCandidate',
+        summary: 'One candidate with its status and run',
+        responses: { 200: { description: 'The candidate', body: CandidateWithStatusSchema } },
+      }),
+      operator,
+      slugParams(CANDIDATE),
+      async (c) => {
+        const { id, candidateId } = c.req.valid('param')
+        return c.json(await loom.getCandidate(id, candidateId))
+      },
+    )
+    .post(
+      '/:id/queue',
+      describeRoute({
+        operationId: 'queue',
+        summary: 'Queue: not_started → queued',
+        responses: { 202: { description: 'Queued', body: RunIdBodySchema } },
+        errors: { not_found: 'the migration has no such candidate', conflict: 'the candidate is not not_started' },
+      }),
+      operator,
+      migrationId,
+      jsonBody(CandidateRefSchema),
+      async (c) => c.json({ runId: await loom.queue(c.req.valid('param').id, candidateIdOf(c.req.valid('json'))) }, 202),
+    )
+    .post(
+      '/:id/dry-run',
+      describeRoute({
+        operationId: 'dryRun',
+        summary: 'Asks the worker for the file changes a run would make',
+        responses: { 200: { description: 'The per-step diffs', body: DryRunResultSchema } },
+        errors: { not_found: 'the migration has no such candidate', unavailable: 'the worker could not be reached or failed' },
+      }),
+      operator,
+      migrationId,
+      jsonBody(CandidateRefSchema),
+      async (c) => c.json(await loom.dryRun(c.req.valid('param').id, candidateIdOf(c.req.valid('json')))),
+    )
+}

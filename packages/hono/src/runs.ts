@@ -1,0 +1,113 @@
+import { type Loom, RunInfoSchema, StepCompletedEventSchema } from '@loom/core'
+import { Hono } from 'hono'
+import * as v from 'valibot'
+import type { Guards } from './auth'
+import { describeRoute } from './describe'
+import { jsonBody, runIdParam } from './validation'
+
+/** The answer of queue and execute. */
+export const RunIdBodySchema = v.object({ runId: v.string() })
+const AcceptedSchema = v.object({ status: v.literal('accepted') })
+const REPORT_ERRORS = {
+  invalid: 'the migration has no step of that name, or `candidate.id` is not the candidate of the run',
+  conflict: 'the run is not running, or the step has already ended',
+}
+
+/** `/runs`: an operator reads a run, dequeues, executes or cancels it. */
+export function runRoutes(loom: Loom, { operator }: Guards) {
+  return new Hono()
+    .get(
+      '/:runId',
+      describeRoute({
+        operationId: 'getRun',
+        summary: 'The run of a queued, running or completed candidate',
+        responses: { 200: { description: 'The run', body: RunInfoSchema } },
+        errors: { not_found: 'the candidate is not_started' },
+      }),
+      operator,
+      runIdParam,
+      async (c) => c.json(await loom.getRun(c.req.valid('param').runId)),
+    )
+    .delete(
+      '/:runId/dequeue',
+      describeRoute({
+        operationId: 'dequeue',
+        summary: 'Dequeue: queued → not_started',
+        responses: { 204: { description: 'Dequeued' } },
+        errors: { conflict: 'the candidate is not queued' },
+      }),
+      operator,
+      runIdParam,
+      async (c) => {
+        await loom.dequeue(c.req.valid('param').runId)
+        return c.body(null, 204)
+      },
+    )
+    .post(
+      '/:runId/execute',
+      describeRoute({
+        operationId: 'execute',
+        summary: 'Execute: queued → running, and starts the engine’s run',
+        responses: { 202: { description: 'Started', body: RunIdBodySchema } },
+        errors: {
+          conflict: 'the candidate is not queued',
+          unavailable: 'the engine refused to start the run; the candidate stays queued',
+        },
+      }),
+      operator,
+      runIdParam,
+      async (c) => c.json({ runId: await loom.execute(c.req.valid('param').runId) }, 202),
+    )
+    .post(
+      '/:runId/cancel',
+      describeRoute({
+        operationId: 'cancel',
+        summary: 'Cancel: queued or running → not_started, recording a cancelled attempt',
+        responses: { 204: { description: 'Cancelled' } },
+        errors: { conflict: 'the candidate is neither queued nor running' },
+      }),
+      operator,
+      runIdParam,
+      async (c) => {
+        await loom.cancel(c.req.valid('param').runId)
+        return c.body(null, 204)
+      },
+    )
+}
+
+/** `/event`: workers report the outcome of a step, or a pull request opened on the way. */
+export function reportRoutes(loom: Loom, { worker }: Guards) {
+  return new Hono()
+    .post(
+      '/:runId',
+      describeRoute({
+        operationId: 'complete',
+        summary: 'Reports a step’s outcome',
+        responses: { 202: { description: 'Accepted', body: AcceptedSchema } },
+        errors: REPORT_ERRORS,
+      }),
+      worker,
+      runIdParam,
+      jsonBody(StepCompletedEventSchema),
+      async (c) => {
+        await loom.complete(c.req.valid('param').runId, c.req.valid('json'))
+        return c.json({ status: 'accepted' as const }, 202)
+      },
+    )
+    .post(
+      '/:runId/pr-opened',
+      describeRoute({
+        operationId: 'prOpened',
+        summary: 'Reports a pull request opened: progress on the step, which is still awaited',
+        responses: { 202: { description: 'Accepted', body: AcceptedSchema } },
+        errors: REPORT_ERRORS,
+      }),
+      worker,
+      runIdParam,
+      jsonBody(StepCompletedEventSchema),
+      async (c) => {
+        await loom.prOpened(c.req.valid('param').runId, c.req.valid('json'))
+        return c.json({ status: 'accepted' as const }, 202)
+      },
+    )
+}
