@@ -146,6 +146,15 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
         ])
       })
 
+      test('gets one candidate with its status and run id, not_found for an unknown one', async () => {
+        await bring('svc-1', 'running')
+        expect(await loom.getCandidate(M, 'svc-1')).toEqual({ ...candidates(4)[1], status: 'running', runId: 'app-chart__svc-1' })
+        expect(await loom.getCandidate(M, 'svc-0')).toEqual({ ...candidates(4)[0], status: 'not_started' })
+        expect((await expectLoomError(loom.getCandidate(M, 'ghost'), 'not_found')).message).toContain('ghost')
+        expect((await expectLoomError(loom.getCandidate('nope', 'svc-0'), 'not_found')).message).toContain('nope')
+        await expectLoomError(loom.getCandidate(M, 'a__b'), 'invalid')
+      })
+
       test('searches by status and text, paged, with the total', async () => {
         await bring('svc-2', 'queued')
         const page = await loom.searchCandidates(M, { q: 'payments', limit: 1, offset: 1 })
