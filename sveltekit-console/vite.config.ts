@@ -14,14 +14,12 @@ const SERVER_PACKAGES = [
   '@loom/postgres',
   '@loom/mqtt',
   '@loom/temporal',
-  '@loom/worker',
-  '@loom/example-worker',
   'postgres',
   'mqtt',
   /^@temporalio\//,
   /^@electric-sql\//,
 ]
-const OPTIONAL = ['@loom/postgres', '@loom/mqtt', '@loom/temporal', '@loom/example-worker', 'mqtt', 'postgres']
+const OPTIONAL = ['@loom/postgres', '@loom/mqtt', '@loom/temporal', 'mqtt', 'postgres']
 
 export default defineConfig({
   plugins: [sveltekit()],

@@ -9,8 +9,8 @@ const stopping = new AbortController()
 
 if (!dev) {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stopping.abort())
-  // adapter-node emits this once the HTTP server has closed: close Loom, the database and the
-  // worker, then let the process end. A handle someone else left open must not keep it alive,
+  // adapter-node emits this once the HTTP server has closed: close Loom and the database, then
+  // let the process end. A handle someone else left open must not keep it alive,
   // and neither may a close that hangs.
   process.once('sveltekit:shutdown' as 'exit', () => {
     const deadline = setTimeout(() => {
@@ -46,23 +46,7 @@ export const handle: Handle = async ({ event, resolve }) => {
     return api(request)
   }
 
-  const started = await backend()
-  if (started.worker && (path === '/worker' || path.startsWith('/worker/'))) {
-    if (token && !signedIn) return new Response('Sign in to the console first.', { status: 401 })
-    const request = event.request
-    const headers = new Headers(request.headers)
-    // The example worker guards its merge and close buttons with the same token.
-    if (token && !headers.has('authorization')) headers.set('authorization', `Bearer ${cfg.workerToken ?? token}`)
-    return started.worker(
-      new Request(request.url, {
-        method: request.method,
-        headers,
-        ...(request.method === 'GET' || request.method === 'HEAD' ? {} : { body: await request.arrayBuffer() }),
-      }),
-    )
-  }
-
-  event.locals.loom = started.loom
+  event.locals.loom = (await backend()).loom
   event.locals.authRequired = token !== undefined
   event.locals.signedIn = signedIn
   event.locals.theme = event.cookies.get('theme') === 'light' ? 'light' : 'dark'

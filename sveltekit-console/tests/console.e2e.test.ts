@@ -7,6 +7,7 @@
  * its own.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { runId, type RunInfo } from '@loom/core'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { hydrated, launchBrowser, removeDir, screenshot, seriousViolations, startConsole, type ConsoleServer } from './harness'
 
@@ -175,6 +176,16 @@ describe('the console in Chromium', () => {
     // Both pull requests open and merge, then the manual review waits: all pushed to the page.
     await page.locator('[data-step="create-app-chart"][data-state="merged"]').waitFor({ timeout: 30_000 })
     await page.locator('[data-step="verify-sync"][data-state="awaiting_review"]').waitFor({ timeout: 30_000 })
+    // Loom records the waiting review as API 0.2 did (success, phase awaiting_review, the whole candidate);
+    // the page shows it as awaiting the operator, with the decision, not as done or failed.
+    const run = (await (await fetch(`${server.url}/api/runs/${runId(MIGRATION, COMPLETE)}`)).json()) as RunInfo
+    expect(run.steps?.find((s) => s.stepName === 'verify-sync')).toMatchObject({
+      success: true,
+      metadata: { phase: 'awaiting_review' },
+      candidate: { id: COMPLETE, metadata: { team: 'payments' } },
+    })
+    await expect(page.locator('[data-step="verify-sync"] .phase').textContent()).resolves.toBe('Awaiting review')
+    await expect(page.locator('form.review button').allTextContents()).resolves.toEqual(['Approve', 'Reject'])
     await expect(page.locator('[data-step="create-app-chart"] a', { hasText: 'View PR' }).count()).resolves.toBe(1)
     await expect(row(watcher, 'billing-api').getAttribute('data-status')).resolves.toBe('running')
     await screenshot(page, '04-run-awaiting-review')

@@ -1,7 +1,8 @@
 /**
- * What the browser tests share: the built console started as its own process on a free
- * port with a fresh data folder, a real Chromium driven by playwright-core, axe-core run in
- * the page, and screenshots saved under `test-results/screenshots/`.
+ * What the browser tests share: the built console and the example worker started as
+ * `npm start` starts them (scripts/start.mjs) on free ports with a fresh data folder, a real
+ * Chromium driven by playwright-core, axe-core run in the page, and screenshots saved under
+ * `test-results/screenshots/`.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -14,11 +15,12 @@ import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
 
 export const CONSOLE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-export const SCREENSHOT_DIR = join(CONSOLE_DIR, 'test-results', 'screenshots')
+const SCREENSHOT_DIR = join(CONSOLE_DIR, 'test-results', 'screenshots')
 const BUILD_ENTRY = join(CONSOLE_DIR, 'build', 'index.js')
+const START_SCRIPT = join(CONSOLE_DIR, '..', 'scripts', 'start.mjs')
 
 /** Debian's Chromium; `CHROMIUM_PATH` points elsewhere. */
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const CHROMIUM_FLAGS = [
   '--headless',
   '--no-sandbox',
@@ -30,7 +32,7 @@ const CHROMIUM_FLAGS = [
   '--disable-sync',
 ]
 
-export async function freePort(): Promise<number> {
+async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const server = createServer()
     server.once('error', reject)
@@ -43,10 +45,12 @@ export async function freePort(): Promise<number> {
 
 export interface ConsoleServer {
   url: string
+  /** Where the example worker answers (unless `LOOM_EXAMPLE_WORKER=false`). */
+  workerUrl: string
   dataDir: string
   process: ChildProcess
   output: () => string
-  /** Sends SIGINT and resolves with the exit code once the process has ended. */
+  /** Sends SIGINT to its processes, as Ctrl-C does, and resolves with the exit code of `npm start` once it has ended. */
   stop(): Promise<number | null>
 }
 
@@ -55,14 +59,14 @@ export interface StartOptions {
   env?: Record<string, string | undefined>
   /** Reuse a data folder (to prove data survives a restart). */
   dataDir?: string
-  /** Start `scripts/start.mjs` (what `npm start` runs) instead of the build directly. */
-  viaStartScript?: boolean
+  /** Build what is out of date first, as `npm start` does; by default what is built is started as it is. */
+  build?: boolean
 }
 
-/** Starts the built console and waits until its API answers. */
+/** Starts the built console and the example worker as `npm start` does, and waits until it says both are up. */
 export async function startConsole(options: StartOptions = {}): Promise<ConsoleServer> {
   if (!existsSync(BUILD_ENTRY)) throw new Error(`${BUILD_ENTRY} is missing: run \`npm run build\` first (npm test does)`)
-  const port = await freePort()
+  const [port, workerPort] = [await freePort(), await freePort()]
   const url = `http://127.0.0.1:${port}`
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'loom-console-test-')))
   const env: Record<string, string | undefined> = {
@@ -70,17 +74,28 @@ export async function startConsole(options: StartOptions = {}): Promise<ConsoleS
     PORT: String(port),
     HOST: '127.0.0.1',
     ORIGIN: url,
-    LOOM_PUBLIC_URL: url,
+    WORKER_PORT: String(workerPort),
     LOOM_DATA_DIR: dataDir,
-    // As scripts/start.mjs sets it: the API's own body limit (4 MiB) applies, not adapter-node's 512 KB.
-    BODY_SIZE_LIMIT: '8M',
     // Pull requests merge quickly so a run goes from queued to its manual review in seconds.
     LOOM_EXAMPLE_AUTO_MERGE_MS: '200',
     ...options.env,
   }
   for (const key of Object.keys(env)) if (env[key] === undefined) delete env[key]
-  const script = options.viaStartScript ? join(CONSOLE_DIR, '..', 'scripts', 'start.mjs') : BUILD_ENTRY
-  const child = spawn(process.execPath, [script], { cwd: CONSOLE_DIR, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+  const args = options.build ? [START_SCRIPT] : [START_SCRIPT, '--no-build']
+  // A process group of its own, as a terminal gives `npm start`: Ctrl-C and a forced stop reach all its processes.
+  const child = spawn(process.execPath, args, {
+    cwd: CONSOLE_DIR,
+    env: env as NodeJS.ProcessEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  })
+  const signalGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, signal)
+    } catch {
+      // the group has ended already
+    }
+  }
   let output = ''
   child.stdout!.on('data', (chunk) => (output += chunk))
   child.stderr!.on('data', (chunk) => (output += chunk))
@@ -93,30 +108,28 @@ export async function startConsole(options: StartOptions = {}): Promise<ConsoleS
     }),
   )
 
+  // The start script says so once the API answers and the example worker has announced its migration.
   const deadline = Date.now() + 90_000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`the console exited with ${child.exitCode} before answering:\n${output}`)
-    const ok = await fetch(`${url}/api/health`).then(
-      (r) => r.ok,
-      () => false,
-    )
-    if (ok) break
+  while (!output.includes(`Loom console:   ${url}`)) {
+    if (child.exitCode !== null) throw new Error(`the console exited with ${child.exitCode} before it was up:\n${output}`)
     if (Date.now() > deadline) {
-      child.kill('SIGKILL')
-      throw new Error(`the console did not answer within 90 s:\n${output}`)
+      signalGroup('SIGKILL')
+      throw new Error(`the console was not up within 90 s:\n${output}`)
     }
-    await new Promise((r) => setTimeout(r, 200))
+    await new Promise((r) => setTimeout(r, 100))
   }
 
   return {
     url,
+    workerUrl: `http://localhost:${workerPort}`,
     dataDir,
     process: child,
     output: () => output,
     async stop() {
       stopping = true
-      if (child.exitCode === null) child.kill('SIGINT')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+      // As Ctrl-C in a terminal: every process of the group gets SIGINT (and the script passes it on once more).
+      if (child.exitCode === null) signalGroup('SIGINT')
+      const timer = setTimeout(() => signalGroup('SIGKILL'), 20_000)
       const code = await exited
       clearTimeout(timer)
       return code

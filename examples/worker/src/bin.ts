@@ -11,6 +11,10 @@
  * Environment: LOOM_URL, LOOM_TOKEN, LOOM_PORT (3000), WORKER_PORT (4000), MQTT_URL (announce
  * over MQTT), LOOM_DATA_DIR (.loom-data/example-worker), AUTO_MERGE_MS (3000; 0 = never),
  * DEMO (1 without LOOM_URL; 0 to skip the walk-through).
+ *
+ * Started by another process with an IPC channel (`npm start` runs it beside the console this
+ * way), it sends `{ type: 'ready', url }` once its migration is announced, and stops when that
+ * process goes away.
  */
 import { serve } from '@hono/node-server'
 import { createLoom, httpDispatcher, httpDryRunner, localEngine, memoryStore, type Loom, type LoomEvent } from '@loom/core'
@@ -69,20 +73,27 @@ closers.unshift(
   () => example.stop(),
   () => new Promise((resolve) => workerServer.close(resolve)),
 )
-log(`worker "${example.worker.workerApp}" on http://localhost:${workerPort}; GitOps repository in ${example.repo.dir}`)
-await example.start()
-log(`announced ${MIGRATION_ID}${client ? ' over MQTT' : ''} and submitted its candidates`)
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, async () => {
+// Stops once, however many signals arrive: a Ctrl-C reaches this process both from the
+// terminal and from a parent that passes it on.
+let stopping: Promise<void> | undefined
+const stop = () =>
+  (stopping ??= (async () => {
     for (const close of closers) await close()
     await client?.endAsync()
     process.exit(0)
-  })
-}
+  })())
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, stop)
+process.on('disconnect', stop)
+
+log(`worker "${example.worker.workerApp}" on http://localhost:${workerPort}; GitOps repository in ${example.repo.dir}`)
+await example.start()
+log(`announced ${MIGRATION_ID}${client ? ' over MQTT' : ''} and submitted its candidates`)
+process.send?.({ type: 'ready', url: `http://localhost:${workerPort}` })
 
 if (ownLoom && env.DEMO !== '0') await demo(ownLoom)
-printHelp()
+// A parent process prints its own summary.
+if (!process.send) printHelp()
 
 function describe(event: LoomEvent) {
   switch (event.type) {

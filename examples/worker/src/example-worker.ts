@@ -15,7 +15,7 @@ export const FIXTURES_DIR = fileURLToPath(new URL('../fixtures/gitops', import.m
 export interface ExampleWorkerOptions {
   /** Where the GitOps repository (`gitops.git`) and the open pull requests are kept. */
   dataDir: string
-  /** Loom in this process (the console hosts the example this way). Either this or `loomUrl`. */
+  /** Loom in this process (a service that embeds Loom, tests). Either this or `loomUrl`. */
   loom?: Loom
   /** Loom's HTTP API, e.g. `http://localhost:3000/api`. */
   loomUrl?: string

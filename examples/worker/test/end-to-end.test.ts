@@ -105,6 +105,8 @@ describe('the example worker end to end', () => {
 
     const review = await reported(loom, runId, 'verify-sync', 'awaiting_review')
     expect(review.metadata?.instructions).toContain('Synced and Healthy')
+    // As API 0.2 recorded it: a review that waits is not a failure, and the result carries the whole candidate.
+    expect(review).toMatchObject({ success: true, candidate: billing })
     await loom.complete(runId, { stepName: 'verify-sync', candidate: { id: 'billing-api' }, success: true })
     await eventually(async () => expect(await statusOf(loom, 'billing-api')).toBe('completed'))
 
@@ -130,10 +132,11 @@ describe('the example worker end to end', () => {
     await eventually(async () => expect(await statusOf(loom, 'checkout')).toBe('not_started'))
     const status = await loom.runStatus(runId)
     expect(status.runtimeStatus).toBe('FAILED')
+    const checkout = (await loom.getMigration(MIGRATION_ID)).candidates.find((c) => c.id === 'checkout')
     expect(status.result.results).toEqual([
       {
         stepName: 'create-app-chart',
-        candidate: { id: 'checkout' },
+        candidate: checkout,
         success: false,
         metadata: {
           phase: 'closed',

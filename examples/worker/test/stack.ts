@@ -49,7 +49,7 @@ export async function testBroker(): Promise<{ url: string; host: string; port: n
   }
 }
 
-export async function connect(url: string): Promise<MqttClient> {
+async function connect(url: string): Promise<MqttClient> {
   const client = await mqtt.connectAsync(url, {
     protocolVersion: 4,
     clientId: `loom-example-test-${crypto.randomUUID().slice(0, 12)}`,
@@ -61,7 +61,7 @@ export async function connect(url: string): Promise<MqttClient> {
 }
 
 /** A topic prefix of its own per test, so retained announcements never reach another test (or run). */
-export const uniquePrefix = () => `loom-example-test-${crypto.randomUUID().slice(0, 8)}`
+const uniquePrefix = () => `loom-example-test-${crypto.randomUUID().slice(0, 8)}`
 
 /** Serves `fetch` on 127.0.0.1 on a free port; the handler is looked up per request, so what it serves can be swapped. */
 async function listen(fetch: () => (request: Request) => Response | Promise<Response>): Promise<{ url: string; close(): Promise<void> }> {

@@ -1,4 +1,6 @@
-import type { DryRunFile, DryRunRequest, DryRunResult, DryRunStep } from '@loom/core'
+import { DryRunRequestSchema, parse, type DryRunFile, type DryRunRequest, type DryRunResult, type DryRunStep } from '@loom/core'
+import { isManualReview } from '@loom/core/engine'
+import type { WorkerContext } from './context'
 import { isManualReviewStep, type DryRunFiles, type Migration } from './define-migration'
 
 const keyOf = (repo: string, path: string) => `${repo}\u0000${path}`
@@ -36,7 +38,7 @@ export async function stackedDryRun(options: {
   for (const requested of request.steps) {
     const spec = migration.steps.find((s) => s.name === requested.name)
     const ours = spec !== undefined && (spec.workerApp ?? app) === requested.workerApp
-    if (!ours || isManualReviewStep(requested) || isManualReviewStep(spec)) {
+    if (!ours || isManualReview(requested) || isManualReviewStep(spec)) {
       steps.push({ stepName: requested.name, skipped: true })
       continue
     }
@@ -84,4 +86,12 @@ export async function stackedDryRun(options: {
     }
   }
   return { steps }
+}
+
+/** The worker's answer to a dry run (validated as `DryRunRequest`): the stacked diffs of its steps of the migration asked for. */
+export function workerDryRun(ctx: WorkerContext) {
+  return async (input: unknown): Promise<DryRunResult> => {
+    const request = parse(DryRunRequestSchema, input, '')
+    return stackedDryRun({ migration: ctx.requireMigration(request.migrationId), request, app: ctx.app, signal: ctx.signal })
+  }
 }

@@ -15,7 +15,7 @@ export interface StepReport {
  * - `unreported`: Loom could not be reached before the retries ran out. A dispatch of the
  *   same step sends this outcome again instead of running the handler a second time.
  */
-export type ExecutionState = 'running' | 'pending' | 'reporting' | 'reported' | 'unreported'
+type ExecutionState = 'running' | 'pending' | 'reporting' | 'reported' | 'unreported'
 
 export interface Execution {
   state: ExecutionState

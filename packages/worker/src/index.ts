@@ -23,7 +23,8 @@ export {
   type DryRunFiles,
   type FileChange,
 } from './define-migration'
-export { createWorker, type Worker, type WorkerOptions, type MqttTransport } from './worker'
+export { createWorker, type Worker } from './worker'
+export type { WorkerOptions, MqttTransport } from './context'
 export { stackedDryRun } from './dry-run'
 export type { StepReport } from './executions'
 export type { RetryOptions } from './retry'

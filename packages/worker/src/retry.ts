@@ -21,7 +21,7 @@ export type RetryWhen = (error: unknown) => boolean
 export const retryUnavailable: RetryWhen = (error) => !LoomError.is(error) || error.code === 'unavailable'
 
 /** Waits `ms`, or less when `signal` aborts (then it rejects with the abort reason). */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason)
     const onAbort = () => {

@@ -13,7 +13,8 @@ import { eventually, expectLoomError } from '@loom/core/testing'
 import { loomApp } from '@loom/hono'
 import { afterEach, describe, expect, it } from 'vitest'
 import { defineMigration, pending, type StepSpec } from './define-migration'
-import { createWorker, type Worker, type WorkerOptions } from './worker'
+import type { WorkerOptions } from './context'
+import { createWorker, type Worker } from './worker'
 
 const WORKER_TOKEN = 'worker-secret'
 const candidates = [
@@ -82,6 +83,35 @@ async function execute(loom: Loom, candidateId: string) {
   await loom.execute(runId)
   return runId
 }
+
+describe('createWorker: options', () => {
+  const fieldOf = (options: Partial<WorkerOptions>) => {
+    try {
+      createWorker({
+        app: 'charts',
+        loomUrl: 'http://loom.test/api',
+        migrations: [migrationOf([{ name: 'edit', run: () => {} }])],
+        ...options,
+      })
+    } catch (error) {
+      if (LoomError.is(error, 'invalid')) return error.details?.field
+      throw error
+    }
+    return undefined
+  }
+
+  it('refuses bad options with an invalid error naming the field', () => {
+    const migration = migrationOf([{ name: 'edit', run: () => {} }])
+    expect(fieldOf({ app: undefined as unknown as string })).toBe('app')
+    expect(fieldOf({ migrations: [{ id: 'x' } as never] })).toBe('migrations.0')
+    expect(fieldOf({ migrations: [migration, migration] })).toBe('migrations.1.id')
+    expect(fieldOf({ loomUrl: undefined })).toBe('loomUrl')
+    // An Authorization header cannot carry these: every dispatch over HTTP would be refused.
+    expect(fieldOf({ token: 'pass word' })).toBe('token')
+    expect(fieldOf({ token: 'ok', dispatchToken: 'p@ss' })).toBe('dispatchToken')
+    expect(fieldOf({ token: 'abc-DEF_1.2~3+4/5==' })).toBeUndefined()
+  })
+})
 
 describe('createWorker: announce and discover', () => {
   it('announces each migration with its steps under the worker app, then submits the discovered candidates', async () => {
@@ -236,8 +266,9 @@ describe('createWorker: running steps', () => {
     await eventually(async () => expect(await statusOf(loom, 'billing')).toBe('not_started'))
     const status = await loom.runStatus(runId)
     expect(status.runtimeStatus).toBe('FAILED')
+    // The worker reports the candidate's id; Loom records the candidate as it was dispatched (API 0.2).
     expect(status.result.results).toEqual([
-      { stepName: 'edit', candidate: { id: 'billing' }, success: false, metadata: { error: 'values.yaml: no chart key' } },
+      { stepName: 'edit', candidate: candidates[0], success: false, metadata: { error: 'values.yaml: no chart key' } },
     ])
   })
 
@@ -257,7 +288,7 @@ describe('createWorker: running steps', () => {
     expect(await dispatched.promise).toBe(runId)
     await eventually(async () =>
       expect((await loom.getRun(runId)).steps).toEqual([
-        { stepName: 'open-pr', candidate: { id: 'billing' }, success: true, metadata: { phase: 'open', prUrl: 'https://git/pr/7' } },
+        { stepName: 'open-pr', candidate: candidates[0], success: true, metadata: { phase: 'open', prUrl: 'https://git/pr/7' } },
       ]),
     )
     expect(await statusOf(loom, 'billing')).toBe('running')
@@ -478,10 +509,35 @@ describe('createWorker: the HTTP app', () => {
       for (const path of ['/steps/dispatch', '/dry-run']) {
         const response = await post(worker, path, request, token)
         expect(response.status).toBe(401)
-        expect(await response.json()).toMatchObject({ code: 'unauthorized' })
+        expect(response.headers.get('www-authenticate')).toBe('Bearer realm="loom-worker"')
+        expect(await response.json()).toEqual({
+          code: 'unauthorized',
+          error: token ? 'unauthorized: the bearer token is not valid' : 'unauthorized: an Authorization: Bearer token is required',
+        })
       }
     }
+    // A malformed header is refused like a missing one (hono's bearerAuth alone would answer 400), and the body is never read.
+    for (const authorization of ['Basic d29ya2VyLXNlY3JldA==', `Bearer ${WORKER_TOKEN} extra`, 'Bearer']) {
+      const response = await worker.app.request('/steps/dispatch', { method: 'POST', headers: { authorization }, body: '{not json' })
+      expect(response.status).toBe(401)
+      expect(response.headers.get('www-authenticate')).toBe('Bearer realm="loom-worker"')
+      expect(await response.json()).toEqual({ code: 'unauthorized', error: 'unauthorized: an Authorization: Bearer token is required' })
+    }
     expect(calls).toBe(0)
+  })
+
+  it('accepts the token however the scheme is cased, and a worker without a token accepts any dispatch', async () => {
+    const { worker } = setup([{ name: 'edit', run: () => {} }])
+    const accepted = await worker.app.request('/steps/dispatch', {
+      method: 'POST',
+      headers: { authorization: `bearer ${WORKER_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify(request),
+    })
+    expect(accepted.status).toBe(202)
+    const open = setup([{ name: 'edit', run: () => {} }], { worker: { token: undefined } })
+    expect(
+      (await post(open.worker, '/steps/dispatch', { ...request, runId: 'app-chart__search', callbackId: 'app-chart__search' })).status,
+    ).toBe(202)
   })
 
   it('answers 400 naming the field, 404 for an unknown migration or step, and 200 on /health', async () => {

@@ -3,13 +3,11 @@
  * page that listens. The browser reconnects by itself (sending `Last-Event-ID`, so the
  * server replays what was missed); `live.state` says whether the stream is up.
  */
-import type { LoomEvent } from '@loom/core'
+import { LOOM_EVENT_TYPES, type LoomEvent } from '@loom/core'
 import { invalidate } from '$app/navigation'
 import { navigating } from '$app/state'
 
 type Listener = (event: LoomEvent) => void
-
-const EVENT_TYPES = ['migration.updated', 'migration.deleted', 'candidates.submitted', 'run.status', 'step.reported'] as const
 
 export const live = $state<{ state: 'connecting' | 'open' | 'closed' }>({ state: 'closed' })
 
@@ -22,7 +20,7 @@ function connect() {
   source = new EventSource('/api/events')
   source.onopen = () => (live.state = 'open')
   source.onerror = () => (live.state = source?.readyState === EventSource.CLOSED ? 'closed' : 'connecting')
-  for (const type of EVENT_TYPES) {
+  for (const type of LOOM_EVENT_TYPES) {
     source.addEventListener(type, (message) => {
       let event: LoomEvent
       try {

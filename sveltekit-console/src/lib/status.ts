@@ -1,7 +1,7 @@
-/** Candidate statuses in lifecycle order, with the words the console shows for them. */
-import type { CandidateStatus, StatusCounts } from '@loom/core'
+/** Candidate statuses in lifecycle order (core's `CANDIDATE_STATUSES`), with the words the console shows for them. */
+import { CANDIDATE_STATUSES, type CandidateStatus, type StatusCounts } from '@loom/core'
 
-export const STATUSES: readonly CandidateStatus[] = ['not_started', 'queued', 'running', 'completed']
+export const STATUSES: readonly CandidateStatus[] = CANDIDATE_STATUSES
 
 export const STATUS_LABEL: Record<CandidateStatus, string> = {
   not_started: 'Not started',
@@ -15,7 +15,12 @@ export function isStatus(value: string | null | undefined): value is CandidateSt
 }
 
 export function totalOf(counts: StatusCounts): number {
-  return counts.not_started + counts.queued + counts.running + counts.completed
+  return STATUSES.reduce((sum, s) => sum + counts[s], 0)
+}
+
+/** Counts from one number per status, in lifecycle order; zero for each status when none are given. */
+export function countsOf(numbers: (status: CandidateStatus) => number = () => 0): StatusCounts {
+  return Object.fromEntries(STATUSES.map((s) => [s, numbers(s)])) as StatusCounts
 }
 
 /** Formats a count with thousands separators, the same on server and browser. */

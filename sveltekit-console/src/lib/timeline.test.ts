@@ -31,11 +31,13 @@ describe('timeline', () => {
       [
         result('create-chart', true, { phase: 'merged' }),
         result('switch', true, { phase: 'merged' }),
-        result('verify', false, { phase: 'awaiting_review', instructions: 'Check Argo CD' }),
+        // As API 0.2 records a review that waits: success true, the phase saying it is not over.
+        result('verify', true, { phase: 'awaiting_review', instructions: 'Check Argo CD' }),
       ],
       'running',
     )
     expect(t[2]).toMatchObject({ state: 'awaiting_review', active: true, manualReview: true, instructions: 'Check Argo CD' })
+    expect(runStats(t)).toMatchObject({ completed: 2, failed: 0 })
     const open = timeline(steps, [result('create-chart', false, { phase: 'open', prUrl: 'https://pr/2' })], 'running')
     expect(open[0]).toMatchObject({ state: 'pr_open', active: true, prUrl: 'https://pr/2' })
   })
@@ -62,6 +64,7 @@ describe('timeline', () => {
 
   it('tells progress from outcomes by the conventional phase', () => {
     expect(isFinal(result('a', false, { phase: 'open' }))).toBe(false)
+    expect(isFinal(result('a', true, { phase: 'awaiting_review' }))).toBe(false)
     expect(isFinal(result('a', false, { phase: 'awaiting_review' }))).toBe(false)
     expect(isFinal(result('a', true, { phase: 'in_progress' }))).toBe(false)
     expect(isFinal(result('a', true, { phase: 'merged' }))).toBe(true)

@@ -2,9 +2,13 @@
  * The run page's timeline: each step of the migration joined with what its worker (or an
  * operator) reported, in the words the console shows. Pure, so it is tested without a page.
  */
-import type { CandidateStatus, StepDefinition, StepResult } from '@loom/core'
+import { isManualReview, type CandidateStatus, type StepDefinition, type StepResult } from '@loom/core'
 
-/** `metadata.phase` values that mean the step is still under way (the contract's conventional keys). */
+/**
+ * `metadata.phase` values that mean the step is still under way (the contract's conventional
+ * keys). They are read before `success`: a review that waits is recorded `success: true` (as
+ * API 0.2 does) and must not show as done.
+ */
 const IN_FLIGHT_PHASES = new Set(['in_progress', 'open', 'awaiting_review'])
 
 export type StepState = 'pending' | 'waiting' | 'in_progress' | 'awaiting_review' | 'pr_open' | 'merged' | 'done' | 'failed'
@@ -66,7 +70,7 @@ export function timeline(steps: StepDefinition[], results: StepResult[], status:
     if (status === 'running' && !activeFound && (!result || !isFinal(result))) {
       active = true
       activeFound = true
-      if (state === 'pending') state = definition.config?.type === 'manual-review' ? 'awaiting_review' : 'waiting'
+      if (state === 'pending') state = isManualReview(definition) ? 'awaiting_review' : 'waiting'
     }
     const instructions = result?.metadata?.instructions ?? definition.config?.instructions
     const prUrl = result?.metadata?.prUrl
@@ -76,7 +80,7 @@ export function timeline(steps: StepDefinition[], results: StepResult[], status:
       ...(result ? { result } : {}),
       state,
       active,
-      manualReview: definition.config?.type === 'manual-review',
+      manualReview: isManualReview(definition),
       ...(instructions ? { instructions } : {}),
       ...(prUrl ? { prUrl } : {}),
       details: Object.entries(result?.metadata ?? {}).filter(([key]) => !SHOWN_ELSEWHERE.has(key)),

@@ -1,5 +1,5 @@
-import { emptyCounts } from '@loom/core'
 import { loadFrom } from '$lib/server/actions'
+import { countsOf } from '$lib/status'
 import type { LayoutServerLoad } from './$types'
 
 export const load: LayoutServerLoad = async ({ locals, depends, url }) => {
@@ -7,7 +7,7 @@ export const load: LayoutServerLoad = async ({ locals, depends, url }) => {
   const showNav = !locals.authRequired || locals.signedIn
   const listed = showNav ? await loadFrom(locals.loom.listMigrations({ summary: true })) : []
   // A remote Loom may omit the optional fields; the pages rely on them.
-  const migrations = listed.map((m) => ({ ...m, counts: m.counts ?? emptyCounts(), cancelledAttempts: m.cancelledAttempts ?? [] }))
+  const migrations = listed.map((m) => ({ ...m, counts: m.counts ?? countsOf(), cancelledAttempts: m.cancelledAttempts ?? [] }))
   return {
     theme: locals.theme,
     authRequired: locals.authRequired,

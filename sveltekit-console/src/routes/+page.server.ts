@@ -1,18 +1,13 @@
 import type { CancelledAttempt, CandidateWithStatus } from '@loom/core'
 import { loadFrom } from '$lib/server/actions'
+import { countsOf } from '$lib/status'
 import type { PageServerLoad } from './$types'
 
 const FOUND_PER_MIGRATION = 10
 
 export const load: PageServerLoad = async ({ parent, url, locals }) => {
   const { migrations } = await parent()
-  const totals = { migrations: migrations.length, not_started: 0, queued: 0, running: 0, completed: 0 }
-  for (const m of migrations) {
-    totals.not_started += m.counts.not_started
-    totals.queued += m.counts.queued
-    totals.running += m.counts.running
-    totals.completed += m.counts.completed
-  }
+  const totals = { migrations: migrations.length, ...countsOf((s) => migrations.reduce((sum, m) => sum + m.counts[s], 0)) }
 
   const cancelled: Array<CancelledAttempt & { migrationId: string; migrationName: string }> = migrations
     .flatMap((m) => (m.cancelledAttempts ?? []).map((a) => ({ ...a, migrationId: m.id, migrationName: m.name })))

@@ -5,16 +5,7 @@
  * code with Loom's own message, so an operator who loses a race reads why.
  */
 import { error, fail, type ActionFailure, type RequestEvent } from '@sveltejs/kit'
-import { LoomError, parseRunId, type Loom, type LoomErrorCode } from '@loom/core'
-
-export const STATUS_OF_CODE: Record<LoomErrorCode, number> = {
-  invalid: 400,
-  unauthorized: 401,
-  not_found: 404,
-  conflict: 409,
-  too_large: 413,
-  unavailable: 503,
-}
+import { HTTP_STATUS_OF_CODE, LoomError, parseRunId, type Loom, type LoomErrorCode } from '@loom/core'
 
 export interface ActionSuccess {
   ok: true
@@ -37,7 +28,7 @@ export async function loadFrom<T>(call: Promise<T>): Promise<T> {
   try {
     return await call
   } catch (e) {
-    if (LoomError.is(e)) error(STATUS_OF_CODE[e.code] ?? 500, { message: e.message, code: e.code })
+    if (LoomError.is(e)) error(HTTP_STATUS_OF_CODE[e.code], { message: e.message, code: e.code })
     throw e
   }
 }
@@ -57,7 +48,7 @@ async function perform(action: string, event: RequestEvent, act: Act): Promise<A
     return { ok: true, action, ...done }
   } catch (e) {
     if (LoomError.is(e)) {
-      return fail(STATUS_OF_CODE[e.code] ?? 500, {
+      return fail(HTTP_STATUS_OF_CODE[e.code], {
         ok: false,
         action,
         message: e.message,

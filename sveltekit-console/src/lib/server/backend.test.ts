@@ -33,7 +33,7 @@ const announcement = {
 
 describe('the embedded backend', () => {
   it('serves the HTTP API under /api over the same Loom the pages use', async () => {
-    const backend = await started(startBackend(readConfig({ LOOM_EXAMPLE_WORKER: 'false' }), { store: memoryStore(), log: () => {} }))
+    const backend = await started(startBackend(readConfig({}), { store: memoryStore(), log: () => {} }))
     const announced = await backend.api(
       new Request('http://console.test/api/registry/announce', {
         method: 'POST',
@@ -49,9 +49,7 @@ describe('the embedded backend', () => {
   })
 
   it('requires LOOM_TOKEN on the API when it is set', async () => {
-    const backend = await started(
-      startBackend(readConfig({ LOOM_EXAMPLE_WORKER: 'false', LOOM_TOKEN: 'op' }), { store: memoryStore(), log: () => {} }),
-    )
+    const backend = await started(startBackend(readConfig({ LOOM_TOKEN: 'op' }), { store: memoryStore(), log: () => {} }))
     expect((await backend.api(new Request('http://console.test/api/migrations'))).status).toBe(401)
     const ok = await backend.api(new Request('http://console.test/api/migrations', { headers: { authorization: 'Bearer op' } }))
     expect(ok.status).toBe(200)
@@ -59,7 +57,7 @@ describe('the embedded backend', () => {
 
   it('keeps its data in PGlite in the data folder across a restart', async () => {
     const dataDir = await tempDir()
-    const config = readConfig({ LOOM_EXAMPLE_WORKER: 'false', LOOM_DATA_DIR: dataDir })
+    const config = readConfig({ LOOM_DATA_DIR: dataDir })
     const first = await startBackend(config, { log: () => {} })
     try {
       await first.loom.announce(announcement)
@@ -75,9 +73,7 @@ describe('the embedded backend', () => {
 
 describe('the remote backend (LOOM_URL)', () => {
   it('works against another Loom through @loom/client and forwards /api to it', async () => {
-    const origin = await started(
-      startBackend(readConfig({ LOOM_EXAMPLE_WORKER: 'false', LOOM_TOKEN: 'op' }), { store: memoryStore(), log: () => {} }),
-    )
+    const origin = await started(startBackend(readConfig({ LOOM_TOKEN: 'op' }), { store: memoryStore(), log: () => {} }))
     await origin.loom.announce(announcement)
     const server: ServerType = await new Promise((resolve) => {
       const s = serve({ fetch: (request) => origin.api(request), port: 0, hostname: '127.0.0.1' }, () => resolve(s))
@@ -88,10 +84,11 @@ describe('the remote backend (LOOM_URL)', () => {
 
     const remote = await started(startBackend(readConfig({ LOOM_URL: `http://127.0.0.1:${port}/api`, LOOM_TOKEN: 'op' })))
     expect(remote.mode).toBe('remote')
-    expect(remote.worker).toBeUndefined()
     const runId = await remote.loom.queue('app-chart', 'billing-api')
     expect(runId).toBe('app-chart__billing-api')
     expect((await origin.loom.listCandidates('app-chart')).find((c) => c.id === 'billing-api')?.status).toBe('queued')
+    // The run page looks a candidate up by its id, without paging through the others.
+    expect(await remote.loom.getCandidate('app-chart', 'billing-api')).toEqual({ id: 'billing-api', status: 'queued', runId })
 
     // The same typed errors as in-process.
     const conflict = await remote.loom.queue('app-chart', 'billing-api').catch((e: unknown) => e)

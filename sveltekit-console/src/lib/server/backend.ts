@@ -1,9 +1,9 @@
 /**
  * The Loom the console works against, and the `/api` it serves. By default Loom runs in this
- * process: `createLoom` over PGlite in the data folder and the local engine, `loomApp`
- * answering `/api`, and the example worker mounted at `/worker`. `DATABASE_URL`,
- * `TEMPORAL_ADDRESS` and `MQTT_URL` switch the store, the engine and the worker transport to
- * those services. With `LOOM_URL` the console hosts nothing: it holds a `@loom/client` and
+ * process: `createLoom` over PGlite in the data folder and the local engine, and `loomApp`
+ * answering `/api`. Workers are processes of their own that announce to that API (`npm start`
+ * runs the example worker beside the console). `DATABASE_URL`, `TEMPORAL_ADDRESS` and
+ * `MQTT_URL` switch the store, the engine and the worker transport to those services. With `LOOM_URL` the console hosts nothing: it holds a `@loom/client` and
  * forwards `/api` to the remote API. Pages and actions only ever see the `Loom` interface,
  * so every mode behaves the same.
  */
@@ -32,8 +32,6 @@ export interface Backend {
   readonly mode: 'embedded' | 'remote'
   /** Answers a request whose path starts with `/api`. */
   api(request: Request): Promise<Response>
-  /** Answers a request whose path starts with `/worker` (the hosted example worker), if one is hosted. */
-  worker?: (request: Request) => Promise<Response>
   /** Stops what this backend started, in reverse order. */
   close(): Promise<void>
 }
@@ -45,9 +43,6 @@ export interface BackendOptions {
 }
 
 type Closer = () => Promise<unknown> | unknown
-
-/** Where the hosted example worker is mounted, below the console's origin. */
-export const WORKER_MOUNT = '/worker'
 
 /**
  * Builds the backend the configuration asks for. Everything it opens, it closes in `close`;
@@ -76,18 +71,7 @@ export async function startBackend(config: ConsoleConfig, options: BackendOption
 
     const mqttClient = config.mqttUrl ? await connectMqtt(config.mqttUrl, closers) : undefined
     const workerToken = config.workerToken ?? config.token
-    const workerBase = config.exampleWorker ? `${config.publicUrl}${WORKER_MOUNT}` : undefined
-
-    // Set once the example worker exists: dispatches to it stay in this process.
-    let hosted: ((request: Request) => Promise<Response>) | undefined
-    const fetchWorker = async (input: Request | string | URL, init?: RequestInit): Promise<Response> => {
-      const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
-      if (hosted && workerBase && url.startsWith(`${workerBase}/`)) {
-        return hosted(new Request(`http://worker.local${url.slice(workerBase.length)}`, init))
-      }
-      return fetch(input, init)
-    }
-    const http = { fetch: fetchWorker as typeof fetch, ...(workerToken ? { token: workerToken } : {}) }
+    const http = workerToken ? { token: workerToken } : {}
     let dispatcher: StepDispatcher = httpDispatcher(http)
     let dryRunner: DryRunner = httpDryRunner(http)
     if (mqttClient) {
@@ -132,36 +116,7 @@ export async function startBackend(config: ConsoleConfig, options: BackendOption
         ...(config.workerToken ? { workerToken: config.workerToken } : {}),
       }),
     )
-    const backend: Backend = { loom, mode: 'embedded', api: async (request) => api.fetch(request), close }
-
-    if (workerBase) {
-      const { createExampleWorker } = await import('@loom/example-worker')
-      const example = await createExampleWorker({
-        dataDir: join(config.dataDir, 'example-worker'),
-        loom,
-        url: workerBase,
-        ...(workerToken ? { token: workerToken } : {}),
-        ...(config.exampleAutoMergeMs > 0 ? { autoMergeMs: config.exampleAutoMergeMs } : {}),
-        onError: (error) => console.error('[example worker]', error),
-      })
-      closers.push(() => example.stop())
-      hosted = async (request) => example.fetch(request)
-      backend.worker = async (request) => {
-        const url = new URL(request.url)
-        const path = url.pathname.slice(WORKER_MOUNT.length) || '/'
-        const body = request.method === 'GET' || request.method === 'HEAD' ? undefined : await request.arrayBuffer()
-        return example.fetch(
-          new Request(`http://worker.local${path}${url.search}`, {
-            method: request.method,
-            headers: request.headers,
-            ...(body ? { body } : {}),
-          }),
-        )
-      }
-      await example.start()
-      log(`example worker "${example.worker.workerApp}" at ${workerBase}, its GitOps repository in ${example.repo.dir}`)
-    }
-    return backend
+    return { loom, mode: 'embedded', api: async (request) => api.fetch(request), close }
   } catch (error) {
     await close()
     throw error

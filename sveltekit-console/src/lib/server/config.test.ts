@@ -2,15 +2,12 @@ import { describe, expect, it } from 'vitest'
 import { describeConfig, readConfig } from './config'
 
 describe('readConfig', () => {
-  it('defaults to the embedded setup: PGlite in .loom-data, local engine, the example worker, no token', () => {
+  it('defaults to the embedded setup: PGlite in .loom-data, local engine, no token', () => {
     const config = readConfig({}, '/srv/loom')
     expect(config).toEqual({
       dataDir: '/srv/loom/.loom-data',
       databaseSchema: 'loom',
-      exampleWorker: true,
-      exampleAutoMergeMs: 5000,
       mqttTopicPrefix: 'loom',
-      publicUrl: 'http://localhost:3000',
       temporalNamespace: 'default',
       temporalTaskQueue: 'loom',
     })
@@ -18,7 +15,6 @@ describe('readConfig', () => {
       'store: PGlite in /srv/loom/.loom-data',
       'engine: local (in-process)',
       'announcements: HTTP',
-      'example worker: in-process at http://localhost:3000/worker',
       'auth: open (set LOOM_TOKEN to require a token)',
     ])
   })
@@ -40,17 +36,15 @@ describe('readConfig', () => {
       temporalAddress: 'temporal:7233',
       mqttUrl: 'mqtt://broker:1883',
       token: 'op-token',
-      publicUrl: 'http://localhost:8080',
       dataDir: '/srv/data',
     })
     // The password never reaches the log line.
     expect(describeConfig(config)[0]).toBe('store: PostgreSQL (postgres://loom:***@db:5432/loom)')
   })
 
-  it('talks to a remote Loom with LOOM_URL and then hosts no example worker by default', () => {
+  it('talks to a remote Loom with LOOM_URL', () => {
     const config = readConfig({ LOOM_URL: 'https://loom.example.com/api/' })
     expect(config.loomUrl).toBe('https://loom.example.com/api')
-    expect(config.exampleWorker).toBe(false)
     expect(describeConfig(config)).toEqual(['Loom API: remote, https://loom.example.com/api'])
   })
 
@@ -59,8 +53,8 @@ describe('readConfig', () => {
     [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL: "mysql://x" must start with postgres:// or postgresql://'],
     [{ TEMPORAL_ADDRESS: 'http://temporal' }, 'TEMPORAL_ADDRESS: "http://temporal" must be host:port'],
     [{ PORT: 'eighty' }, 'PORT: "eighty" is not a port number'],
-    [{ LOOM_EXAMPLE_WORKER: 'maybe' }, 'LOOM_EXAMPLE_WORKER: "maybe" is not a boolean (use true or false)'],
-    [{ LOOM_EXAMPLE_AUTO_MERGE_MS: '5s' }, 'LOOM_EXAMPLE_AUTO_MERGE_MS: "5s" is not a number of milliseconds'],
+    [{ LOOM_TOKEN: 'pass word' }, 'LOOM_TOKEN: must be letters, digits and . _ ~ + / - (a bearer token)'],
+    [{ LOOM_WORKER_TOKEN: 'p@ss' }, 'LOOM_WORKER_TOKEN: must be letters, digits and . _ ~ + / - (a bearer token)'],
     [{ LOOM_DB_SCHEMA: 'Loom; drop' }, 'LOOM_DB_SCHEMA: "Loom; drop" must be a lower-case SQL identifier (a-z, 0-9, _)'],
     [{ LOOM_MQTT_TOPIC_PREFIX: 'loom/#' }, 'LOOM_MQTT_TOPIC_PREFIX: "loom/#" must be MQTT topic levels without wildcards or outer slashes'],
   ])('refuses %o with an error naming the variable', (env, message) => {

@@ -1,7 +1,7 @@
 /**
  * What the console runs on, read from the environment once at start. With nothing set it
- * hosts Loom in-process on embedded defaults (PGlite in a data folder, the local engine,
- * the example worker); each variable switches one part to a real service.
+ * hosts Loom in-process on embedded defaults (PGlite in a data folder, the local engine);
+ * each variable switches one part to a real service.
  */
 import path from 'node:path'
 
@@ -28,32 +28,11 @@ export interface ConsoleConfig {
   mqttTopicPrefix: string
   /** Where the embedded database lives (`LOOM_DATA_DIR`, default `.loom-data` in the working directory). */
   dataDir: string
-  /** Whether to host the example worker in this process (`LOOM_EXAMPLE_WORKER`, default on unless `LOOM_URL` is set). */
-  exampleWorker: boolean
-  /** How long the example worker's pull requests stay open before they merge by themselves (`LOOM_EXAMPLE_AUTO_MERGE_MS`, default 5000; 0 = never). */
-  exampleAutoMergeMs: number
-  /** The console's own origin as workers reach it (`LOOM_PUBLIC_URL`, default `http://localhost:${PORT}`). */
-  publicUrl: string
 }
 
 type Env = Record<string, string | undefined>
 
 const nonEmpty = (value: string | undefined) => (value && value.trim() !== '' ? value.trim() : undefined)
-
-function flag(name: string, value: string | undefined, fallback: boolean): boolean {
-  const v = nonEmpty(value)?.toLowerCase()
-  if (v === undefined) return fallback
-  if (['1', 'true', 'yes', 'on'].includes(v)) return true
-  if (['0', 'false', 'no', 'off'].includes(v)) return false
-  throw new Error(`${name}: "${value}" is not a boolean (use true or false)`)
-}
-
-function milliseconds(name: string, value: string | undefined, fallback: number): number {
-  const v = nonEmpty(value)
-  if (v === undefined) return fallback
-  if (!/^\d+$/.test(v)) throw new Error(`${name}: "${v}" is not a number of milliseconds`)
-  return Number(v)
-}
 
 function identifier(name: string, value: string | undefined, fallback: string): string {
   const v = nonEmpty(value) ?? fallback
@@ -65,6 +44,14 @@ function topicPrefix(name: string, value: string | undefined, fallback: string):
   const v = nonEmpty(value) ?? fallback
   if (/[#+\u0000]/.test(v) || v.startsWith('/') || v.endsWith('/'))
     throw new Error(`${name}: "${v}" must be MQTT topic levels without wildcards or outer slashes`)
+  return v
+}
+
+/** A token travels in `Authorization: Bearer`, which takes only these characters (RFC 6750): any other would be refused. */
+function bearerToken(name: string, value: string | undefined): string | undefined {
+  const v = nonEmpty(value)
+  if (v !== undefined && !/^[A-Za-z0-9._~+/-]+=*$/.test(v))
+    throw new Error(`${name}: must be letters, digits and . _ ~ + / - (a bearer token)`)
   return v
 }
 
@@ -100,14 +87,11 @@ export function readConfig(env: Env, cwd = process.cwd()): ConsoleConfig {
     databaseSchema: identifier('LOOM_DB_SCHEMA', env.LOOM_DB_SCHEMA, 'loom'),
     mqttTopicPrefix: topicPrefix('LOOM_MQTT_TOPIC_PREFIX', env.LOOM_MQTT_TOPIC_PREFIX, 'loom'),
     dataDir: path.resolve(cwd, nonEmpty(env.LOOM_DATA_DIR) ?? '.loom-data'),
-    exampleWorker: flag('LOOM_EXAMPLE_WORKER', env.LOOM_EXAMPLE_WORKER, loomUrl === undefined),
-    exampleAutoMergeMs: milliseconds('LOOM_EXAMPLE_AUTO_MERGE_MS', env.LOOM_EXAMPLE_AUTO_MERGE_MS, 5000),
-    publicUrl: (url('LOOM_PUBLIC_URL', env.LOOM_PUBLIC_URL, ['http:', 'https:']) ?? `http://localhost:${port}`).replace(/\/+$/, ''),
   }
   if (loomUrl) config.loomUrl = loomUrl.replace(/\/+$/, '')
-  const token = nonEmpty(env.LOOM_TOKEN)
+  const token = bearerToken('LOOM_TOKEN', env.LOOM_TOKEN)
   if (token) config.token = token
-  const workerToken = nonEmpty(env.LOOM_WORKER_TOKEN)
+  const workerToken = bearerToken('LOOM_WORKER_TOKEN', env.LOOM_WORKER_TOKEN)
   if (workerToken) config.workerToken = workerToken
   const databaseUrl = url('DATABASE_URL', env.DATABASE_URL, ['postgres:', 'postgresql:'])
   if (databaseUrl) config.databaseUrl = databaseUrl
@@ -128,7 +112,6 @@ export function describeConfig(config: ConsoleConfig): string[] {
     `store: ${config.databaseUrl ? `PostgreSQL (${redact(config.databaseUrl)})` : `PGlite in ${config.dataDir}`}`,
     `engine: ${config.temporalAddress ? `Temporal at ${config.temporalAddress}` : 'local (in-process)'}`,
     `announcements: ${config.mqttUrl ? `MQTT at ${redact(config.mqttUrl)}` : 'HTTP'}`,
-    `example worker: ${config.exampleWorker ? `in-process at ${config.publicUrl}/worker` : 'off'}`,
     `auth: ${config.token ? 'LOOM_TOKEN required' : 'open (set LOOM_TOKEN to require a token)'}`,
   ]
 }

@@ -7,10 +7,10 @@ import { structuredPatch } from 'diff'
 import type { DryRunFile, DryRunResult } from '@loom/core'
 import type { DiffBlock, DiffLine, FileDiff, StepPreview } from '../types'
 
-export type { DiffBlock, DiffLine, FileDiff, StepPreview }
+export type { FileDiff, StepPreview }
 
 /** Lines of context kept around each change. */
-export const CONTEXT_LINES = 2
+const CONTEXT_LINES = 2
 
 function lineCount(text: string): number {
   if (text === '') return 0

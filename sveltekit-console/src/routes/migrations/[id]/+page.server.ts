@@ -1,7 +1,7 @@
 import { error } from '@sveltejs/kit'
-import type { CandidateQuery, StatusCounts } from '@loom/core'
+import { runId, type CandidateQuery, type StatusCounts } from '@loom/core'
 import { loadFrom, runActions } from '$lib/server/actions'
-import { STATUSES, isStatus } from '$lib/status'
+import { STATUSES, countsOf, isStatus, totalOf } from '$lib/status'
 import type { Actions, PageServerLoad } from './$types'
 
 /** Rows per page: the table stays as fast with 10,000 candidates as with 100. */
@@ -26,11 +26,11 @@ export const load: PageServerLoad = async ({ params, url, parent, locals, depend
     const totals = await Promise.all(
       STATUSES.map((s) => loadFrom(locals.loom.searchCandidates(migration.id, { ...base, status: s, limit: 1 }))),
     )
-    return { not_started: totals[0]!.total, queued: totals[1]!.total, running: totals[2]!.total, completed: totals[3]!.total }
+    return countsOf((s) => totals[STATUSES.indexOf(s)]!.total)
   }
 
   const counts = await countsFor()
-  const matching = status ? counts[status] : counts.not_started + counts.queued + counts.running + counts.completed
+  const matching = status ? counts[status] : totalOf(counts)
   const pages = Math.max(1, Math.ceil(matching / PAGE_SIZE))
   const page = Number.isInteger(requested) && requested >= 1 ? Math.min(requested, pages) : 1
   const result = await loadFrom(
@@ -51,7 +51,8 @@ export const load: PageServerLoad = async ({ params, url, parent, locals, depend
 
   return {
     migration,
-    candidates: result.candidates,
+    // Every row carries its run id, so its actions work the moment an event says it was queued.
+    candidates: result.candidates.map((c) => ({ ...c, runId: c.runId ?? runId(migration.id, c.id) })),
     total: result.total,
     counts,
     filter: { q, status: status ?? null, page, pages },

@@ -16,19 +16,15 @@ async function preview(loom: Loom, migrationId: string, candidateId: string): Pr
   }
 }
 
-/** A not-started candidate has no run to read it from: look it up among the candidates. */
-async function findCandidate(loom: Loom, migrationId: string, candidateId: string): Promise<Candidate | undefined> {
-  const limit = 500
-  for (let offset = 0; offset < 100_000; offset += limit) {
-    const page = await loadFrom(loom.searchCandidates(migrationId, { q: candidateId, limit, offset }))
-    const found = page.candidates.find((c) => c.id === candidateId)
-    if (found) {
-      const { status: _status, runId: _runId, ...candidate } = found
-      return candidate
-    }
-    if (offset + limit >= page.total) return undefined
+/** A not-started candidate has no run to read it from: Loom has it on its own, or `not_found`. */
+async function candidateOf(loom: Loom, migrationId: string, candidateId: string): Promise<Candidate | undefined> {
+  try {
+    const { status: _status, runId: _runId, ...candidate } = await loom.getCandidate(migrationId, candidateId)
+    return candidate
+  } catch (e) {
+    if (LoomError.is(e, 'not_found')) return undefined
+    return loadFrom(Promise.reject(e))
   }
-  return undefined
 }
 
 export const load: PageServerLoad = async ({ params, locals, parent, depends, url }) => {
@@ -50,7 +46,7 @@ export const load: PageServerLoad = async ({ params, locals, parent, depends, ur
   } catch (e) {
     if (!LoomError.is(e, 'not_found')) await loadFrom(Promise.reject(e))
   }
-  const candidate = run?.candidate ?? (await findCandidate(locals.loom, ids.migrationId, ids.candidateId))
+  const candidate = run?.candidate ?? (await candidateOf(locals.loom, ids.migrationId, ids.candidateId))
   if (!candidate) {
     error(404, { message: `Migration ${migration.name} has no candidate ${ids.candidateId}.`, code: 'not_found' })
   }
