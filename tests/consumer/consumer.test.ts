@@ -111,6 +111,8 @@ describe('a consumer project outside the workspace', () => {
       for (const entry of [
         '@loom/client',
         '@loom/core',
+        '@loom/core/engine',
+        '@loom/core/store',
         '@loom/hono',
         '@loom/mqtt',
         '@loom/postgres',
