@@ -38,6 +38,7 @@ export {
   RunStatusResponseSchema,
   SlugSchema,
   StepCompletedEventSchema,
+  StepResultSchema,
   SubmitCandidatesRequestSchema,
 } from './schemas'
 export type * from './schemas'

@@ -109,8 +109,8 @@ export type RecordStepOutcome =
   | { outcome: 'duplicate'; run: RunRecord }
   /** The step already ended with a different outcome, or the update comes after its end. */
   | { outcome: 'step_ended'; run: RunRecord }
-  /** The run is not running (or not this attempt); `status` is the candidate's. */
-  | { outcome: 'not_running'; status: CandidateStatus }
+  /** The run is not running (or not this attempt); `status` is the candidate's, `attempt` the run's current one if it has a run. */
+  | { outcome: 'not_running'; status: CandidateStatus; attempt?: number }
   | { outcome: 'not_found' }
 
 export interface CandidatePage {

@@ -118,8 +118,11 @@ export type StepReportDecision =
   | { outcome: 'duplicate'; run: RunRecord }
   /** The step already ended with another outcome, or a progress update came after its end: refused. */
   | { outcome: 'step_ended'; run: RunRecord }
-  /** The run is not running, or not at the request's attempt: refused. `status` is the candidate's. */
-  | { outcome: 'not_running'; status: CandidateStatus }
+  /**
+   * The run is not running, or not at the request's attempt: refused. `status` is the
+   * candidate's; `attempt` the run's current attempt, when the candidate has a run.
+   */
+  | { outcome: 'not_running'; status: CandidateStatus; attempt?: number }
 
 /**
  * Decides a step report for the candidate whose run is `run`. Pure, like {@link decideTransition}.
@@ -130,7 +133,8 @@ export type StepReportDecision =
  */
 export function decideStepReport(run: RunRecord | undefined, request: RecordStepRequest): StepReportDecision {
   if (run?.state !== 'running' || (request.attempt !== undefined && run.attempt !== request.attempt)) {
-    return { outcome: 'not_running', status: candidateStatusOf(run?.state) }
+    const status = candidateStatusOf(run?.state)
+    return run ? { outcome: 'not_running', status, attempt: run.attempt } : { outcome: 'not_running', status }
   }
   const name = request.result.stepName
   const found = run.steps.findIndex((s) => s.result.stepName === name)

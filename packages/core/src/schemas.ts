@@ -171,6 +171,13 @@ export const CandidateQuerySchema = v.object({
   offset: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(0, 'must be at least 0'))),
 })
 
+/**
+ * A run's attempt: a positive integer, greater for each queue from `not_started`. It fences
+ * dispatches and reports: work of an older attempt (a run cancelled and run again) never
+ * moves the current one.
+ */
+const AttemptSchema = v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'))
+
 export const StepCompletedEventSchema = v.object({
   stepName: NonEmpty(200),
   candidate: v.object({
@@ -178,10 +185,21 @@ export const StepCompletedEventSchema = v.object({
   }),
   success: v.boolean('must be a boolean'),
   metadata: v.optional(StringMapSchema),
+  /**
+   * The attempt of the dispatch this reports on (an addition to API 0.2; workers echo
+   * `DispatchStepRequest.attempt`). A report of another attempt than the run's current one
+   * is refused with `conflict` and changes nothing; a report without it (an API 0.2 worker)
+   * is taken for the current attempt.
+   */
+  attempt: v.optional(AttemptSchema),
 })
 
-/** A step's reported outcome; the same fields as the event that reported it. */
-const StepResultSchema = StepCompletedEventSchema
+/**
+ * A step's reported outcome: the fields of the event that reported it but its attempt (a
+ * run keeps the steps of its current attempt only, so results keep the API 0.2 shape).
+ */
+/** A step's outcome as a run keeps it: the report without its attempt (a run holds its current attempt's steps only). */
+export const StepResultSchema = v.omit(StepCompletedEventSchema, ['attempt'])
 
 export const RunInfoSchema = v.object({
   runId: v.string(),
@@ -214,9 +232,10 @@ export const DispatchStepRequestSchema = v.object({
   /**
    * The run's attempt (an addition to API 0.2). A step dispatched twice with the same
    * attempt is the same work (Loom re-dispatches the step in flight after a restart); a
-   * larger attempt is a new run of the same run id after a cancel or a failure.
+   * larger attempt is a new run of the same run id after a cancel or a failure. Workers
+   * echo it in their reports (`StepCompletedEvent.attempt`).
    */
-  attempt: v.optional(v.number()),
+  attempt: v.optional(AttemptSchema),
 })
 
 export const DryRunRequestSchema = v.object({
@@ -300,4 +319,15 @@ export const LoomEventSchema = v.variant('type', [
 export type LoomEvent = v.InferOutput<typeof LoomEventSchema>
 
 /** Every `type` a `LoomEvent` can have. */
-export const LOOM_EVENT_TYPES = LoomEventSchema.options.map((o) => o.entries.type.literal) as LoomEvent['type'][]
+export const LOOM_EVENT_TYPES = [
+  'migration.updated',
+  'migration.deleted',
+  'candidates.submitted',
+  'run.status',
+  'step.reported',
+] as const satisfies readonly LoomEvent['type'][]
+
+// A literal list rather than one read off the schema, so a browser bundle that needs only the
+// names does not pull in valibot; the compiler keeps the two equal.
+const everyEventType: Exclude<LoomEvent['type'], (typeof LOOM_EVENT_TYPES)[number]> extends never ? true : never = true
+void everyEventType

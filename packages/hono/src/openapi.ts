@@ -15,6 +15,7 @@ import {
   RunStatusResponseSchema,
   SlugSchema,
   StepCompletedEventSchema,
+  StepResultSchema,
   SubmitCandidatesRequestSchema,
 } from '@loom/core'
 import { type ConversionConfig, toJsonSchema, toJsonSchemaDefs } from '@valibot/to-json-schema'
@@ -41,6 +42,7 @@ const DEFINITIONS = {
   CandidateRef: CandidateRefSchema,
   CandidateWithStatus: CandidateWithStatusSchema,
   StepCompletedEvent: StepCompletedEventSchema,
+  StepResult: StepResultSchema,
   RunInfo: RunInfoSchema,
   RunStatusResponse: RunStatusResponseSchema,
   DryRunResult: DryRunResultSchema,

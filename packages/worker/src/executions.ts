@@ -19,6 +19,8 @@ type ExecutionState = 'running' | 'pending' | 'reporting' | 'reported' | 'unrepo
 
 export interface Execution {
   state: ExecutionState
+  /** The attempt of the dispatch it runs, echoed in its reports; absent when Loom sent none (API 0.2) or it was never dispatched here. */
+  attempt?: number
   outcome?: StepReport
   /** Settles when the handler has returned and its outcome, if any, was sent. */
   done?: Promise<void>
@@ -30,8 +32,8 @@ const KEPT = 10_000
 /**
  * The steps this worker has in hand, by (run id, step name). It is what makes a dispatch
  * idempotent: the engine dispatches the step in flight again after a restart, and a
- * transport may deliver a message twice, but one step of one run is never handled twice
- * at once in this process, nor reported with two different outcomes.
+ * transport may deliver a message twice, but one step of one attempt of a run is never
+ * handled twice at once in this process, nor reported with two different outcomes.
  */
 export class Executions {
   private readonly byKey = new Map<string, Execution>()

@@ -4,9 +4,16 @@ import { isPending, type StepHandler } from './define-migration'
 import { Executions, type Execution, type StepReport } from './executions'
 import { retryUnavailable, withRetry } from './retry'
 
-const eventOf = (runId: string, stepName: string, success: boolean, metadata: StringMap | undefined) => {
+/** A report on a step; it echoes the dispatch's attempt, so that Loom refuses it once the run has moved to another. */
+const eventOf = (runId: string, stepName: string, attempt: number | undefined, success: boolean, metadata: StringMap | undefined) => {
   const { candidateId } = parseRunId(runId)
-  return { stepName, candidate: { id: candidateId }, success, ...(metadata ? { metadata } : {}) }
+  return {
+    stepName,
+    candidate: { id: candidateId },
+    success,
+    ...(metadata ? { metadata } : {}),
+    ...(attempt === undefined ? {} : { attempt }),
+  }
 }
 
 const sameReport = (a: StepReport | undefined, b: StepReport) =>
@@ -26,7 +33,8 @@ export function stepRunner(ctx: WorkerContext) {
     execution.outcome = report
     try {
       const target = await ctx.loom()
-      await withRetry(() => target.complete(runId, eventOf(runId, stepName, report.success, report.metadata)), retry, signal)
+      const event = eventOf(runId, stepName, execution.attempt, report.success, report.metadata)
+      await withRetry(() => target.complete(runId, event), retry, signal)
       execution.state = 'reported'
     } catch (error) {
       // A final answer (the run was cancelled, the step ended differently) settles the step; an
@@ -36,14 +44,23 @@ export function stepRunner(ctx: WorkerContext) {
     }
   }
 
-  const prOpened = async (runId: string, stepName: string, progress: { metadata?: StringMap }): Promise<void> => {
+  /** Sends progress on a step for `attempt`, retrying while Loom is unreachable. */
+  const progress = async (runId: string, stepName: string, attempt: number | undefined, metadata: StringMap | undefined): Promise<void> => {
     const target = await ctx.loom()
-    await withRetry(() => target.prOpened(runId, eventOf(runId, stepName, true, progress?.metadata)), retry, signal)
+    const event = eventOf(runId, stepName, attempt, true, metadata)
+    await withRetry(() => target.prOpened(runId, event), retry, signal)
   }
+
+  /** Reports progress from outside a handler, for the attempt of the step's latest execution here (if any). */
+  const prOpened = (runId: string, stepName: string, report: { metadata?: StringMap }): Promise<void> =>
+    progress(runId, stepName, executions.get(runId, stepName)?.attempt, report?.metadata)
 
   const runStep = (request: DispatchStepRequest, handler: StepHandler) => {
     const { runId, stepName } = request
-    const execution = executions.set(runId, stepName, { state: 'running' })
+    const execution = executions.set(runId, stepName, {
+      state: 'running',
+      ...(request.attempt === undefined ? {} : { attempt: request.attempt }),
+    })
     execution.done = (async () => {
       // Let the dispatch be answered first: a handler's synchronous work must not hold up the 202.
       await new Promise((resolve) => setTimeout(resolve, 0))
@@ -58,13 +75,13 @@ export function stepRunner(ctx: WorkerContext) {
           config: request.config ?? {},
           request,
           signal,
-          prOpened: (metadata) => prOpened(runId, stepName, { metadata }),
+          prOpened: (metadata) => progress(runId, stepName, execution.attempt, metadata),
         })
         // The handler reported by itself (worker.complete), or the worker is stopping: nothing more to send.
         if (execution.state !== 'running' || signal.aborted) return
         if (isPending(outcome)) {
           execution.state = 'pending'
-          if (outcome.metadata) await prOpened(runId, stepName, { metadata: outcome.metadata })
+          if (outcome.metadata) await progress(runId, stepName, execution.attempt, outcome.metadata)
           return
         }
         const metadata = outcome && typeof outcome === 'object' ? outcome.metadata : undefined
@@ -98,18 +115,20 @@ export function stepRunner(ctx: WorkerContext) {
         })
       }
       const existing = executions.get(request.runId, request.stepName)
-      switch (existing?.state) {
+      // An execution of another attempt (the run was cancelled and run again) is stale: Loom
+      // refuses its reports, so the new attempt runs afresh; handlers are idempotent.
+      const stale = existing?.attempt !== undefined && request.attempt !== undefined && existing.attempt !== request.attempt
+      const held = stale ? undefined : existing
+      switch (held?.state) {
         case 'running':
         case 'pending':
         case 'reporting':
           return // already in hand: its outcome is (or will be) reported once
-        case 'unreported': {
-          const execution = existing
-          execution.done = send(request.runId, request.stepName, execution, execution.outcome!).catch(onError)
+        case 'unreported':
+          held.done = send(request.runId, request.stepName, held, held.outcome!).catch(onError)
           return
-        }
         default:
-          // Never seen, or seen and reported: a dispatch after the report is a new attempt of the run.
+          // Never seen, seen and reported, or stale: a dispatch after the report is a new attempt of the run.
           runStep(request, step.run)
       }
     },

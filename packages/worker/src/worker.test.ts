@@ -75,6 +75,19 @@ function setup(steps: StepSpec[], options: { wrap?: (loom: Loom) => Loom; worker
   return { loom, worker, errors }
 }
 
+/** One step `edit`, whose final outcomes Loom cannot take (unavailable) while `reports.down` is set. */
+function setupWithReportsDown(run: StepSpec['run']) {
+  const reports = { down: true }
+  const wrap = (inner: Loom): Loom => ({
+    ...inner,
+    complete: async (runId, event) => {
+      if (reports.down) throw new LoomError('unavailable', 'Loom is restarting')
+      return inner.complete(runId, event)
+    },
+  })
+  return { ...setup([{ name: 'edit', run }], { wrap }), reports }
+}
+
 const statusOf = async (loom: Loom, candidateId: string) =>
   (await loom.listCandidates('app-chart')).find((c) => c.id === candidateId)?.status
 
@@ -351,32 +364,15 @@ describe('createWorker: running steps', () => {
 
   it('sends an outcome Loom could not take again when the step is dispatched again, without running the handler again', async () => {
     let calls = 0
-    let loomDown = true
-    const { loom, worker, errors } = setup(
-      [
-        {
-          name: 'edit',
-          run: () => {
-            calls++
-            return { metadata: { done: 'yes' } }
-          },
-        },
-      ],
-      {
-        wrap: (inner) => ({
-          ...inner,
-          complete: async (runId, event) => {
-            if (loomDown) throw new LoomError('unavailable', 'Loom is restarting')
-            return inner.complete(runId, event)
-          },
-        }),
-      },
-    )
+    const { loom, worker, errors, reports } = setupWithReportsDown(() => {
+      calls++
+      return { metadata: { done: 'yes' } }
+    })
     await worker.start()
     const runId = await execute(loom, 'billing')
     await eventually(() => expect(errors).toHaveLength(1))
     expect(String(errors[0])).toContain('Loom is restarting')
-    loomDown = false
+    reports.down = false
     await worker.dispatchStep({
       migrationId: 'app-chart',
       runId,
@@ -402,6 +398,81 @@ describe('createWorker: running steps', () => {
     await worker.start()
     await execute(loom, 'billing')
     await eventually(async () => expect(await statusOf(loom, 'billing')).toBe('not_started'))
+    await execute(loom, 'billing')
+    await eventually(async () => expect(await statusOf(loom, 'billing')).toBe('completed'))
+    expect(calls).toBe(2)
+  })
+
+  it('echoes the dispatch’s attempt in every report it sends over HTTP: progress, pending and final outcomes', async () => {
+    const loom = createLoom({
+      store: memoryStore(),
+      engine: localEngine({ retryDelayMs: 5 }),
+      dispatcher: httpDispatcher({
+        token: WORKER_TOKEN,
+        fetch: ((input, init) => worker.app.request(String(input), init)) as typeof fetch,
+      }),
+    })
+    const api = loomApp(loom, { token: 'operator', workerToken: WORKER_TOKEN })
+    const reports: Array<{ path: string; body: Record<string, unknown> }> = []
+    const attempts: number[] = []
+    const worker: Worker = createWorker({
+      app: 'charts',
+      loomUrl: 'http://loom.test/api',
+      token: WORKER_TOKEN,
+      url: 'http://worker.test',
+      fetch: async (input, init) => {
+        const url = new URL(String(input))
+        if (url.pathname.startsWith('/api/event/')) reports.push({ path: url.pathname, body: JSON.parse(String(init?.body)) })
+        return api.request(new Request(String(input).replace('/api', ''), init))
+      },
+      migrations: [
+        migrationOf([
+          {
+            name: 'edit',
+            run: async ({ request, prOpened }) => {
+              attempts.push(request.attempt!)
+              await prOpened({ prUrl: 'https://git/pr/1' })
+              return { metadata: { prUrl: 'https://git/pr/1' } }
+            },
+          },
+          {
+            name: 'merge',
+            run: ({ request }) => {
+              attempts.push(request.attempt!)
+              return pending({ prUrl: 'https://git/pr/1' })
+            },
+          },
+        ]),
+      ],
+      retry: { attempts: 2, initialDelayMs: 1 },
+    })
+    opened.push({ loom, worker })
+    await worker.start()
+    const runId = await execute(loom, 'billing')
+    await eventually(() => expect(reports).toHaveLength(3))
+    await worker.complete(runId, 'merge', { success: true })
+    await eventually(async () => expect(await statusOf(loom, 'billing')).toBe('completed'))
+    const [attempt] = attempts
+    expect(attempt).toBeGreaterThan(0)
+    expect(attempts).toEqual([attempt, attempt])
+    expect(reports.map((r) => [r.path, r.body.stepName, r.body.attempt])).toEqual([
+      [`/api/event/${runId}/pr-opened`, 'edit', attempt],
+      [`/api/event/${runId}`, 'edit', attempt],
+      [`/api/event/${runId}/pr-opened`, 'merge', attempt],
+      [`/api/event/${runId}`, 'merge', attempt],
+    ])
+  })
+
+  it('runs a new attempt afresh instead of sending it the outcome of a cancelled attempt that Loom could not take', async () => {
+    let calls = 0
+    const { loom, worker, errors, reports } = setupWithReportsDown(() => {
+      calls++
+    })
+    await worker.start()
+    const runId = await execute(loom, 'billing')
+    await eventually(() => expect(errors).toHaveLength(1))
+    await loom.cancel(runId)
+    reports.down = false
     await execute(loom, 'billing')
     await eventually(async () => expect(await statusOf(loom, 'billing')).toBe('completed'))
     expect(calls).toBe(2)

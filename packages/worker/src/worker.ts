@@ -38,8 +38,10 @@ export interface Worker {
   discover(migrationId?: string): Promise<void>
   /**
    * Reports a step's outcome, for a step whose handler returned {@link pending} (its pull
-   * request merged, say). Retried while Loom cannot be reached; throws Loom's answer
-   * otherwise (`conflict` when the run is no longer running or the step already ended differently).
+   * request merged, say), for the attempt that dispatched it here (Loom refuses it with
+   * `conflict` once the run is at another attempt). Retried while Loom cannot be reached;
+   * throws Loom's answer otherwise (`conflict` when the run is no longer running, is at
+   * another attempt, or the step already ended differently).
    */
   complete(runId: string, stepName: string, report: StepReport): Promise<void>
   /** Reports progress on a step without ending it (`phase: 'open'` is added unless metadata says otherwise). */

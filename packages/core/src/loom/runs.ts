@@ -35,11 +35,27 @@ export function runMethods(ctx: LoomContext): RunMethods {
       })
     }
     if (!done) event.metadata = { phase: 'open', ...event.metadata }
-    const recorded = await store.recordStep({ migrationId, candidateId, result: event, done, at: at() })
+    // The attempt fences the report; the result stored is of the run's current attempt by construction.
+    const { attempt, ...result } = event
+    const recorded = await store.recordStep({
+      migrationId,
+      candidateId,
+      result,
+      done,
+      at: at(),
+      ...(attempt === undefined ? {} : { attempt }),
+    })
     switch (recorded.outcome) {
       case 'not_found':
         return notFound(migrationId, candidateId)
       case 'not_running':
+        if (attempt !== undefined && recorded.attempt !== undefined && recorded.attempt !== attempt) {
+          throw new LoomError(
+            'conflict',
+            `run ${runId}: the report is for attempt ${attempt}, but the current attempt is ${recorded.attempt} (${recorded.status}); a report of another attempt changes nothing`,
+            { details: { status: recorded.status, attempt: recorded.attempt, reportedAttempt: attempt } },
+          )
+        }
         throw new LoomError('conflict', `run ${runId} is not running: the candidate is ${recorded.status}`, {
           details: { status: recorded.status },
         })
@@ -48,15 +64,15 @@ export function runMethods(ctx: LoomContext): RunMethods {
           details: { status: 'running' },
         })
       case 'recorded':
-        emit({ type: 'step.reported', runId, migrationId, candidateId, result: event, done, at: at() })
+        emit({ type: 'step.reported', runId, migrationId, candidateId, result, done, at: at() })
     }
     // Delivered on duplicates too: delivery is idempotent, and a retry heals a delivery that failed.
     try {
       await engine.deliver(runId, {
-        stepName: event.stepName,
-        success: event.success,
+        stepName: result.stepName,
+        success: result.success,
         done,
-        ...(event.metadata ? { metadata: event.metadata } : {}),
+        ...(result.metadata ? { metadata: result.metadata } : {}),
       })
     } catch (error) {
       if (LoomError.is(error)) throw error

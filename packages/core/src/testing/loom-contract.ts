@@ -324,6 +324,59 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
         expect((await loom.getRun(runId)).steps).toHaveLength(1)
       })
 
+      /** The attempt of the latest dispatch of `stepName` in `runId`, once there are `count` of them. */
+      const dispatchedAttempt = async (runId: string, stepName: string, count = 1) => {
+        const ofStep = () => worker.dispatched.filter((d) => d.request.runId === runId && d.request.stepName === stepName)
+        await eventually(() => expect(ofStep()).toHaveLength(count))
+        return ofStep().at(-1)!.request.attempt!
+      }
+
+      test('refuses a late report of a cancelled attempt, changing nothing of the current one', async () => {
+        const runId = await loom.queue(M, 'svc-0')
+        await loom.execute(runId)
+        const cancelled = await dispatchedAttempt(runId, 'update-chart')
+        await loom.cancel(runId)
+        await loom.queue(M, 'svc-0')
+        await loom.execute(runId)
+        const current = await dispatchedAttempt(runId, 'update-chart', 2)
+        expect(current).toBeGreaterThan(cancelled)
+
+        const late = { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true, attempt: cancelled }
+        const refused = await expectLoomError(loom.complete(runId, late), 'conflict')
+        expect(refused.message).toBe(
+          `run ${runId}: the report is for attempt ${cancelled}, but the current attempt is ${current} (running); a report of another attempt changes nothing`,
+        )
+        await expectLoomError(loom.prOpened(runId, { ...late, metadata: { prUrl: 'https://git.example/pr/1' } }), 'conflict')
+        expect(await loom.getRun(runId)).toMatchObject({ status: 'running', steps: [] })
+        expect(worker.stepsOf(runId)).toEqual(['update-chart', 'update-chart'])
+      })
+
+      test('accepts a report of the current attempt, and one without an attempt (an API 0.2 worker) for the step in flight', async () => {
+        const runId = await loom.queue(M, 'svc-0')
+        await loom.execute(runId)
+        const attempt = await dispatchedAttempt(runId, 'update-chart')
+        await loom.complete(runId, { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true, attempt })
+        await dispatchedAttempt(runId, 'open-pr')
+        await loom.complete(runId, { stepName: 'open-pr', candidate: { id: 'svc-0' }, success: true })
+        await eventually(async () => expect(await statusOf('svc-0')).toBe('completed'))
+        // The results keep the API 0.2 shape: the run's steps are all of its current attempt.
+        expect((await loom.getRun(runId)).steps).toEqual([
+          { stepName: 'update-chart', candidate: candidates(1)[0], success: true },
+          { stepName: 'open-pr', candidate: candidates(1)[0], success: true },
+        ])
+      })
+
+      test('refuses a report whose attempt is not a positive integer, naming attempt', async () => {
+        const runId = await loom.queue(M, 'svc-0')
+        await loom.execute(runId)
+        for (const attempt of [0, 1.5, '1']) {
+          const event = { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true, attempt } as never
+          const refused = await expectLoomError(loom.complete(runId, event), 'invalid')
+          expect(refused.message).toMatch(/^attempt: /)
+        }
+        expect((await loom.getRun(runId)).steps).toEqual([])
+      })
+
       test('records a pull request opened as progress on the step', async () => {
         const runId = await loom.queue(M, 'svc-0')
         await loom.execute(runId)

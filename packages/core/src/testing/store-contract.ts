@@ -393,7 +393,8 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
         await seed(1)
         expect(await record('update-chart', true, true)).toEqual({ outcome: 'not_running', status: 'not_started' })
         await bring('svc-0', 'queued')
-        expect(await record('update-chart', true, true)).toEqual({ outcome: 'not_running', status: 'queued' })
+        const { attempt } = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+        expect(await record('update-chart', true, true)).toEqual({ outcome: 'not_running', status: 'queued', attempt })
         expect(
           await store.recordStep({ migrationId: 'app-chart', candidateId: 'ghost', result: result('x', true), done: true, at: at() }),
         ).toEqual({ outcome: 'not_found' })
@@ -440,6 +441,7 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
         expect(await record('update-chart', true, true, { attempt: run.attempt + 1000 })).toEqual({
           outcome: 'not_running',
           status: 'running',
+          attempt: run.attempt,
         })
         expect(await store.setCurrentStep('app-chart', 'svc-0', run.attempt + 1000, 1)).toBe(false)
         expect(await store.setCurrentStep('app-chart', 'svc-0', run.attempt, 1)).toBe(true)
