@@ -29,7 +29,7 @@ export async function startTemporal(): Promise<TemporalServer> {
     return { address: given, source: 'TEMPORAL_ADDRESS', stop: async () => {} }
   }
   const binary = findTemporalBinary()
-  if (binary) return startDevServer(binary)
+  if (binary) return startDevServerRetrying(binary)
   try {
     return await downloadedDevServer()
   } catch (error) {
@@ -69,6 +69,20 @@ function executable(path: string): boolean {
   }
 }
 
+/** A dev server that exits while starting (one of the ports it derives from the frontend's was taken meanwhile, say) is started again on another port. */
+async function startDevServerRetrying(binary: string, tries = 3): Promise<TemporalServer> {
+  for (let i = 1; ; i++) {
+    try {
+      return await startDevServer(binary)
+    } catch (error) {
+      if (i >= tries || !(error instanceof DevServerExited)) throw error
+      console.warn(`[temporal tests] ${(error as Error).message.slice(0, 600)}; starting it again on another port`)
+    }
+  }
+}
+
+class DevServerExited extends Error {}
+
 async function startDevServer(binary: string): Promise<TemporalServer> {
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'loom-temporal-'))
@@ -90,9 +104,10 @@ async function startDevServer(binary: string): Promise<TemporalServer> {
     ],
     { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   )
+  // The start of what it printed says why it stopped (a Go panic puts its reason first).
   let output = ''
   const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-4000)
+    if (output.length < 4000) output = (output + chunk.toString()).slice(0, 4000)
   }
   child.stdout?.on('data', keep)
   child.stderr?.on('data', keep)
@@ -113,7 +128,7 @@ async function startDevServer(binary: string): Promise<TemporalServer> {
     )
   } catch (error) {
     await stop()
-    throw error
+    throw exited ? new DevServerExited((error as Error).message) : error
   }
   return { address, source: binary, stop }
 }
