@@ -17,6 +17,7 @@ export {
   type LoomErrorOptions,
 } from './errors'
 export { runId, parseRunId } from './ids'
+export { tokensMatch } from './tokens'
 export { parse } from './validate'
 export {
   CANDIDATE_STATUSES,

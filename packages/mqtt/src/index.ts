@@ -14,4 +14,4 @@ export { mqttDryRunner, type MqttDryRunner, type MqttDryRunnerOptions } from './
 export { onDispatch, serveDryRun, type ReceiverOptions, type OnDispatchOptions, type ServeDryRunOptions } from './receivers'
 export type { MqttSubscription } from './subscription'
 export { DEFAULT_TOPIC_PREFIX, topicMatches } from './topics'
-export { tokensMatch, type MqttLogger, type TransportFields, type Reply, type ReplyBody } from './wire'
+export type { MqttLogger, TransportFields, Reply, ReplyBody } from './wire'

@@ -1,20 +1,8 @@
 import { LoomError } from '@loom/core'
 import { describe, expect, it } from 'vitest'
-import { checkToken, decode, failure, parseReply, tokensMatch } from './wire'
+import { checkToken, decode, failure, parseReply } from './wire'
 
 const bytes = (text: string) => new TextEncoder().encode(text)
-
-describe('tokensMatch', () => {
-  it('matches only the same token', () => {
-    expect(tokensMatch('s3cret', 's3cret')).toBe(true)
-    expect(tokensMatch('s3cret', 's3creT')).toBe(false)
-    expect(tokensMatch('s3cre', 's3cret')).toBe(false)
-    expect(tokensMatch('s3crets3cret', 's3cret')).toBe(false)
-    expect(tokensMatch('', 's3cret')).toBe(false)
-    expect(tokensMatch(undefined, 's3cret')).toBe(false)
-    expect(tokensMatch('jeton-é', 'jeton-é')).toBe(true)
-  })
-})
 
 describe('checkToken', () => {
   it('passes everything when no token is configured', () => {

@@ -1,4 +1,4 @@
-import { LoomError, type LoomErrorCode } from '@loom/core'
+import { LoomError, tokensMatch, type LoomErrorCode } from '@loom/core'
 import type { MqttClient } from 'mqtt'
 
 /**
@@ -22,7 +22,6 @@ export type ReplyBody = { ok: true; result?: unknown } | { ok: false; error: str
 export type Reply = ReplyBody & { correlationId: string }
 
 const decoder = new TextDecoder()
-const encoder = new TextEncoder()
 
 /**
  * Decodes a JSON object payload and splits off the transport fields. Throws `invalid` for a
@@ -50,18 +49,6 @@ export function decode(payload: Uint8Array): { body: Record<string, unknown>; tr
 
 export function encode(value: unknown): string {
   return JSON.stringify(value)
-}
-
-/**
- * Compares a received token with the configured one in time that does not depend on where
- * they differ, so the token cannot be guessed byte by byte from response times.
- */
-export function tokensMatch(received: string | undefined, expected: string): boolean {
-  const a = encoder.encode(received ?? '')
-  const b = encoder.encode(expected)
-  let difference = a.length ^ b.length
-  for (let i = 0; i < b.length; i++) difference |= (a[i % Math.max(a.length, 1)] ?? 0) ^ b[i]!
-  return received !== undefined && difference === 0
 }
 
 /** Refuses a message whose token does not match the configured one; passes everything when none is configured. */

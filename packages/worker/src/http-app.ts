@@ -1,8 +1,7 @@
-import { DispatchStepRequestSchema, DryRunRequestSchema, HTTP_STATUS_OF_CODE, LoomError, parse } from '@loom/core'
+import { DispatchStepRequestSchema, DryRunRequestSchema, HTTP_STATUS_OF_CODE, LoomError, parse, tokensMatch } from '@loom/core'
 import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { bearerAuth } from 'hono/bearer-auth'
 import { HTTPException } from 'hono/http-exception'
-import { timingSafeEqual } from 'hono/utils/buffer'
 import type { WorkerEndpoints } from './transports'
 
 const CHALLENGE = 'Bearer realm="loom-worker"'
@@ -26,7 +25,7 @@ function bearer(token: string | undefined): MiddlewareHandler {
     message: (c: Context) => errorResponse(c, new LoomError('unauthorized', `unauthorized: ${message}`)),
   })
   return bearerAuth({
-    verifyToken: (presented) => timingSafeEqual(presented, token),
+    verifyToken: (presented) => tokensMatch(presented, token),
     noAuthenticationHeader: refuse('an Authorization: Bearer token is required'),
     invalidAuthenticationHeader: refuse('an Authorization: Bearer token is required'),
     invalidToken: refuse('the bearer token is not valid'),

@@ -3,7 +3,8 @@
  * console keeps a cookie that proves it (an HMAC of the token, never the token itself), and
  * every page, action and `/api/events` stream checks that cookie on the server.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto'
+import { tokensMatch } from '@loom/core'
+import { createHmac } from 'node:crypto'
 
 export const SESSION_COOKIE = 'loom_session'
 
@@ -14,17 +15,12 @@ export function sessionValue(token: string): string {
 
 /** Whether `cookie` proves knowledge of `token`, compared in constant time. */
 export function validSession(token: string, cookie: string | undefined): boolean {
-  if (!cookie) return false
-  const expected = Buffer.from(sessionValue(token))
-  const given = Buffer.from(cookie)
-  return given.length === expected.length && timingSafeEqual(given, expected)
+  return tokensMatch(cookie, sessionValue(token))
 }
 
 /** Whether `candidate` is the token, compared in constant time. */
 export function tokenMatches(token: string, candidate: string): boolean {
-  const a = createHmac('sha256', 'loom-console-compare').update(token).digest()
-  const b = createHmac('sha256', 'loom-console-compare').update(candidate).digest()
-  return timingSafeEqual(a, b)
+  return tokensMatch(candidate, token)
 }
 
 /** A relative path to return to after signing in; anything else (another origin, `//host`) becomes `/`. */
