@@ -19,4 +19,5 @@ export default [
   'tests/docs',
   'tests/packages',
   'tests/consumer',
+  'tests/faults',
 ]

@@ -62,7 +62,7 @@ export function renderReference(): { markdown: string; json: string } {
       )
     }
     const body = op.requestBody?.content?.['application/json']?.schema
-    if (body) lines.push(`Body: ${schemaName(body)}.`, '')
+    if (body) lines.push(`Body: ${schemaName(body)}${op.requestBody.required === false ? ' (optional)' : ''}.`, '')
     const responses = Object.entries(op.responses as Record<string, Json>).map(([status, response]) => {
       const content = response.content ? Object.entries(response.content as Record<string, Json>)[0] : undefined
       const shape = content ? (content[0] === 'application/json' ? schemaName(content[1].schema) : `\`${content[0]}\``) : '—'

@@ -166,20 +166,20 @@ describe('the example worker end to end', () => {
     expect(stack.dispatched.map((d) => d.stepName)).toEqual(['create-app-chart'])
   })
 
-  it('completes a step once when the worker restarts mid-run and Loom dispatches the step again', async () => {
+  it('completes a step once when the worker and Loom restart mid-run: the accepted step is not sent again, the watcher reports it', async () => {
     const runId = await stack.loom.queue(MIGRATION_ID, 'billing-api')
     await stack.loom.execute(runId)
     await reported(stack.loom, runId, 'create-app-chart', 'open')
     const branch = branchOf(runId, 'create-app-chart')
     expect(await stack.example.repo.commitsAhead(branch)).toBe(1)
 
-    // The worker goes away with the step in hand; Loom restarts too and resumes the run,
-    // dispatching the step in flight again, to a new worker process on the same data folder.
+    // The worker goes away with the step in hand; Loom restarts too and resumes the run. The
+    // worker had accepted the step, so Loom waits for its report instead of sending it again;
+    // the new worker process, on the same data folder, watches the pull request it left open.
     await stack.restartWorker()
     await stack.restartLoom()
-    await eventually(() => expect(stack.dispatched.filter((d) => d.stepName === 'create-app-chart')).toHaveLength(2))
-    await eventually(() => expect(stack.example.pullRequests.open().map((pr) => pr.branch)).toEqual([branch]))
-    // The handler found its branch: no second commit, no second pull request.
+    expect((await stack.loom.runStatus(runId)).runtimeStatus).toBe('RUNNING')
+    expect(stack.example.pullRequests.open().map((pr) => pr.branch)).toEqual([branch])
     expect(await stack.example.repo.commitsAhead(branch)).toBe(1)
     expect(await stack.example.repo.branches('loom/')).toEqual([branch])
 
@@ -196,7 +196,7 @@ describe('the example worker end to end', () => {
       ['switch-applications', true],
       ['verify-sync', true],
     ])
-    expect(stack.dispatched.map((d) => d.stepName)).toEqual(['create-app-chart', 'create-app-chart', 'switch-applications'])
+    expect(stack.dispatched.map((d) => d.stepName)).toEqual(['create-app-chart', 'switch-applications'])
     expect(await stack.example.repo.read('charts/billing-api/Chart.yaml')).toContain('name: billing-api')
   })
 })

@@ -79,6 +79,22 @@ describe('requests', () => {
     expect(requests).toHaveLength(4)
   })
 
+  it('sends execute’s options as its body only when there are any', async () => {
+    const { client, loom, requests } = await over()
+    await loom.announce(announcement(M, { candidates: candidates(2) }))
+    await client.execute(await loom.queue(M, 'svc-0'))
+    await client.execute(await loom.queue(M, 'svc-1'), { resume: true })
+    expect(requests.map((r) => [new URL(r.url).pathname, r.headers.get('content-type')])).toEqual([
+      [`/api/runs/${M}__svc-0/execute`, null],
+      [`/api/runs/${M}__svc-1/execute`, 'application/json'],
+    ])
+    expect(await requests[0]!.text()).toBe('')
+    expect(await requests[1]!.text()).toBe('{"resume":true}')
+    expect(await loom.getRun(`${M}__svc-1`)).toMatchObject({ status: 'running' })
+    const error = await expectLoomError(client.execute(`${M}__svc-0`, { resume: 'yes' } as never), 'invalid')
+    expect(error.details?.field).toBe('resume')
+  })
+
   it('pages a search with its query and reads the total from X-Total-Count', async () => {
     const { client, loom, requests } = await over()
     await loom.announce(announcement(M, { candidates: candidates(5) }))

@@ -7,6 +7,7 @@ import {
   type CandidateSearchResult,
   type CandidateWithStatus,
   type DryRunResult,
+  type ExecuteOptions,
   type HealthReport,
   type Loom,
   type LoomEvent,
@@ -221,8 +222,9 @@ export function createClient(options: ClientOptions): LoomClient {
 
     dequeue: (runId: string) => none('DELETE', `/runs/${segment(runId)}/dequeue`),
 
-    async execute(runId: string): Promise<string> {
-      return (await json<{ runId: string }>('POST', `/runs/${segment(runId)}/execute`)).runId
+    async execute(runId: string, options?: ExecuteOptions): Promise<string> {
+      // Without options, no body: what API 0.2 servers expect.
+      return (await json<{ runId: string }>('POST', `/runs/${segment(runId)}/execute`, options)).runId
     },
 
     cancel: (runId: string) => none('POST', `/runs/${segment(runId)}/cancel`),

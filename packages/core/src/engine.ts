@@ -12,7 +12,7 @@
  * const host = createRunHost({ store, dispatcher })
  * if (await host.beginStep(run, 0)) await host.dispatch(run, 0)
  */
-export { createRunHost, type RunHostOptions } from './run-host'
+export { createRunHost, isStoreFailure, type RunHostOptions } from './run-host'
 export { isManualReview, stepEventName } from './steps'
 export { dryRunAcrossApps } from './dry-runs'
 export { joinRunId } from './ids'

@@ -31,6 +31,7 @@ export {
   DryRunRequestSchema,
   DryRunResultSchema,
   ErrorBodySchema,
+  ExecuteOptionsSchema,
   LoomEventSchema,
   MigrationAnnouncementSchema,
   RegisteredMigrationSchema,
@@ -44,7 +45,7 @@ export {
 } from './schemas'
 export type * from './schemas'
 export type { MigrationStore, Engine, StepDispatcher, DryRunner, WorkerTarget, DryRunTarget } from './ports'
-export { MANUAL_REVIEW, isManualReview } from './steps'
+export { MANUAL_REVIEW, MAX_STEP_TIMEOUT_MS, isManualReview, parseDuration } from './steps'
 export { memoryStore } from './memory-store'
 export { localEngine, type LocalEngineOptions } from './local-engine'
 export { httpDispatcher, httpDryRunner, type HttpWorkerOptions } from './http-worker'
@@ -56,4 +57,5 @@ export {
   type MigrationOverview,
   type CandidateSearchResult,
   type HealthReport,
+  type ReconcileOptions,
 } from './loom/index'

@@ -9,7 +9,7 @@ describe('localEngine', () => {
   const RUN = 'app-chart__billing-api'
   const done = (stepName: string) => ({ stepName, candidate: { id: 'billing-api' }, success: true })
 
-  it('resumes a running run after a restart over the same store, dispatching the step in flight again', async () => {
+  it('resumes a running run after a restart over the same store, awaiting the step its worker accepted', async () => {
     const store = memoryStore()
     const before = fakeWorker()
     const first = createLoom({ store, engine: localEngine(), dispatcher: before.dispatcher })
@@ -23,14 +23,48 @@ describe('localEngine', () => {
     const after = fakeWorker()
     const second = createLoom({ store, engine: localEngine(), dispatcher: after.dispatcher })
     await second.ready
-    await eventually(() => expect(after.stepsOf(RUN)).toEqual(['open-pr']))
-    expect((await second.getRun(RUN)).status).toBe('running')
+    expect(await second.runStatus(RUN)).toMatchObject({ runtimeStatus: 'RUNNING' })
+    // open-pr was accepted before the restart: the worker reports it, it is not sent again.
     await second.complete(RUN, done('open-pr'))
-    await eventually(() => expect(after.stepsOf(RUN)).toEqual(['open-pr', 'merge']))
+    await eventually(() => expect(after.stepsOf(RUN)).toEqual(['merge']))
     await second.complete(RUN, done('merge'))
     await eventually(async () => expect((await second.getRun(RUN)).status).toBe('completed'))
     expect(before.stepsOf(RUN)).toEqual(['update-chart', 'open-pr'])
     await second.close()
+  })
+
+  it('takes back the runs of a process killed without closing at once under its name, and under another name once its lease lapses', async () => {
+    const store = memoryStore()
+    const worker = fakeWorker()
+    const reconcile = { intervalMs: 50, leaseMs: 400 }
+    // The killed process's view of the store: once killed, nothing it asks ever comes back.
+    let dead = false
+    const seenByKilled = new Proxy(store, {
+      get: (target, key) => {
+        const method = Reflect.get(target, key) as (...args: unknown[]) => Promise<unknown>
+        return (...args: unknown[]) => (dead ? new Promise(() => {}) : method.apply(target, args))
+      },
+    })
+    const killed = createLoom({ store: seenByKilled, engine: localEngine(), dispatcher: worker.dispatcher, instanceId: 'api-0', reconcile })
+    await killed.announce(
+      announcement('app-chart', { steps: ['update-chart', 'merge'], candidates: [{ id: 'billing-api' }, { id: 'checkout' }] }),
+    )
+    await killed.execute(await killed.queue('app-chart', 'billing-api'))
+    await eventually(() => expect(worker.stepsOf(RUN)).toEqual(['update-chart']))
+    dead = true // no close: the process is gone with its loops, and its lease still runs
+    const other = createLoom({ store, engine: localEngine(), dispatcher: worker.dispatcher, instanceId: 'api-1', reconcile })
+    const again = createLoom({ store, engine: localEngine(), dispatcher: worker.dispatcher, instanceId: 'api-0', reconcile })
+    await Promise.all([other.ready, again.ready])
+    expect((await store.getCandidate('app-chart', 'billing-api'))!.run!.owner).toBe('api-0')
+    await again.complete(RUN, done('update-chart'))
+    await eventually(() => expect(worker.stepsOf(RUN)).toEqual(['update-chart', 'merge']))
+    await again.close()
+    // Closed: its lease ends now, and the other process takes the run over at its next tick.
+    await eventually(async () => expect((await store.getCandidate('app-chart', 'billing-api'))!.run!.owner).toBe('api-1'))
+    await other.complete(RUN, done('merge'))
+    await eventually(async () => expect((await other.getRun(RUN)).status).toBe('completed'))
+    expect(worker.stepsOf(RUN)).toEqual(['update-chart', 'merge'])
+    await other.close()
   })
 
   it('resumes a run held on a manual-review step without dispatching it or recording the wait twice', async () => {
@@ -132,12 +166,12 @@ describe('localEngine', () => {
     const store = memoryStore()
     let release!: () => void
     const gate = new Promise<void>((resolve) => (release = resolve))
-    const setCurrentStep = store.setCurrentStep.bind(store)
+    const markStep = store.markStep.bind(store)
     // The step becomes the one in flight, then the cancel lands before the engine waits for it.
     let entered!: () => void
     const inFlight = new Promise<void>((resolve) => (entered = resolve))
-    store.setCurrentStep = async (...args) => {
-      const result = await setCurrentStep(...args)
+    store.markStep = async (request) => {
+      const result = await markStep(request)
       entered()
       await gate
       return result

@@ -1,5 +1,6 @@
 import { LoomError } from './errors'
 import type { Engine, RunHost, RunProgress, RunStart, StepEvent } from './ports'
+import { isStoreFailure } from './run-host'
 import { isManualReview } from './steps'
 
 export interface LocalEngineOptions {
@@ -7,9 +8,11 @@ export interface LocalEngineOptions {
   dispatchAttempts?: number
   /** Delay before the first dispatch retry, doubled for each further one. Default 500 ms. */
   retryDelayMs?: number
-  /** Resume the runs the store says are running when the engine is attached. Default true. */
-  resume?: boolean
-  /** Called with errors a run could not handle itself (the store failing, say). Default: console.error. */
+  /** How many dispatches may be in flight at once across this engine's runs; the others wait their turn. Default 32. */
+  maxDispatches?: number
+  /** The longest wait between two tries of a store operation that failed (the store unreachable). Default 5 s. */
+  maxStoreRetryDelayMs?: number
+  /** Called with errors a run met and retries (the store failing, say). Default: console.error. */
   onError?: (error: unknown, runId: string) => void
 }
 
@@ -29,15 +32,20 @@ interface Loop {
 /** Keeps the outcome of this many finished runs for `progress`. */
 const FINISHED_KEPT = 1000
 
+/** Thrown inside a loop when its run went stale (cancelled, or a newer attempt): the loop ends quietly. */
+const STALE = Symbol('stale')
+
 /**
  * The in-process engine for one machine. Each run is an async loop: it dispatches the
  * steps in order through the `StepDispatcher`, waits for each step's event, and ends the
  * run `completed` after the last success or `not_started` after a failure. Manual-review
  * steps are not dispatched; they wait for an operator's approve or reject.
  *
- * Progress lives in the store (the step in flight, each step's outcome), so an engine
- * attached to a persistent store after a restart resumes the running runs, dispatching the
- * step in flight again. Workers must therefore accept a step dispatched twice.
+ * Progress lives in the store (the step in flight, whether its worker accepted it, each
+ * step's outcome). A loop outlives its store: an operation that fails is tried again, with
+ * a growing pause, until it succeeds or the run is cancelled. After a restart, `createLoom`'s
+ * reconciler resumes the runs this process owned; a step whose worker had accepted it is
+ * not dispatched again, it is awaited. Dispatches in flight are bounded (`maxDispatches`).
  *
  * @example
  * const loom = createLoom({ store: memoryStore(), engine: localEngine({ dispatchAttempts: 3 }) })
@@ -45,7 +53,9 @@ const FINISHED_KEPT = 1000
 export function localEngine(options: LocalEngineOptions = {}): Engine {
   const dispatchAttempts = Math.max(1, options.dispatchAttempts ?? 4)
   const retryDelayMs = options.retryDelayMs ?? 500
+  const maxStoreRetryDelayMs = options.maxStoreRetryDelayMs ?? 5_000
   const onError = options.onError ?? ((error, runId) => console.error(`[loom] run ${runId}:`, error))
+  const slots = semaphore(Math.max(1, options.maxDispatches ?? 32))
   const loops = new Map<string, Loop>()
   const finished = new Map<string, RunProgress>()
   let host: RunHost | undefined
@@ -72,45 +82,78 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
       loop.waiter = { stepName, resolve }
     })
 
+  /**
+   * Runs a store operation of the loop until it answers: a failure (the store unreachable, a
+   * connection killed) is reported once and tried again with a growing pause, so the loop
+   * never dies of it. A `conflict` means the run went stale; so does a stop.
+   */
+  const persist = async <T>(loop: Loop, operation: () => Promise<T>): Promise<T> => {
+    for (let tries = 0; ; tries++) {
+      if (loop.stopped) throw STALE
+      try {
+        return await operation()
+      } catch (error) {
+        if (LoomError.is(error, 'conflict')) throw STALE
+        if (tries === 0) onError(error, loop.run.runId)
+        await sleep(loop, Math.min(maxStoreRetryDelayMs, 100 * 2 ** tries))
+      }
+    }
+  }
+
   /** Dispatches step `index`, retrying with backoff; returns the last error when every try failed. */
   const dispatch = async (h: RunHost, loop: Loop, index: number): Promise<unknown> => {
     let lastError: unknown
+    let storeFailures = 0
     for (let attempt = 0; attempt < dispatchAttempts && !loop.stopped && !loop.arrived; attempt++) {
       if (attempt > 0) await sleep(loop, retryDelayMs * 2 ** (attempt - 1))
-      if (loop.stopped || loop.arrived) return undefined
+      const release = await slots.acquire()
       try {
+        if (loop.stopped || loop.arrived) return undefined
         await h.dispatch(loop.run, index)
         return undefined
       } catch (error) {
-        if (LoomError.is(error, 'conflict')) return undefined // the run went stale meanwhile
+        if (LoomError.is(error, 'conflict')) throw STALE
+        if (isStoreFailure(error)) {
+          // The store, not the worker: wait for it like every other store operation, without using up a try.
+          if (storeFailures++ === 0) onError(error, loop.run.runId)
+          attempt--
+          release()
+          await sleep(loop, Math.min(maxStoreRetryDelayMs, 100 * 2 ** storeFailures))
+          continue
+        }
+        storeFailures = 0
         lastError = error
         // A worker that refused the step (bad request, wrong token) will refuse it again.
         if (LoomError.is(error) && error.code !== 'unavailable') return error
+      } finally {
+        release()
       }
     }
     return lastError
   }
 
   const drive = async (h: RunHost, loop: Loop): Promise<RunProgress['state'] | undefined> => {
-    const loaded = await h.load(loop.run)
+    const run = loop.run
+    const loaded = await persist(loop, () => h.load(run))
     if (!loaded) return undefined
     const steps = loaded.migration.steps
     for (let index = loaded.run.currentStep; index < steps.length; index++) {
       const step = steps[index]!
-      if (loop.stopped || !(await h.beginStep(loop.run, index))) return undefined
+      if (!(await persist(loop, () => h.beginStep(run, index)))) return undefined
       loop.currentStep = step.name
       loop.waitingFor = isManualReview(step) ? 'review' : 'worker'
       // Wait before looking: an event delivered while we look is caught either way.
       loop.arrived = undefined
       const event = waitFor(loop, step.name)
-      let outcome = await h.reportedOutcome(loop.run, step.name)
+      let outcome = await persist(loop, () => h.reportedOutcome(run, step.name))
       if (!outcome) {
+        // A step its worker accepted before this loop began (a run resumed after a restart) is not sent again: the host knows.
         if (!isManualReview(step)) {
           const error = await dispatch(h, loop, index)
           // The worker may have reported the step although our dispatch looked failed (a timeout).
           if (error !== undefined && !loop.arrived) {
             const reason = error instanceof Error ? error.message : String(error)
-            await h.failStep(loop.run, index, `dispatch to worker app ${step.workerApp} failed: ${reason}`)
+            await persist(loop, () => h.failStep(run, index, `dispatch to worker app ${step.workerApp} failed: ${reason}`))
             return 'failed'
           }
         }
@@ -118,9 +161,9 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
       }
       loop.waiter = undefined
       if (!outcome || loop.stopped) return undefined
-      if (!outcome.success) return (await h.finish(loop.run, 'failed')) ? 'failed' : undefined
+      if (!outcome.success) return (await persist(loop, () => h.finish(run, 'failed'))) ? 'failed' : undefined
     }
-    return (await h.finish(loop.run, 'completed')) ? 'completed' : undefined
+    return (await persist(loop, () => h.finish(run, 'completed'))) ? 'completed' : undefined
   }
 
   const launch = (h: RunHost, run: RunStart) => {
@@ -128,8 +171,12 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
     loops.set(run.runId, loop)
     finished.delete(run.runId)
     loop.done = drive(h, loop)
+      .catch((error) => {
+        // Stale, or a bug: either way the store keeps the run, and the reconciler finds it if it is still running.
+        if (error !== STALE) onError(error, run.runId)
+        return undefined
+      })
       .then((state) => remember({ runId: run.runId, attempt: run.attempt, state: state ?? 'cancelled' }))
-      .catch((error) => onError(error, run.runId))
       .finally(() => {
         if (loops.get(run.runId) === loop) loops.delete(run.runId)
       })
@@ -144,8 +191,13 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
   return {
     async attach(h) {
       host = h
-      if (options.resume === false) return
-      for (const run of await h.runningRuns()) if (!loops.has(run.runId)) launch(h, run)
+    },
+
+    async resume(run) {
+      if (!host) throw new LoomError('unavailable', 'localEngine: not attached; pass it to createLoom')
+      const existing = loops.get(run.runId)
+      if (existing && !existing.stopped && existing.run.attempt >= run.attempt) return
+      launch(host, run)
     },
 
     async start(run) {
@@ -185,6 +237,29 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
       const running = [...loops.values()]
       running.forEach(stop)
       await Promise.all(running.map((l) => l.done))
+    },
+  }
+}
+
+/** At most `size` holders at once; the others wait in order. */
+function semaphore(size: number): { acquire(): Promise<() => void> } {
+  let free = size
+  const waiting: Array<() => void> = []
+  const release = () => {
+    const next = waiting.shift()
+    if (next) next()
+    else free++
+  }
+  return {
+    async acquire() {
+      if (free > 0) free--
+      else await new Promise<void>((resolve) => waiting.push(resolve))
+      let released = false
+      return () => {
+        if (released) return
+        released = true
+        release()
+      }
     },
   }
 }

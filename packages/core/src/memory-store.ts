@@ -10,7 +10,7 @@ import type {
   TransitionResult,
 } from './ports'
 import type { CancelledAttempt, Candidate, CandidateQuery, CandidateWithStatus } from './schemas'
-import { candidateStatusOf, decideStepReport, decideTransition, emptyCounts } from './rules'
+import { candidateStatusOf, decideStepProgress, decideStepReport, decideTransition, emptyCounts } from './rules'
 import { joinRunId } from './ids'
 import { matchesQuery } from './candidate-query'
 
@@ -36,6 +36,12 @@ interface StoredMigration {
 export function memoryStore(): MigrationStore {
   const migrations = new Map<string, StoredMigration>()
   let attempts = 0
+  /** Each process's lease: until when it is alive. */
+  const leases = new Map<string, string>()
+  const leaseLapsed = (owner: string | undefined, at: string) => {
+    const until = owner === undefined ? undefined : leases.get(owner)
+    return until === undefined || Date.parse(until) < Date.parse(at)
+  }
 
   const summary = (m: StoredMigration): MigrationSummary => {
     const counts = emptyCounts()
@@ -127,7 +133,7 @@ export function memoryStore(): MigrationStore {
       if (!m?.candidates.has(request.candidateId)) return { ok: false, reason: 'not_found' }
       const decision = decideTransition(m.runs.get(request.candidateId), request)
       if (!decision.ok) return decision
-      const run: RunRecord = { ...decision.next, attempt: decision.attempt === 'new' ? ++attempts : decision.attempt }
+      const run: RunRecord = { ...structuredClone(decision.next), attempt: decision.attempt === 'new' ? ++attempts : decision.attempt }
       m.runs.set(request.candidateId, run)
       if (decision.cancelledAttempt) m.cancelledAttempts.push(decision.cancelledAttempt)
       return { ok: true, run: clone(run), previous: decision.previous }
@@ -142,11 +148,11 @@ export function memoryStore(): MigrationStore {
       return { outcome: decision.outcome, run: clone(decision.run) }
     },
 
-    async setCurrentStep(migrationId, candidateId, attempt, index) {
-      const run = migrations.get(migrationId)?.runs.get(candidateId)
-      if (run?.state !== 'running' || run.attempt !== attempt) return false
-      run.currentStep = index
-      run.updatedAt = new Date().toISOString()
+    async markStep(request) {
+      const runs = migrations.get(request.migrationId)?.runs
+      const next = decideStepProgress(runs?.get(request.candidateId), request)
+      if (!runs || !next) return false
+      runs.set(request.candidateId, next)
       return true
     },
 
@@ -154,6 +160,24 @@ export function memoryStore(): MigrationStore {
       const runs: RunRecord[] = []
       for (const m of migrations.values()) for (const run of m.runs.values()) if (run.state === state) runs.push(clone(run))
       return runs
+    },
+
+    async renewLease(owner, until) {
+      leases.set(owner, until)
+    },
+
+    async claimRuns({ owner, at, limit }) {
+      const claimed: RunRecord[] = []
+      for (const m of migrations.values()) {
+        for (const [id, run] of m.runs) {
+          if (claimed.length >= limit) return claimed
+          if (run.state !== 'running' || !leaseLapsed(run.owner, at)) continue
+          const taken = { ...run, owner }
+          m.runs.set(id, taken)
+          claimed.push(clone(taken))
+        }
+      }
+      return claimed
     },
 
     async ping() {},

@@ -56,6 +56,11 @@ export interface RecordedStep {
   /** True once the step has ended (success or failure); false for progress such as a PR opened. */
   done: boolean
   at: string
+  /**
+   * Set on a step carried over by `execute` with `resume`: the attempt whose result this is.
+   * The step is not run again in the attempt that carries it.
+   */
+  carriedFrom?: number
 }
 
 /** The run of one candidate in one migration: its current attempt only. */
@@ -72,6 +77,23 @@ export interface RunRecord {
   steps: RecordedStep[]
   /** Set by Execute; absent for a run that was only ever queued. */
   startedAt?: string
+  /** When the step in flight (`currentStep`) began, while `running`: its deadline counts from here. */
+  stepStartedAt?: string
+  /**
+   * When the worker accepted the step in flight, while `running`; absent until then. A run
+   * resumed after its process stopped dispatches the step in flight only when this is absent.
+   */
+  stepDispatchedAt?: string
+  /**
+   * The process whose engine drives the run while `running` (set by Execute). Another process's
+   * reconciler takes the run over when this one stops renewing its lease (`MigrationStore.claimRuns`).
+   */
+  owner?: string
+  /**
+   * The steps that succeeded in the attempt before this one, in order, up to the first that did
+   * not: what Execute with `resume` carries over. Set by Queue; absent when there is nothing to carry.
+   */
+  resumable?: RecordedStep[]
   updatedAt: string
 }
 
@@ -85,6 +107,31 @@ export interface TransitionRequest {
   attempt?: number
   /** The timestamp of the change (ISO 8601 UTC); used for `startedAt` and `cancelledAt`. */
   at: string
+  /** `execute` only: the process whose engine will drive the run (stored as `RunRecord.owner`). */
+  owner?: string
+  /** `execute` only: carry over the run's `resumable` steps and start at the first step after them. */
+  resume?: boolean
+}
+
+/** A step of a running run moving on: begun (now in flight), or dispatched (its worker accepted it). */
+export interface StepProgressRequest {
+  migrationId: string
+  candidateId: string
+  attempt: number
+  /** The step's index in the migration's steps. */
+  index: number
+  phase: 'begun' | 'dispatched'
+  at: string
+}
+
+/** A process taking over the running runs whose owner stopped renewing its lease. */
+export interface ClaimRunsRequest {
+  /** The claiming process. */
+  owner: string
+  /** Now: an owner whose lease ended before this is gone. */
+  at: string
+  /** At most this many runs per call. */
+  limit: number
 }
 
 export type TransitionResult =
@@ -187,13 +234,29 @@ export interface MigrationStore {
   recordStep(request: RecordStepRequest): Promise<RecordStepOutcome>
 
   /**
-   * Moves the step in flight of a running run (and attempt) to `index`. Returns false,
-   * changing nothing, when the run is no longer running at that attempt.
+   * Records a step of a running run moving on, as `decideStepProgress` (`@loom/core/store`)
+   * decides: `begun` makes step `index` the step in flight (keeping its `stepStartedAt` when
+   * it already was), `dispatched` records that its worker accepted it. Returns false, changing
+   * nothing, when the run is no longer running at that attempt (or, for `dispatched`, at that step).
    */
-  setCurrentStep(migrationId: string, candidateId: string, attempt: number, index: number): Promise<boolean>
+  markStep(request: StepProgressRequest): Promise<boolean>
 
-  /** Every run in the given state, across migrations (the local engine resumes `running` ones). */
+  /** Every run in the given state, across migrations (the reconciler reads the `running` ones). */
   listRuns(state: RunState): Promise<RunRecord[]>
+
+  /**
+   * Records that process `owner` is alive until `until` (ISO 8601). A process renews this
+   * lease while it runs; the runs it owns are claimable by others once it lapses.
+   */
+  renewLease(owner: string, until: string): Promise<void>
+
+  /**
+   * Takes over up to `limit` running runs whose owner is unset, or holds no lease, or a lease
+   * that ended before `request.at`: sets their owner to `request.owner` and returns them. Each
+   * run is taken with a compare-and-set, so of processes claiming at once each run goes to
+   * exactly one of them.
+   */
+  claimRuns(request: ClaimRunsRequest): Promise<RunRecord[]>
 
   /** Resolves when the store can serve requests; throws otherwise. */
   ping(): Promise<void>
@@ -242,7 +305,8 @@ export interface RunProgress {
 export interface Engine {
   /**
    * Receives the operations runs need. `createLoom` calls it once, before any other method.
-   * An engine that hosts runs in this process resumes the ones the store says are running.
+   * (Runs left running by a process that stopped come back through {@link Engine.resume},
+   * called by `createLoom`'s reconciler.)
    */
   attach?(host: RunHost): void | Promise<void>
 
@@ -251,6 +315,15 @@ export interface Engine {
    * reached (nothing was started) and `conflict` when a run with this id is still open.
    */
   start(run: RunStart): Promise<void>
+
+  /**
+   * Makes sure a run the store says is running (at `run.attempt`) is being driven: the
+   * reconciler calls it for the runs this process owns when their loop or workflow may be
+   * gone (after a restart, or a run that has not moved for a while). Starts the run where
+   * the store says it is when the engine has no live run of that attempt; does nothing when
+   * it has. Throws `unavailable` when the engine cannot be reached.
+   */
+  resume?(run: RunStart): Promise<void>
 
   /** Stops the run: no further step is dispatched and the run ends. Idempotent. */
   cancel(runId: string): Promise<void>
@@ -295,8 +368,13 @@ export interface RunHost {
   /** The final outcome already recorded for a step, if any (an event that came early). */
   reportedOutcome(run: RunStart, stepName: string): Promise<StepEvent | undefined>
   /**
-   * Sends step `index` to its worker app. Throws `conflict` when the run went stale, and
-   * otherwise what the dispatcher threw.
+   * Sends step `index` to its worker app and records that the worker accepted it
+   * (`RunRecord.stepDispatchedAt`), unless it already did in this attempt: then it sends
+   * nothing, so a dispatch tried again after its answer was lost, or a run resumed after a
+   * restart, never reaches the worker twice. Throws `conflict` when the run went stale,
+   * `unavailable` with `details.dependency: 'store'` when the store failed before the send
+   * (`isStoreFailure`: worth retrying, and not a failure of the worker), and otherwise what the
+   * dispatcher threw.
    */
   dispatch(run: RunStart, index: number): Promise<void>
   /** Records that step `index` failed without a worker report (dispatch failed), then fails the run. */
@@ -307,8 +385,6 @@ export interface RunHost {
    * false when the run went stale.
    */
   finish(run: RunStart, outcome: 'completed' | 'failed'): Promise<boolean>
-  /** Runs the store says are running (for an engine resuming after a restart). */
-  runningRuns(): Promise<RunStart[]>
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
  * repeat or late are all answered here.
  */
 import { joinRunId } from './ids'
-import type { RecordedStep, RecordStepRequest, RunRecord, RunState, TransitionRequest } from './ports'
+import type { RecordedStep, RecordStepRequest, RunRecord, RunState, StepProgressRequest, TransitionRequest } from './ports'
 import type { CancelledAttempt, CandidateStatus, StatusCounts } from './schemas'
 
 /** The candidate status a run state shows as: a run that failed, was cancelled or dequeued is `not_started`. */
@@ -83,31 +83,56 @@ export function decideTransition(run: RunRecord | undefined, request: Transition
   }
   const { migrationId, candidateId, at } = request
   if (request.action === 'queue') {
-    // From not_started: a new attempt, with nothing of the previous one.
-    return {
-      ok: true,
-      previous,
-      attempt: 'new',
-      next: {
-        runId: joinRunId(migrationId, candidateId),
-        migrationId,
-        candidateId,
-        state: rule.to,
-        currentStep: 0,
-        steps: [],
-        updatedAt: at,
-      },
+    // From not_started: a new attempt, with nothing of the previous one but what a resume may carry over.
+    const next: NextRun = {
+      runId: joinRunId(migrationId, candidateId),
+      migrationId,
+      candidateId,
+      state: rule.to,
+      currentStep: 0,
+      steps: [],
+      updatedAt: at,
     }
+    const resumable = run && resumableOf(run)
+    if (resumable?.length) next.resumable = resumable
+    return { ok: true, previous, attempt: 'new', next }
   }
   if (!run)
     throw new Error(`${request.action} of ${joinRunId(migrationId, candidateId)} allowed without a run: the status rules are broken`)
-  const { attempt, ...kept } = run
+  const { attempt, stepStartedAt: _began, stepDispatchedAt: _dispatched, owner: _owner, ...kept } = run
   const next: NextRun = { ...kept, state: rule.to, updatedAt: at }
-  if (rule.to === 'running') next.startedAt = at
-  if (request.action === 'unexecute') delete next.startedAt
+  if (request.action === 'execute') {
+    next.startedAt = at
+    if (request.owner !== undefined) next.owner = request.owner
+    const carried = request.resume ? (run.resumable ?? []) : []
+    next.steps = structuredClone(carried)
+    next.currentStep = carried.length
+  }
+  if (request.action === 'unexecute') {
+    delete next.startedAt
+    next.steps = []
+    next.currentStep = 0
+  }
   const decision: TransitionDecision = { ok: true, previous, attempt, next }
   if (rule.to === 'cancelled') decision.cancelledAttempt = { runId: run.runId, candidateId, cancelledAt: at }
   return decision
+}
+
+/**
+ * The steps a resume of `run`'s next attempt carries over: of a run that failed or was
+ * cancelled while running, its steps that succeeded, in order, up to the first that did not;
+ * of a run that never ran (dequeued, or cancelled while queued), what it would itself have
+ * carried over.
+ */
+function resumableOf(run: RunRecord): RecordedStep[] | undefined {
+  if (run.startedAt === undefined) return run.resumable
+  if (run.state !== 'failed' && run.state !== 'cancelled') return undefined
+  const carried: RecordedStep[] = []
+  for (const step of run.steps) {
+    if (!step.done || !step.result.success) break
+    carried.push({ ...structuredClone(step), carriedFrom: step.carriedFrom ?? run.attempt })
+  }
+  return carried
 }
 
 /** What a step report does to a run, or why it changes nothing. */
@@ -148,6 +173,27 @@ export function decideStepReport(run: RunRecord | undefined, request: RecordStep
   const position = found < 0 ? steps.length : found
   steps[position] = step
   return { outcome: 'recorded', run: { ...run, steps, updatedAt: request.at }, step, position }
+}
+
+/**
+ * What a step moving on does to a running run, or undefined when it changes nothing because
+ * the run is not running at the request's attempt (or, for `dispatched`, not at its step).
+ * `begun` on the step already in flight keeps its `stepStartedAt`, so a run resumed after a
+ * restart keeps its step's deadline; `dispatched` is recorded once.
+ */
+export function decideStepProgress(run: RunRecord | undefined, request: StepProgressRequest): RunRecord | undefined {
+  if (run?.state !== 'running' || run.attempt !== request.attempt) return undefined
+  const next: RunRecord = { ...run, updatedAt: request.at }
+  if (request.phase === 'dispatched') {
+    if (run.currentStep !== request.index) return undefined
+    next.stepDispatchedAt = run.stepDispatchedAt ?? request.at
+    return next
+  }
+  if (run.currentStep === request.index && run.stepStartedAt) return next
+  next.currentStep = request.index
+  next.stepStartedAt = request.at
+  delete next.stepDispatchedAt
+  return next
 }
 
 /** Zeroed counts, one per candidate status. */

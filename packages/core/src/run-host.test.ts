@@ -10,7 +10,8 @@ describe('createRunHost', () => {
   const setup = async () => {
     const store = memoryStore()
     const worker = fakeWorker()
-    const loom = createLoom({ store, engine: localEngine({ resume: false }), dispatcher: worker.dispatcher })
+    // No reconciler: these tests move the run by hand, and it would take over a run with no owner.
+    const loom = createLoom({ store, engine: localEngine(), dispatcher: worker.dispatcher, reconcile: false })
     await loom.announce(announcement('app-chart', { steps: ['update-chart'], candidates: [{ id: 'billing-api' }] }))
     const runId = await loom.queue('app-chart', 'billing-api')
     const found = await store.getCandidate('app-chart', 'billing-api')
@@ -40,6 +41,20 @@ describe('createRunHost', () => {
     await expect(host.dispatch(stale, 0)).rejects.toMatchObject({ code: 'conflict' })
     expect(worker.dispatched).toEqual([])
     expect((await store.getCandidate('app-chart', 'billing-api'))!.run!.state).toBe('running')
+  })
+
+  it('sends a step once per attempt: not again once accepted or reported, and not for a step the run is not at', async () => {
+    const { store, worker, run } = await setup()
+    await store.transition({ migrationId: 'app-chart', candidateId: 'billing-api', action: 'execute', at: new Date().toISOString() })
+    const host = createRunHost({ store, dispatcher: worker.dispatcher })
+    expect(await host.beginStep(run, 0)).toBe(true)
+    await host.dispatch(run, 0)
+    expect((await store.getCandidate('app-chart', 'billing-api'))!.run!.stepDispatchedAt).toBeDefined()
+    // Tried again (its answer was lost): the store says the worker has it.
+    await host.dispatch(run, 0)
+    expect(worker.stepsOf(run.runId)).toEqual(['update-chart'])
+    await expect(host.dispatch(run, 1)).rejects.toMatchObject({ code: 'conflict' })
+    expect(worker.stepsOf(run.runId)).toEqual(['update-chart'])
   })
 
   it('lets events from a host elsewhere in the process reach subscribers through publish', async () => {

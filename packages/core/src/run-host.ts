@@ -1,9 +1,31 @@
 import { LoomError } from './errors'
-import { joinRunId } from './ids'
 import type { LoadedRun, MigrationStore, RunHost, RunStart, StepDispatcher, StepEvent } from './ports'
 import type { LoomEvent, StepResult } from './schemas'
 import { STATUS_RULES } from './rules'
 import { isManualReview, stepEventName } from './steps'
+
+/** How many times the acceptance of a dispatch is written before giving up on it (about 3 s in all). */
+const MARK_TRIES = 5
+
+/**
+ * Runs a store operation of a dispatch: its failure is the store's, not the worker's, so it is
+ * `unavailable` with `details.dependency: 'store'`, which engines retry without counting it
+ * against the dispatch's tries.
+ */
+async function fromStore<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation()
+  } catch (error) {
+    if (LoomError.is(error, 'conflict')) throw error
+    const reason = error instanceof Error ? error.message : String(error)
+    throw new LoomError('unavailable', `store: ${reason}`, { cause: error, details: { dependency: 'store' } })
+  }
+}
+
+/** True for a failure of the store during a dispatch (see `RunHost.dispatch`), not of the worker. */
+export function isStoreFailure(error: unknown): boolean {
+  return LoomError.is(error, 'unavailable') && error.details?.dependency === 'store'
+}
 
 export interface RunHostOptions {
   store: MigrationStore
@@ -80,7 +102,15 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
       const loaded = await load(run)
       const step = loaded?.migration.steps[index]
       if (!loaded || !step) return false
-      if (!(await store.setCurrentStep(run.migrationId, run.candidateId, run.attempt, index))) return false
+      const begun = {
+        migrationId: run.migrationId,
+        candidateId: run.candidateId,
+        attempt: run.attempt,
+        index,
+        phase: 'begun',
+        at: at(),
+      } as const
+      if (!(await store.markStep(begun))) return false
       const reported = loaded.run.steps.some((s) => s.result.stepName === step.name)
       if (isManualReview(step) && !reported) {
         const metadata: Record<string, string> = { phase: 'awaiting_review' }
@@ -101,9 +131,14 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
     },
 
     async dispatch(run, index) {
-      const loaded = await load(run)
+      const loaded = await fromStore(() => load(run))
       const step = loaded?.migration.steps[index]
       if (!loaded || !step) throw new LoomError('conflict', `run ${run.runId} is no longer running at attempt ${run.attempt}`)
+      // A try that comes after the run moved on (a dispatch tried again late) sends nothing.
+      if (loaded.run.currentStep !== index) throw new LoomError('conflict', `run ${run.runId} is no longer at step ${index + 1}`)
+      // Accepted already in this attempt (a dispatch whose answer was lost, tried again), or reported: not sent twice.
+      if (loaded.run.stepDispatchedAt !== undefined) return
+      if (loaded.run.steps.some((s) => s.done && s.result.stepName === step.name)) return
       const request = {
         migrationId: run.migrationId,
         runId: run.runId,
@@ -118,6 +153,24 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
         ? { workerApp: step.workerApp, workerUrl: loaded.migration.workerUrl }
         : { workerApp: step.workerApp }
       await dispatcher.dispatch(target, request)
+      const accepted = {
+        migrationId: run.migrationId,
+        candidateId: run.candidateId,
+        attempt: run.attempt,
+        index,
+        phase: 'dispatched',
+      } as const
+      // The worker has the step: recording that must not turn into a failed dispatch (tried again, it
+      // would reach the worker twice). A few quick tries; should the store stay away, only a resume
+      // after a restart could send it again. False: the run moved on meanwhile (its report came first).
+      for (let tries = 0; tries < MARK_TRIES; tries++) {
+        try {
+          await store.markStep({ ...accepted, at: at() })
+          return
+        } catch {
+          await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** tries))
+        }
+      }
     },
 
     async failStep(run, index, reason) {
@@ -134,15 +187,5 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
     },
 
     finish,
-
-    async runningRuns() {
-      const runs = await store.listRuns('running')
-      return runs.map((r) => ({
-        runId: joinRunId(r.migrationId, r.candidateId),
-        migrationId: r.migrationId,
-        candidateId: r.candidateId,
-        attempt: r.attempt,
-      }))
-    },
   }
 }

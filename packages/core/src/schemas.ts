@@ -6,6 +6,7 @@
  */
 import * as v from 'valibot'
 import { LOOM_ERROR_CODES } from './errors'
+import { MAX_STEP_TIMEOUT_MS, parseDuration } from './steps'
 
 /** Longest migration or candidate id accepted. */
 export const MAX_ID_LENGTH = 200
@@ -67,13 +68,32 @@ export const CandidateListSchema = v.pipe(
   v.check((list) => unique(list.map((c) => c.id)), 'candidate ids must be unique'),
 )
 
-export const StepDefinitionSchema = v.object({
-  name: NonEmpty(200),
-  workerApp: SlugSchema,
-  description: v.optional(Text(10_000)),
-  config: v.optional(StringMapSchema),
-  files: v.optional(v.array(v.string('must be a string'), 'must be an array')),
-})
+/** `config.timeout` of a step, when given, is a deadline of at most 90 days. */
+const timeoutIssue = (timeout: string | undefined): string | undefined => {
+  if (timeout === undefined) return undefined
+  const ms = parseDuration(timeout)
+  if (ms === undefined)
+    return `"${timeout.slice(0, 40)}" is not a duration: write a whole number of seconds, minutes or hours ("90s", "30m", "2h")`
+  if (ms > MAX_STEP_TIMEOUT_MS) return `"${timeout}" is longer than the longest deadline, 90 days (2160h)`
+  return undefined
+}
+
+export const StepDefinitionSchema = v.pipe(
+  v.object({
+    name: NonEmpty(200),
+    workerApp: SlugSchema,
+    description: v.optional(Text(10_000)),
+    config: v.optional(StringMapSchema),
+    files: v.optional(v.array(v.string('must be a string'), 'must be an array')),
+  }),
+  v.forward(
+    v.check(
+      (step) => timeoutIssue(step.config?.timeout) === undefined,
+      (issue) => `step "${issue.input.name}": ${timeoutIssue(issue.input.config?.timeout)}`,
+    ),
+    ['config', 'timeout'],
+  ),
+)
 
 export const StepListSchema = v.pipe(
   v.array(StepDefinitionSchema, 'must be an array'),
@@ -238,6 +258,18 @@ export const DispatchStepRequestSchema = v.object({
   attempt: v.optional(AttemptSchema),
 })
 
+/** The body of `POST /runs/{runId}/execute` (an addition to API 0.2, which sends none). */
+export const ExecuteOptionsSchema = v.pipe(
+  v.object(
+    {
+      /** Carry over the steps that succeeded in the previous attempt and start at the step after them. */
+      resume: v.optional(v.boolean('must be a boolean')),
+    },
+    'must be an object',
+  ),
+  v.check((options) => !Array.isArray(options), 'must be an object'),
+)
+
 export const DryRunRequestSchema = v.object({
   migrationId: SlugSchema,
   candidate: CandidateSchema,
@@ -273,6 +305,7 @@ export type FileRef = v.InferOutput<typeof FileRefSchema>
 export type FileGroup = v.InferOutput<typeof FileGroupSchema>
 export type Candidate = v.InferOutput<typeof CandidateSchema>
 export type StepDefinition = v.InferOutput<typeof StepDefinitionSchema>
+export type ExecuteOptions = v.InferOutput<typeof ExecuteOptionsSchema>
 export type CandidateRun = v.InferOutput<typeof CandidateRunSchema>
 export type CancelledAttempt = v.InferOutput<typeof CancelledAttemptSchema>
 export type StatusCounts = v.InferOutput<typeof StatusCountsSchema>

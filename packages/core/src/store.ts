@@ -17,6 +17,7 @@
 export {
   STATUS_RULES,
   candidateStatusOf,
+  decideStepProgress,
   decideStepReport,
   decideTransition,
   emptyCounts,
@@ -29,6 +30,7 @@ export { matchesQuery } from './candidate-query'
 export { joinRunId } from './ids'
 export type {
   CandidatePage,
+  ClaimRunsRequest,
   MigrationDefinition,
   MigrationRecord,
   MigrationStore,
@@ -38,6 +40,7 @@ export type {
   RecordStepRequest,
   RunRecord,
   RunState,
+  StepProgressRequest,
   TransitionRequest,
   TransitionResult,
 } from './ports'

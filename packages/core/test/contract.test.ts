@@ -9,8 +9,14 @@ describe('core', () => {
     engine: localEngine({ dispatchAttempts: 2, retryDelayMs: 10, onError: () => {} }),
   }))
 
-  loomContract('createLoom(memoryStore, localEngine)', async ({ dispatcher, dryRunner }) => {
-    const loom = createLoom({ store: memoryStore(), engine: localEngine({ dispatchAttempts: 2, retryDelayMs: 10 }), dispatcher, dryRunner })
+  loomContract('createLoom(memoryStore, localEngine)', async ({ dispatcher, dryRunner, reconcile }) => {
+    const loom = createLoom({
+      store: memoryStore(),
+      engine: localEngine({ dispatchAttempts: 2, retryDelayMs: 10 }),
+      dispatcher,
+      dryRunner,
+      reconcile,
+    })
     await loom.ready
     return { loom, close: () => loom.close() }
   })

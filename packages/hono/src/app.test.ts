@@ -25,6 +25,15 @@ const bring = async (status: 'queued' | 'running') => {
   }
   return runId
 }
+/** Executes svc-0 through HTTP: its first step succeeds (with a result), its second fails; it ends not_started. */
+const failAtSecondStep = async () => {
+  const runId = await bring('running')
+  expect((await t.call('POST', `/event/${runId}`, { ...event('update-chart'), metadata: { chart: 'billing' } })).status).toBe(202)
+  await eventually(() => expect(t.worker.stepsOf(runId)).toEqual(['update-chart', 'open-pr']))
+  expect((await t.call('POST', `/event/${runId}`, event('open-pr', false))).status).toBe(202)
+  await eventually(async () => expect(await statusOf('svc-0')).toBe('not_started'))
+  return runId
+}
 const statusOf = async (candidateId: string) => (await t.loom.listCandidates(M)).find((c) => c.id === candidateId)?.status
 
 describe('GET /migrations', () => {
@@ -66,6 +75,14 @@ describe('POST /migrations', () => {
     expect(res.status).toBe(201)
     expect(res.json.id).toMatch(/^kafka-topics-[a-z0-9]+$/)
     expect((await t.loom.getMigration(res.json.id)).candidates.map((c) => c.id)).toEqual(['svc-0'])
+  })
+
+  it('201 with step deadlines of seconds, minutes and hours', async () => {
+    t = await setup()
+    const steps = ['90s', '30m', '2h'].map((timeout, i) => ({ name: `s${i}`, workerApp: 'kafka', config: { timeout } }))
+    const res = await t.call('POST', '/migrations', { name: 'Kafka topics', candidates: [], steps })
+    expect(res.status).toBe(201)
+    expect((await t.loom.getMigration(res.json.id)).steps.map((s) => s.config?.timeout)).toEqual(['90s', '30m', '2h'])
   })
 
   it('400 naming the missing field, and registers nothing', async () => {
@@ -147,6 +164,17 @@ describe('POST /registry/announce', () => {
     expect(res.status).toBe(400)
     expect(res.json).toEqual({ error: 'steps.0.workerApp: must not contain "__"', code: 'invalid', field: 'steps.0.workerApp' })
     expect(await t.loom.listMigrations()).toEqual([])
+  })
+  it('200 with step deadlines of seconds, minutes and hours, kept as written', async () => {
+    t = await setup()
+    const a = announcement(M, { steps: ['a', 'b', 'c'] })
+    const timeouts = ['90s', '30m', '2h']
+    const res = await t.call('POST', '/registry/announce', {
+      ...a,
+      steps: a.steps.map((s, i) => ({ ...s, config: { timeout: timeouts[i]! } })),
+    })
+    expect(res.status).toBe(200)
+    expect(res.json.steps.map((s: { config: { timeout: string } }) => s.config.timeout)).toEqual(timeouts)
   })
 })
 
@@ -392,6 +420,45 @@ describe('POST /runs/{runId}/execute', () => {
     const res = await t.call('POST', `/runs/${M}__svc-0/execute`)
     expect(res.status).toBe(409)
     expect(res.json.status).toBe('not_started')
+  })
+
+  it.each<{ as: string; body: unknown; headers: Record<string, string> }>([
+    { as: 'no body', body: undefined, headers: {} },
+    { as: 'an empty body', body: '', headers: {} },
+    { as: 'an empty text/plain body', body: '', headers: { 'content-type': 'text/plain' } },
+    { as: '{}', body: {}, headers: {} },
+    { as: '{resume: false} and an unknown key', body: { resume: false, other: 'ignored' }, headers: {} },
+  ])('202 as in API 0.2 with $as: after a failed attempt the run starts at the first step again', async ({ body, headers }) => {
+    t = await setup()
+    await announce(1, ['update-chart', 'open-pr'])
+    const runId = await failAtSecondStep()
+    await t.call('POST', `/migrations/${M}/queue`, { candidateId: 'svc-0' })
+    const res = await t.call('POST', `/runs/${runId}/execute`, body, headers)
+    expect(res.status).toBe(202)
+    expect(res.json).toEqual({ runId })
+    await eventually(() => expect(t.worker.stepsOf(runId)).toEqual(['update-chart', 'open-pr', 'update-chart']))
+    expect((await t.call('GET', `/runs/${runId}`)).json.steps).toEqual([])
+  })
+
+  it('202 with {resume: true}: the step that succeeded is carried over with its result, and the run starts at the failed one', async () => {
+    t = await setup()
+    await announce(1, ['update-chart', 'open-pr'])
+    const runId = await failAtSecondStep()
+    const failed = t.worker.dispatched.at(-1)!.request
+    expect((await t.call('POST', `/migrations/${M}/queue`, { candidateId: 'svc-0' })).status).toBe(202)
+    const res = await t.call('POST', `/runs/${runId}/execute`, { resume: true })
+    expect(res.status).toBe(202)
+    expect(res.json).toEqual({ runId })
+    await eventually(() => expect(t.worker.stepsOf(runId)).toEqual(['update-chart', 'open-pr', 'open-pr']))
+    const resumed = t.worker.dispatched.at(-1)!.request
+    expect(resumed.attempt).toBeGreaterThan(failed.attempt!)
+    expect((await t.call('GET', `/runs/${runId}`)).json.steps).toEqual([
+      expect.objectContaining({ stepName: 'update-chart', success: true, metadata: { chart: 'billing' } }),
+    ])
+    // The carried-over step counts: the second one's success completes the candidate.
+    expect((await t.call('POST', `/event/${runId}`, event('open-pr'))).status).toBe(202)
+    await eventually(async () => expect(await statusOf('svc-0')).toBe('completed'))
+    expect(t.worker.stepsOf(runId)).toEqual(['update-chart', 'open-pr', 'open-pr'])
   })
 
   it('503 when the engine refuses, and the candidate stays queued', async () => {

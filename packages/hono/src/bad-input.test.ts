@@ -19,6 +19,14 @@ interface Case {
   status: number
   code: string
   field?: string
+  /** Text the message must contain after the field. */
+  says?: string
+}
+
+/** An announcement of two steps whose step `index` has `config.timeout` of `timeout`. */
+const withTimeout = (timeout: string, index: number) => {
+  const a = announcement('other', { steps: ['update-chart', 'open-pr'] })
+  return { ...a, steps: a.steps.map((s, i) => (i === index ? { ...s, config: { ...s.config, timeout } } : s)) }
 }
 
 const cases: Case[] = [
@@ -31,6 +39,7 @@ const cases: Case[] = [
     `/migrations/${M}/dry-run`,
     `/event/${RUN}`,
     `/event/${RUN}/pr-opened`,
+    `/runs/${RUN}/execute`,
   ].map(
     (path): Case => ({
       name: `malformed JSON to ${path}`,
@@ -63,6 +72,65 @@ const cases: Case[] = [
     field: 'body',
   },
   { name: 'JSON null', method: 'POST', path: `/event/${RUN}`, body: 'null', status: 400, code: 'invalid', field: 'body' },
+
+  // The optional body of execute: judged whenever it is not empty; the run stays queued.
+  ...(['null', '[true]', '"resume"', 'true'] as const).map(
+    (body): Case => ({
+      name: `execute with ${body}`,
+      method: 'POST',
+      path: `/runs/${RUN}/execute`,
+      body,
+      status: 400,
+      code: 'invalid',
+      field: 'body',
+    }),
+  ),
+  ...(['yes', 1, null, {}] as const).map(
+    (resume): Case => ({
+      name: `execute with resume ${JSON.stringify(resume)}`,
+      method: 'POST',
+      path: `/runs/${RUN}/execute`,
+      body: { resume },
+      status: 400,
+      code: 'invalid',
+      field: 'resume',
+      says: 'must be a boolean',
+    }),
+  ),
+  {
+    name: 'execute with resume=true as a form',
+    method: 'POST',
+    path: `/runs/${RUN}/execute`,
+    body: 'resume=true',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    status: 400,
+    code: 'invalid',
+    field: 'body',
+  },
+
+  // Step deadlines that are no duration, or too long, on announce and register, naming the step.
+  ...(['soon', '0s', '1.5h', '99999h'] as const).flatMap((timeout): Case[] => [
+    {
+      name: `an announced step with timeout "${timeout}"`,
+      method: 'POST',
+      path: '/registry/announce',
+      body: withTimeout(timeout, 1),
+      status: 400,
+      code: 'invalid',
+      field: 'steps.1.config.timeout',
+      says: `step "open-pr": "${timeout}"`,
+    },
+    {
+      name: `a registered step with timeout "${timeout}"`,
+      method: 'POST',
+      path: '/migrations',
+      body: { name: 'Other', candidates: [], steps: withTimeout(timeout, 0).steps },
+      status: 400,
+      code: 'invalid',
+      field: 'steps.0.config.timeout',
+      says: `step "update-chart": "${timeout}"`,
+    },
+  ]),
 
   // Wrong types.
   {
@@ -367,6 +435,7 @@ describe('bad input changes nothing', () => {
         expect(res.json.field).toBe(c.field)
         expect(res.json.error.startsWith(`${c.field}: `)).toBe(true)
       }
+      if (c.says) expect(res.json.error.slice(`${c.field}: `.length)).toContain(c.says)
       expect(await t.snapshot()).toEqual(before)
       expect(t.worker.dispatched).toEqual([])
     } finally {

@@ -56,7 +56,8 @@ export interface RouteFacts {
   /** From the guard: who may call, and the security schemes it accepts (none when no token is set). */
   access?: { access: Exclude<RouteAccess, 'public'>; security: Array<Record<string, string[]>> }
   parameters?: ParameterFact[]
-  body?: v.GenericSchema
+  /** The JSON body the validator checks, and whether the route also serves requests without one. */
+  body?: { schema: v.GenericSchema; required: boolean }
   errors?: Partial<Record<LoomErrorCode, string>>
 }
 

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest'
 import { setup } from '../test/helpers'
 import { describeRoute } from './describe'
 import { openApiDocument } from './openapi'
-import { jsonBody, slugParams } from './validation'
+import { jsonBody, optionalJsonBody, slugParams } from './validation'
 
 const ok = describeRoute({ operationId: 'ok', summary: 'ok', responses: { 200: { description: 'ok' } } })
 
@@ -74,6 +74,25 @@ describe('GET /openapi.json', () => {
     )
     expect(op.tags).toEqual(['public'])
     expect(op.security).toEqual([])
+  })
+
+  it('marks a body the route also serves without as not required: execute’s {resume}', async () => {
+    const app = new Hono().post('/a', ok, optionalJsonBody(v.object({ n: v.optional(v.number()) })), (c) => c.text('ok'))
+    expect((openApiDocument(app).paths as any)['/a'].post.requestBody).toEqual({
+      required: false,
+      content: { 'application/json': { schema: { type: 'object', properties: { n: { type: 'number' } }, required: [] } } },
+    })
+    const t = await setup()
+    const doc = (await t.call('GET', '/openapi.json')).json
+    const execute = doc.paths['/runs/{runId}/execute'].post
+    expect(execute.requestBody).toEqual({
+      required: false,
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/ExecuteOptions' } } },
+    })
+    expect(doc.components.schemas.ExecuteOptions).toEqual({ type: 'object', properties: { resume: { type: 'boolean' } }, required: [] })
+    expect(Object.keys(execute.responses)).toEqual(['202', '400', '404', '409', '413', '503'])
+    expect(doc.paths['/migrations'].post.requestBody.required).toBe(true)
+    await t.close()
   })
 
   it('carries the version of the package', async () => {

@@ -5,6 +5,7 @@ import {
   CandidateWithStatusSchema,
   DryRunResultSchema,
   ErrorBodySchema,
+  ExecuteOptionsSchema,
   HTTP_STATUS_OF_CODE,
   LoomEventSchema,
   type LoomErrorCode,
@@ -39,6 +40,7 @@ const DEFINITIONS = {
   AnnounceRequest: AnnounceRequestSchema,
   RegisterMigrationRequest: RegisterMigrationRequestSchema,
   SubmitCandidatesRequest: SubmitCandidatesRequestSchema,
+  ExecuteOptions: ExecuteOptionsSchema,
   CandidateRef: CandidateRefSchema,
   CandidateWithStatus: CandidateWithStatusSchema,
   StepCompletedEvent: StepCompletedEventSchema,
@@ -96,7 +98,7 @@ interface Operation {
   route?: RouteDescription
   access?: NonNullable<RouteFacts['access']>
   parameters: ParameterFact[]
-  body?: v.GenericSchema
+  body?: NonNullable<RouteFacts['body']>
   errors: Map<LoomErrorCode, string[]>
 }
 
@@ -169,7 +171,9 @@ function operationObject(op: Operation): Json {
     ...(route.description ? { description: route.description } : {}),
     tags: [op.access?.access ?? 'public'],
     ...(parameters.length ? { parameters } : {}),
-    ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchemaOf(op.body) } } } } : {}),
+    ...(op.body
+      ? { requestBody: { required: op.body.required, content: { 'application/json': { schema: jsonSchemaOf(op.body.schema) } } } }
+      : {}),
     responses: Object.fromEntries(responses.map(([status, response]) => [String(status), response])),
     security: op.access?.security ?? [],
   }

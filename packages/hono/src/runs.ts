@@ -1,9 +1,9 @@
-import { type Loom, RunInfoSchema, StepCompletedEventSchema } from '@loom/core'
+import { ExecuteOptionsSchema, type Loom, RunInfoSchema, StepCompletedEventSchema } from '@loom/core'
 import { Hono } from 'hono'
 import * as v from 'valibot'
 import type { Guards } from './auth'
 import { describeRoute } from './describe'
-import { jsonBody, runIdParam } from './validation'
+import { jsonBody, optionalJsonBody, runIdParam } from './validation'
 
 /** The answer of queue and execute. */
 export const RunIdBodySchema = v.object({ runId: v.string() })
@@ -48,6 +48,10 @@ export function runRoutes(loom: Loom, { operator }: Guards) {
       describeRoute({
         operationId: 'execute',
         summary: 'Execute: queued → running, and starts the engine’s run',
+        description:
+          'The body is optional. Without one (API 0.2 clients send none), or with `{"resume": false}`, the run starts at the first step. With ' +
+          '`{"resume": true}`, the steps that succeeded in the candidate’s previous attempt are carried over, results included, ' +
+          'and the run starts at the step after them.',
         responses: { 202: { description: 'Started', body: RunIdBodySchema } },
         errors: {
           conflict: 'the candidate is not queued',
@@ -56,7 +60,8 @@ export function runRoutes(loom: Loom, { operator }: Guards) {
       }),
       operator,
       runIdParam,
-      async (c) => c.json({ runId: await loom.execute(c.req.valid('param').runId) }, 202),
+      optionalJsonBody(ExecuteOptionsSchema),
+      async (c) => c.json({ runId: await loom.execute(c.req.valid('param').runId, c.req.valid('json')) }, 202),
     )
     .post(
       '/:runId/cancel',

@@ -12,25 +12,65 @@ import { withFacts } from './describe'
  */
 
 type Validated<Target extends string, In, Out> = MiddlewareHandler<any, string, { in: { [K in Target]: In }; out: { [K in Target]: Out } }>
+/** As `Validated`, for input a client may leave out (`hc` then does not require it). */
+type OptionalValidated<Target extends string, In, Out> = MiddlewareHandler<
+  any,
+  string,
+  { in: { [K in Target]?: In }; out: { [K in Target]: Out } }
+>
 
 const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json\s*(;|$)/i
+
+const BODY_ERRORS = {
+  invalid: 'the body is not JSON, or a field breaks its rules',
+  too_large: 'the body is larger than the limit the app is configured with',
+}
 
 /** Validates the JSON body; `label` prefixes field names (empty: the body's own fields). */
 export function jsonBody<S extends v.GenericSchema>(schema: S, label = ''): Validated<'json', v.InferInput<S>, v.InferOutput<S>> {
   const middleware = validator('json', (value, c) => {
-    // Without this, hono reads a body of another type as `{}` and the message would name a missing field.
-    if (!JSON_MEDIA_TYPE.test(c.req.header('content-type') ?? '')) {
-      throw new LoomError('invalid', 'body: Content-Type must be application/json', { details: { field: 'body' } })
-    }
+    requireJsonType(c.req.header('content-type'))
     return parse(schema, value, label)
   }) as unknown as Validated<'json', v.InferInput<S>, v.InferOutput<S>>
-  return withFacts(middleware, {
-    body: schema,
-    errors: {
-      invalid: 'the body is not JSON, or a field breaks its rules',
-      too_large: 'the body is larger than the limit the app is configured with',
-    },
+  return withFacts(middleware, { body: { schema, required: true }, errors: BODY_ERRORS })
+}
+
+/**
+ * Validates a JSON body the route also serves without one (a body added to an API 0.2 route,
+ * whose clients send none): no body, or an empty one, is judged as `{}`; any other must be a
+ * JSON object and is then judged as `jsonBody` judges it.
+ */
+export function optionalJsonBody<S extends v.GenericSchema>(schema: S): OptionalValidated<'json', v.InferInput<S>, v.InferOutput<S>> {
+  const middleware: MiddlewareHandler = async (c, next) => {
+    // hono's validator reads an unlabelled body as `{}` and an empty JSON one as malformed; neither fits here.
+    const text = await c.req.text()
+    let value: unknown = {}
+    if (text.trim() !== '') {
+      requireJsonType(c.req.header('content-type'))
+      try {
+        value = JSON.parse(text)
+      } catch {
+        throw new LoomError('invalid', 'body: malformed JSON', { details: { field: 'body' } })
+      }
+      // valibot's object schemas take an array, and one whose fields are all optional would let `[true]` through as `{}`.
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        throw new LoomError('invalid', 'body: must be a JSON object', { details: { field: 'body' } })
+      }
+    }
+    c.req.addValidatedData('json', parse(schema, value, '') as object)
+    await next()
+  }
+  return withFacts(middleware as OptionalValidated<'json', v.InferInput<S>, v.InferOutput<S>>, {
+    body: { schema, required: false },
+    errors: BODY_ERRORS,
   })
+}
+
+function requireJsonType(contentType: string | undefined) {
+  // Without this, hono reads a body of another type as `{}` and the message would name a missing field.
+  if (!JSON_MEDIA_TYPE.test(contentType ?? '')) {
+    throw new LoomError('invalid', 'body: Content-Type must be application/json', { details: { field: 'body' } })
+  }
 }
 
 /** Validates the query string (each parameter's first value); `prepare` turns the text into what the schema judges. */

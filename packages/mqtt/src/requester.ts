@@ -74,7 +74,12 @@ export function createRequester(client: MqttClient, prefix: string): Requester {
       const replied = new Promise<Reply>((resolve) => pending.set(correlationId, { resolve }))
       try {
         // An offline client would queue the request and send it after we gave up on it: wait instead.
-        await Promise.race([connected(client), timedOut])
+        const online = connected(client)
+        try {
+          await Promise.race([online.ready, timedOut])
+        } finally {
+          online.cancel()
+        }
         // Subscribe before publishing, or a fast receiver's answer could arrive before the inbox exists.
         await Promise.race([
           listen().catch((error: unknown) => {
@@ -118,8 +123,17 @@ export function createRequester(client: MqttClient, prefix: string): Requester {
   }
 }
 
-/** Resolves when `client` is connected: at once, or on its next `connect`. */
-function connected(client: MqttClient): Promise<void> {
-  if (client.connected) return Promise.resolve()
-  return new Promise((resolve) => client.once('connect', () => resolve()))
+/**
+ * `ready` resolves when `client` is connected: at once, or on its next `connect`. `cancel`
+ * removes the listener of a request that stopped waiting, so requests made while the broker is
+ * away do not pile up listeners on the client.
+ */
+function connected(client: MqttClient): { ready: Promise<void>; cancel(): void } {
+  if (client.connected) return { ready: Promise.resolve(), cancel: () => {} }
+  let listener: (() => void) | undefined
+  const ready = new Promise<void>((resolve) => {
+    listener = () => resolve()
+    client.once('connect', listener)
+  })
+  return { ready, cancel: () => client.removeListener('connect', listener!) }
 }

@@ -59,6 +59,20 @@ describe.each<[string, IClientOptions]>([
     await subscriber.stop()
   })
 
+  it('leaves no listener behind for requests that gave up while the broker was away', async () => {
+    const server = await connect(broker.url, 4, serverOptions)
+    const dispatcher = mqttDispatcher(server, { timeoutMs: 50 })
+    const before = server.listenerCount('connect')
+    await broker.stop()
+    await offline(server)
+    const request = { migrationId: 'm', runId: 'm__a', stepName: 'bump-chart', candidate: { id: 'a' }, callbackId: 'm__a', eventName: 'e' }
+    const outcomes = await Promise.allSettled(Array.from({ length: 15 }, () => dispatcher.dispatch({ workerApp: 'charts' }, request)))
+    expect(outcomes.every((o) => o.status === 'rejected' && /not connected to the broker/.test(String(o.reason)))).toBe(true)
+    expect(server.listenerCount('connect')).toBe(before)
+    await broker.start()
+    await online(server)
+  })
+
   it('dispatches again once the broker is back: the reply inbox and the worker subscription come back', async () => {
     const server = await connect(broker.url, 4, serverOptions)
     const worker = await connect(broker.url, 4, serverOptions)

@@ -65,6 +65,40 @@ onEachDatabase((db) => {
       const found = await store.getCandidate('app-chart', 'svc-0')
       expect(found!.run!.steps[0]!.result).toEqual(result)
     })
+
+    it('carries a step into a resumed attempt byte for byte, with the attempt it came from', async () => {
+      await store.upsertMigration(
+        {
+          id: 'app-chart',
+          name: 'App chart',
+          steps: [
+            { name: 'update-chart', workerApp: 'charts' },
+            { name: 'open-pr', workerApp: 'charts' },
+          ],
+        },
+        [{ id: 'svc-0' }],
+      )
+      await move('svc-0', 'queue')
+      const first = await move('svc-0', 'execute')
+      const result = { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true, metadata: tricky }
+      const at = '2026-03-04T05:06:07.089Z'
+      await store.recordStep({ migrationId: 'app-chart', candidateId: 'svc-0', result, done: true, at })
+      await move('svc-0', 'fail')
+      const queued = await move('svc-0', 'queue')
+      const attempt = first.ok ? first.run.attempt : -1
+      const carried = [{ result, done: true, at, carriedFrom: attempt }]
+      expect(queued.ok && JSON.stringify(queued.run.resumable)).toBe(JSON.stringify(carried))
+      expect(JSON.stringify((await store.getCandidate('app-chart', 'svc-0'))!.run!.resumable)).toBe(JSON.stringify(carried))
+      const resumed = await store.transition({ migrationId: 'app-chart', candidateId: 'svc-0', action: 'execute', at, resume: true })
+      expect(resumed.ok && [resumed.run.currentStep, resumed.run.attempt > attempt]).toEqual([1, true])
+      const run = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+      expect(JSON.stringify(run.steps)).toBe(JSON.stringify(carried))
+      expect(Object.keys(run.steps[0]!.result.metadata!)).toEqual(Object.keys(tricky))
+      // Undoing that execute empties the steps again, and they stay what a resume would carry.
+      expect((await move('svc-0', 'unexecute')).ok).toBe(true)
+      const undone = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+      expect([undone.steps, undone.currentStep, JSON.stringify(undone.resumable)]).toEqual([[], 0, JSON.stringify(carried)])
+    })
   })
 
   describe('listing', () => {

@@ -11,8 +11,9 @@ export interface PostgresStoreOptions {
   /** The schema holding Loom's tables (see `migrate`). Default `loom`. */
   schema?: string
   /**
-   * How long a call may wait for the database before it fails `unavailable` (its write may
-   * still land, as when a commit's answer is lost). Default 30 000 ms; 0 waits for ever.
+   * How long a call may wait for the database before it fails `unavailable`: the bound on a
+   * request to a dead or terminated connection (its write may still land, as when a commit's
+   * answer is lost). Default 5 000 ms; 0 waits for ever.
    */
   timeoutMs?: number
 }
@@ -23,7 +24,11 @@ export interface PostgresStore extends MigrationStore {
   migrate(): Promise<MigrateResult>
 }
 
-const DEFAULT_TIMEOUT_MS = 30_000
+/**
+ * Every call is a few short statements (milliseconds); 5 s leaves room for a loaded pool and
+ * still answers 503 well before an HTTP client or a worker gives up.
+ */
+const DEFAULT_TIMEOUT_MS = 5_000
 
 /**
  * A `MigrationStore` on the caller's `postgres` client (a PostgreSQL server, or PGlite
@@ -34,21 +39,22 @@ const DEFAULT_TIMEOUT_MS = 30_000
  * row version, hands it to core (`decideTransition`, `decideStepReport` from
  * `@loom/core/store`; no status rule is restated here), and writes the decision with one
  * conditional statement — `UPDATE … WHERE version = $read`, or an insert that yields to a
- * concurrent one — which also draws a new attempt's number, clears the old attempt's steps
- * and writes the cancelled attempt. Of concurrent changes to one run exactly one write
+ * concurrent one — which also draws a new attempt's number, rewrites the steps when the
+ * decision changes them (cleared, or carried over by a resume) and writes the cancelled attempt. Of concurrent changes to one run exactly one write
  * matches; the others read again and answer from what they find. Rewrites of many rows
  * (upsert, replace candidates, delete) are single calls of functions the schema defines,
  * which lock before they check. No client-side transaction is ever left open, so a
  * connection that dies mid-call leaves nothing half-applied. Listing joins statuses,
  * filters, counts and pages in one query. A database that cannot be reached, or does not
- * answer within `timeoutMs`, surfaces as an `unavailable` LoomError.
+ * answer within `timeoutMs` (5 s by default), surfaces as an `unavailable` LoomError; build
+ * the client with `clientOptions` so that a killed connection fails its calls at once.
  *
  * @example
  * import postgres from 'postgres'
  * import { createLoom, localEngine } from '@loom/core'
- * import { postgresStore } from '@loom/postgres'
+ * import { clientOptions, postgresStore } from '@loom/postgres'
  *
- * const sql = postgres(process.env.DATABASE_URL!)
+ * const sql = postgres(process.env.DATABASE_URL!, { ...clientOptions, max: 10 })
  * const store = postgresStore(sql, { schema: 'loom' })
  * await store.migrate()
  * const loom = createLoom({ store, engine: localEngine() })

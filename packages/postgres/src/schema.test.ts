@@ -1,19 +1,72 @@
 import { LoomError } from '@loom/core'
 import { describe, expect, it } from 'vitest'
 import { DATABASE_URL, NEEDS_SERVER, freshSchema, onEachDatabase, serverPool } from '../test/databases'
-import { SCHEMA_VERSION, migrate } from './schema'
+import { postgresStore } from './postgres-store'
+import { SCHEMA_VERSION, migrate, migrateTo } from './schema'
 
-const TABLES = ['cancelled_attempts', 'candidates', 'migrations', 'run_steps', 'runs', 'schema_migrations', 'steps']
+const TABLES = ['cancelled_attempts', 'candidates', 'leases', 'migrations', 'run_steps', 'runs', 'schema_migrations', 'steps']
+const ALL_VERSIONS = [1, 2]
 
 onEachDatabase((db) => {
   it('creates the tables once; a second call applies nothing', async () => {
     const sql = await db.sql()
     const schema = freshSchema()
     try {
-      expect(await migrate(sql, { schema })).toEqual({ applied: [1], version: SCHEMA_VERSION })
+      expect(SCHEMA_VERSION).toBe(2)
+      expect(await migrate(sql, { schema })).toEqual({ applied: ALL_VERSIONS, version: SCHEMA_VERSION })
       expect(await migrate(sql, { schema })).toEqual({ applied: [], version: SCHEMA_VERSION })
       const tables = await sql`select table_name from information_schema.tables where table_schema = ${schema} order by table_name`
       expect(tables.map((t) => t.table_name)).toEqual(TABLES)
+    } finally {
+      await sql.unsafe(`drop schema if exists "${schema}" cascade`)
+    }
+  })
+
+  it('upgrades a version 1 schema in place: its runs keep their state and steps, a running one is claimable at once', async () => {
+    const sql = await db.sql()
+    const schema = freshSchema()
+    const q = (text: string) => sql.unsafe(text.replaceAll('{s}', `"${schema}"`))
+    try {
+      expect(await migrateTo(sql, schema, 1)).toEqual({ applied: [1], version: 1 })
+      // Rows as @loom/postgres 0.3 (schema version 1) wrote them: one running run with a reported step, one failed.
+      await q(`select {s}.upsert_migration('app-chart', 'App chart', null, null, '2026-01-01T00:00:00Z',
+        '[["update-chart","charts",null,null,null],["open-pr","charts",null,null,null]]',
+        '[["svc-0",null,null,null,null,"[\\"svc-0\\"]"],["svc-1",null,null,null,null,"[\\"svc-1\\"]"]]')`)
+      await q(`insert into {s}.runs (migration_id, candidate_id, attempt, state, current_step, started_at, updated_at)
+        values ('app-chart', 'svc-0', nextval('{s}.attempts'), 'running', 1, '2026-01-01T00:01:00Z', '2026-01-01T00:02:00Z'),
+               ('app-chart', 'svc-1', nextval('{s}.attempts'), 'failed', 0, '2026-01-01T00:01:00Z', '2026-01-01T00:03:00Z')`)
+      await q(`insert into {s}.run_steps (migration_id, candidate_id, position, step_name, success, done, result, at)
+        values ('app-chart', 'svc-0', 0, 'update-chart', true, true,
+          '{"stepName":"update-chart","candidate":{"id":"svc-0"},"success":true}', '2026-01-01T00:01:30Z')`)
+
+      expect(await migrate(sql, { schema })).toEqual({ applied: [2], version: SCHEMA_VERSION })
+      const store = postgresStore(sql, { schema })
+      const step = {
+        result: { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true },
+        done: true,
+        at: '2026-01-01T00:01:30.000Z',
+      }
+      expect((await store.getCandidate('app-chart', 'svc-0'))!.run).toEqual({
+        runId: 'app-chart__svc-0',
+        migrationId: 'app-chart',
+        candidateId: 'svc-0',
+        attempt: 1,
+        state: 'running',
+        currentStep: 1,
+        steps: [step],
+        startedAt: '2026-01-01T00:01:00.000Z',
+        updatedAt: '2026-01-01T00:02:00.000Z',
+      })
+      // A run left running by the old package has no owner: the first reconciler to claim takes it.
+      const claimed = await store.claimRuns({ owner: 'loom-a', at: new Date().toISOString(), limit: 10 })
+      expect(claimed.map((r) => [r.runId, r.owner, r.steps])).toEqual([['app-chart__svc-0', 'loom-a', [step]]])
+      // And the new columns are written: the step in flight moves on with its timing.
+      const at = '2026-01-01T00:04:00.000Z'
+      expect(await store.markStep({ migrationId: 'app-chart', candidateId: 'svc-0', attempt: 1, index: 1, phase: 'dispatched', at })).toBe(
+        true,
+      )
+      expect((await store.getCandidate('app-chart', 'svc-0'))!.run!.stepDispatchedAt).toBe(at)
+      expect((await store.transition({ migrationId: 'app-chart', candidateId: 'svc-1', action: 'queue', at })).ok).toBe(true)
     } finally {
       await sql.unsafe(`drop schema if exists "${schema}" cascade`)
     }
@@ -29,7 +82,7 @@ onEachDatabase((db) => {
       expect(LoomError.is(error, 'unavailable')).toBe(true)
       expect((error as Error).message).toContain('upgrade the package')
       const versions = await sql.unsafe(`select version from "${schema}".schema_migrations order by version`)
-      expect(versions.map((v) => v.version)).toEqual([1, SCHEMA_VERSION + 1])
+      expect(versions.map((v) => v.version)).toEqual([...ALL_VERSIONS, SCHEMA_VERSION + 1])
     } finally {
       await sql.unsafe(`drop schema if exists "${schema}" cascade`)
     }
@@ -45,9 +98,9 @@ describe.skipIf(!DATABASE_URL)(`migrate from two processes at once ${NEEDS_SERVE
       const schema = freshSchema()
       try {
         const results = await Promise.all([migrate(one!, { schema }), migrate(two!, { schema }), migrate(one!, { schema })])
-        expect(results.flatMap((r) => r.applied)).toEqual([1])
-        const versions = await one!.unsafe(`select version from "${schema}".schema_migrations`)
-        expect(versions.map((v) => v.version)).toEqual([1])
+        expect(results.flatMap((r) => r.applied)).toEqual(ALL_VERSIONS)
+        const versions = await one!.unsafe(`select version from "${schema}".schema_migrations order by version`)
+        expect(versions.map((v) => v.version)).toEqual(ALL_VERSIONS)
       } finally {
         await one!.unsafe(`drop schema if exists "${schema}" cascade`)
       }

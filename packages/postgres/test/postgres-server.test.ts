@@ -6,7 +6,7 @@
 import { LoomError, type CandidateStatus } from '@loom/core'
 import { STATUS_RULES, candidateStatusOf, type StatusAction, type TransitionResult } from '@loom/core/store'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { postgresStore, type PostgresStore } from '../src/index'
+import { clientOptions, postgresStore, type PostgresStore } from '../src/index'
 import { DATABASE_URL, NEEDS_SERVER, scratchStore, serverPool, sharedPool } from './databases'
 
 const STATUSES: CandidateStatus[] = ['not_started', 'queued', 'running', 'completed']
@@ -201,6 +201,184 @@ describe.skipIf(!DATABASE_URL)(`postgresStore under contention ${NEEDS_SERVER}`,
       `pg_terminate_backend: ${killed} connections killed mid-flight; ${outcomes.filter((o) => o.error).length} of ${outcomes.length} calls answered unavailable (${outcomes.filter((o) => o.error?.details?.code === 'TIMEOUT').length} of them stranded by the driver until the deadline)`,
     )
   })
+})
+
+describe.skipIf(!DATABASE_URL)(`claiming the runs of a lapsed owner ${NEEDS_SERVER}`, () => {
+  // Four processes: four stores, each on its own pool, so their claims contend on real row locks.
+  const pools = DATABASE_URL ? [1, 2, 3, 4].map(() => serverPool({ ...clientOptions, max: 4 })) : []
+  let close: () => Promise<void>
+  let schema: string
+  afterEach(async () => close())
+
+  it('of 4 stores claiming 200 running runs at once, each run is claimed exactly once, three times over', {
+    timeout: 120_000,
+  }, async () => {
+    ;({ schema, close } = await scratchStore(sharedPool()))
+    const stores = pools.map((sql) => postgresStore(sql, { schema }))
+    const [first] = stores as [PostgresStore]
+    const ids = Array.from({ length: 200 }, (_, i) => `svc-${i}`)
+    await first.upsertMigration(
+      { id: 'app-chart', name: 'App chart', steps: [{ name: 's', workerApp: 'w' }] },
+      ids.map((id) => ({ id })),
+    )
+    const at = () => new Date().toISOString()
+    const move = (candidateId: string, action: 'queue' | 'execute', owner?: string) =>
+      first.transition({ migrationId: 'app-chart', candidateId, action, at: at(), ...(owner ? { owner } : {}) })
+    for (const action of ['queue', 'execute'] as const) {
+      const results = await Promise.all(ids.map((id) => move(id, action, action === 'execute' ? 'gone' : undefined)))
+      expect(results.every((r) => r.ok)).toBe(true)
+    }
+    const past = new Date(Date.now() - 60_000).toISOString()
+    const future = new Date(Date.now() + 600_000).toISOString()
+    await first.renewLease('gone', past)
+
+    let previous = new Set(['gone'])
+    for (let round = 0; round < 3; round++) {
+      const owners = stores.map((_, i) => `loom-${round}-${i}`)
+      await Promise.all(stores.map((store, i) => store.renewLease(owners[i]!, future)))
+      // Each claimer takes a few at a time until it finds nothing left: the others hold or own the rest.
+      const claims = await Promise.all(
+        stores.map(async (store, i) => {
+          const taken: string[] = []
+          for (let call = 0; call < 200; call++) {
+            const runs = await store.claimRuns({ owner: owners[i]!, at: at(), limit: 7 })
+            if (runs.length === 0) break
+            for (const run of runs) {
+              expect([run.owner, run.state]).toEqual([owners[i], 'running'])
+              taken.push(run.candidateId)
+            }
+          }
+          return taken
+        }),
+      )
+      expect(claims.flat().sort()).toEqual([...ids].sort())
+      expect(claims.filter((taken) => taken.length > 0).length, 'claims spread over several stores').toBeGreaterThan(1)
+      // The table agrees with the answers: every run is owned by the store that was told it got it.
+      const rows = await sharedPool().unsafe(`select candidate_id, owner from "${schema}".runs where state = 'running'`)
+      const owned = new Map(rows.map((r) => [r.candidate_id as string, r.owner as string]))
+      claims.forEach((taken, i) => {
+        for (const id of taken) expect(owned.get(id)).toBe(owners[i])
+      })
+      expect(rows.filter((r) => previous.has(r.owner))).toEqual([])
+      console.info(`claim round ${round}: ${claims.map((c) => c.length).join(' + ')} = ${claims.flat().length} runs`)
+      // These owners now stop renewing: the next round's claimers take everything over from them.
+      await Promise.all(owners.map((owner) => first.renewLease(owner, past)))
+      previous = new Set(owners)
+    }
+  })
+})
+
+describe.skipIf(!DATABASE_URL)(`failing fast when the store's connections are terminated ${NEEDS_SERVER}`, () => {
+  const variants = [
+    // The options the README recommends: nothing should need the deadline.
+    {
+      name: 'a client with clientOptions and the default timeoutMs (5 s)',
+      client: clientOptions,
+      timeoutMs: undefined,
+      bound: 5000,
+      recovery: 2000,
+    },
+    // The driver's defaults (but fetch_types, without which the pool can hang for good): stranded calls meet the
+    // deadline, and connections waiting out the driver's reconnect backoff (up to 20 s) fail calls until they are back.
+    {
+      name: 'a client with the driver defaults and timeoutMs 2000',
+      client: { fetch_types: false },
+      timeoutMs: 2000,
+      bound: 2000,
+      recovery: 40_000,
+    },
+  ]
+  for (const variant of variants) {
+    it(`with ${variant.name}, every call under load answers or fails unavailable within ${variant.bound} ms, and the store serves again`, {
+      timeout: 120_000,
+    }, async () => {
+      const appName = `loom-ff-${Math.random().toString(36).slice(2, 8)}`
+      const pool = serverPool({ ...variant.client, max: 10, connection: { application_name: appName } })
+      const scratch = await scratchStore(sharedPool())
+      try {
+        const store = postgresStore(pool, { schema: scratch.schema, ...(variant.timeoutMs ? { timeoutMs: variant.timeoutMs } : {}) })
+        const ids = Array.from({ length: 50 }, (_, i) => `svc-${i}`)
+        await store.upsertMigration(
+          { id: 'app-chart', name: 'App chart', steps: [{ name: 's', workerApp: 'w' }] },
+          ids.map((id) => ({ id })),
+        )
+        const at = () => new Date().toISOString()
+        const pick = () => ids[Math.floor(Math.random() * ids.length)]!
+        const calls: Array<() => Promise<unknown>> = [
+          () => store.transition({ migrationId: 'app-chart', candidateId: pick(), action: 'queue', at: at() }),
+          () => store.transition({ migrationId: 'app-chart', candidateId: pick(), action: 'execute', at: at(), owner: appName }),
+          () => store.transition({ migrationId: 'app-chart', candidateId: pick(), action: 'cancel', at: at() }),
+          () => store.markStep({ migrationId: 'app-chart', candidateId: pick(), attempt: 1, index: 0, phase: 'begun', at: at() }),
+          () => store.getCandidate('app-chart', pick()),
+          () => store.listCandidates('app-chart', { status: 'running' }),
+          () => store.renewLease(appName, at()),
+          () => store.claimRuns({ owner: appName, at: at(), limit: 5 }),
+        ]
+        const terminate = async () => {
+          const rows = await sharedPool()`
+            select pg_terminate_backend(pid) as killed from pg_stat_activity where application_name = ${appName}
+          `
+          return rows.filter((r) => r.killed).length
+        }
+
+        // 40 callers for 3 s; the store's backends are killed at 0.5 s, 1.2 s and 1.9 s.
+        const outcomes: Array<{ ms: number; code?: string }> = []
+        const until = Date.now() + 3000
+        const caller = async () => {
+          for (let i = 0; i < 10_000 && Date.now() < until; i++) {
+            const started = performance.now()
+            try {
+              await calls[i % calls.length]!()
+              outcomes.push({ ms: performance.now() - started })
+            } catch (error) {
+              expect(LoomError.is(error, 'unavailable'), String(error)).toBe(true)
+              outcomes.push({ ms: performance.now() - started, code: String((error as LoomError).details?.code) })
+            }
+          }
+        }
+        let killed = 0
+        const kills = [500, 1200, 1900].map((delay) => new Promise((r) => setTimeout(r, delay)).then(terminate).then((n) => (killed += n)))
+        await Promise.all([...Array.from({ length: 40 }, caller), ...kills])
+
+        const failed = outcomes.filter((o) => o.code !== undefined)
+        const slowest = Math.max(...outcomes.map((o) => o.ms))
+        const slowestFailure = Math.max(0, ...failed.map((o) => o.ms))
+        const deadline = failed.filter((o) => o.code === 'TIMEOUT').length
+        console.info(
+          `${variant.name}: ${killed} backends killed; ${outcomes.length} calls, ${failed.length} unavailable (${deadline} at the deadline); ` +
+            `slowest call ${Math.round(slowest)} ms, slowest failure ${Math.round(slowestFailure)} ms`,
+        )
+        expect(killed).toBeGreaterThanOrEqual(3)
+        expect(failed.length).toBeGreaterThan(0)
+        // The bound, with room for timers firing late on a loaded machine.
+        expect(slowest).toBeLessThan(variant.bound + 500)
+        // With clientOptions the driver strands nothing: every failure is the connection's own, at once.
+        if (variant.client === clientOptions) expect(deadline).toBe(0)
+
+        // And the store serves again: soon, 50 concurrent calls all succeed.
+        const down = performance.now()
+        let served = false
+        for (let round = 0; round < 1000 && !served && performance.now() - down < variant.recovery; round++) {
+          // Calls on a connection still waiting out its reconnect fail at once: pause between rounds, or the rounds run out first.
+          if (round > 0) await new Promise((r) => setTimeout(r, 100))
+          const again = await Promise.all(
+            ids.map((id) =>
+              store.getCandidate('app-chart', id).then(
+                () => true,
+                () => false,
+              ),
+            ),
+          )
+          served = again.every(Boolean)
+        }
+        const recovered = Math.round(performance.now() - down)
+        console.info(`${variant.name}: serving all of 50 concurrent calls again after ${recovered} ms`)
+        expect(served).toBe(true)
+      } finally {
+        await scratch.close()
+      }
+    })
+  }
 })
 
 function sortPairs(pairs: number[][]): number[][] {

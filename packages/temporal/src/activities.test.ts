@@ -29,6 +29,26 @@ async function runningStore(): Promise<MigrationStore> {
 
 const accepting: StepDispatcher = { dispatch: async () => {} }
 
+/** `store` with `method` failing its next `times` calls once armed, as a store that lost its connection. */
+function failing(store: MigrationStore, method: keyof MigrationStore, times: number) {
+  let armed = false
+  let failures = 0
+  const wrapped = new Proxy(store, {
+    get(target, key, receiver) {
+      const value = Reflect.get(target, key, receiver)
+      if (key !== method || typeof value !== 'function') return value
+      return (...args: unknown[]) => {
+        if (armed && failures < times) {
+          failures++
+          return Promise.reject(new Error('connection reset'))
+        }
+        return value.apply(target, args)
+      }
+    },
+  })
+  return { store: wrapped, arm: () => void (armed = true), failures: () => failures }
+}
+
 describe('createActivities', () => {
   it('loads the plan of a running attempt: steps, which ones wait for review, outcomes already reported', async () => {
     const store = await runningStore()
@@ -48,6 +68,66 @@ describe('createActivities', () => {
       ],
       reported: [{ stepName: 'bump-chart', success: true, done: true }],
     })
+  })
+
+  it('loads the step in flight as dispatched once its dispatch was accepted, and not the step after it', async () => {
+    const store = await runningStore()
+    const sent: string[] = []
+    const activities = createActivities({ store, dispatcher: { dispatch: async (_target, request) => void sent.push(request.stepName) } })
+    expect(await activities.beginStep(RUN, 0)).toBe(true)
+    expect((await activities.load(RUN))?.dispatchedStep).toBeUndefined()
+    await activities.dispatch(RUN, 0)
+    expect(await activities.load(RUN)).toMatchObject({ currentStep: 0, dispatchedStep: 0 })
+    expect((await store.getCandidate(M, 'billing-api'))?.run?.stepDispatchedAt).toEqual(expect.any(String))
+    // A try whose answer was lost, run again: the store says the worker has the step, so nothing is sent.
+    await activities.dispatch(RUN, 0)
+    expect(sent).toEqual(['bump-chart'])
+    // The next step begun: in flight, not dispatched yet.
+    expect(await activities.beginStep(RUN, 1)).toBe(true)
+    const plan = await activities.load(RUN)
+    expect(plan?.currentStep).toBe(1)
+    expect(plan?.dispatchedStep).toBeUndefined()
+  })
+
+  it('waits out a store that fails before the send, then sends once', async () => {
+    const store = await runningStore()
+    const flaky = failing(store, 'getCandidate', 2)
+    const sent: string[] = []
+    const activities = createActivities({
+      store: flaky.store,
+      dispatcher: { dispatch: async (_target, request) => void sent.push(request.stepName) },
+      storeRetry: { initialMs: 20, maxMs: 50, totalMs: 2_000 },
+    })
+    expect(await activities.beginStep(RUN, 0)).toBe(true)
+    flaky.arm()
+    const started = Date.now()
+    await activities.dispatch(RUN, 0)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(20 + 40)
+    expect(flaky.failures()).toBe(2)
+    expect(sent).toEqual(['bump-chart'])
+    expect((await store.getCandidate(M, 'billing-api'))?.run?.stepDispatchedAt).toEqual(expect.any(String))
+  })
+
+  it('gives up on a store that stays down after storeRetry.totalMs: a retryable failure, nothing sent', async () => {
+    const store = await runningStore()
+    const down = failing(store, 'getCandidate', Number.POSITIVE_INFINITY)
+    const sent: string[] = []
+    const activities = createActivities({
+      store: down.store,
+      dispatcher: { dispatch: async (_target, request) => void sent.push(request.stepName) },
+      storeRetry: { initialMs: 20, maxMs: 50, totalMs: 300 },
+    })
+    down.arm()
+    const started = Date.now()
+    const error = await activities.dispatch(RUN, 0).catch((e: unknown) => e)
+    const took = Date.now() - started
+    expect(error).toBeInstanceOf(ApplicationFailure)
+    expect(error).toMatchObject({ type: 'LoomError:unavailable', nonRetryable: false, message: 'store: connection reset' })
+    // 20 + 40 + 50 + 50 + 50 + 50 ms of waits: never past the total, never far short of it.
+    expect(took).toBeGreaterThanOrEqual(250)
+    expect(took).toBeLessThan(300 + 200)
+    expect(down.failures()).toBe(7)
+    expect(sent).toEqual([])
   })
 
   it('loads nothing for a stale attempt', async () => {
@@ -72,15 +152,23 @@ describe('createActivities', () => {
 
   it('keeps an unreachable worker app retryable, and other errors as they are', async () => {
     const store = await runningStore()
+    let tries = 0
     const down = createActivities({
       store,
-      dispatcher: { dispatch: async () => Promise.reject(new LoomError('unavailable', 'connection refused')) },
+      dispatcher: {
+        dispatch: async () => {
+          tries++
+          throw new LoomError('unavailable', 'connection refused')
+        },
+      },
     })
     expect(await down.dispatch(RUN, 0).catch((e: unknown) => e)).toMatchObject({
       type: 'LoomError:unavailable',
       nonRetryable: false,
       message: 'connection refused',
     })
+    // The worker's failure is the try's: Temporal retries it, counting it against dispatchAttempts.
+    expect(tries).toBe(1)
     const broken = new TypeError('fetch failed')
     const failing = createActivities({ store, dispatcher: { dispatch: async () => Promise.reject(broken) } })
     expect(await failing.dispatch(RUN, 0).catch((e: unknown) => e)).toBe(broken)

@@ -17,6 +17,12 @@ export interface TemporalEngineOptions {
   /** How long a call to Temporal may take before the engine answers `unavailable`. Default 10 s. */
   rpcTimeoutMs?: number
   /**
+   * How long `deliver` (a step report's signal) may take before it answers `unavailable`.
+   * Default 2 s: Loom stores a report before it delivers it and its reconciler delivers again
+   * what did not arrive, so a report never waits long on a Temporal that is down.
+   */
+  deliverTimeoutMs?: number
+  /**
    * How long `start` waits for a cancelled earlier attempt of the same run to close before
    * it terminates it. Default 5 s. The earlier attempt is stale (its store record moved
    * on), so ending it changes nothing in Loom; it only frees the workflow id.
@@ -37,6 +43,13 @@ const ATTEMPT_MEMO = 'loomAttempt'
  * A run id can be started again once its earlier workflow has closed (cancelled, failed),
  * never twice at once: a start that finds an open workflow of the same attempt is a
  * `conflict`; a Temporal that cannot be reached is `unavailable`, and nothing was started.
+ * `resume` (called by Loom's reconciler) starts a run again where the store says it stands
+ * when no workflow of its attempt is open (one terminated by hand, say), and does nothing
+ * when one is; a step the store says was dispatched is not dispatched again.
+ *
+ * Every call to Temporal has a deadline, past which it is `unavailable`: `rpcTimeoutMs`
+ * (10 s) for start, cancel, resume and progress; `deliverTimeoutMs` (2 s) for the delivery
+ * of a step report, which Loom has already stored and delivers again by itself.
  *
  * @example
  * import { Client, Connection } from '@temporalio/client'
@@ -44,18 +57,19 @@ const ATTEMPT_MEMO = 'loomAttempt'
  * import { temporalEngine } from '@loom/temporal'
  *
  * const client = new Client({ connection: await Connection.connect({ address: 'localhost:7233' }) })
- * const loom = createLoom({ store, engine: temporalEngine({ client, taskQueue: 'loom' }) })
+ * const loom = createLoom({ store, engine: temporalEngine({ client, taskQueue: 'loom', deliverTimeoutMs: 1_000 }) })
  */
 export function temporalEngine(options: TemporalEngineOptions): Engine {
   const { client, taskQueue } = options
   const rpcTimeoutMs = options.rpcTimeoutMs ?? 10_000
+  const deliverTimeoutMs = options.deliverTimeoutMs ?? 2_000
   const supersedeWaitMs = options.supersedeWaitMs ?? 5_000
   const runOptions = options.run ?? {}
 
   /** Runs one Temporal call with a deadline, turning transport failures into `unavailable`. */
-  const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+  const call = async <T>(what: string, fn: () => Promise<T>, timeoutMs = rpcTimeoutMs): Promise<T> => {
     try {
-      return await client.withDeadline(Date.now() + rpcTimeoutMs, fn)
+      return await client.withDeadline(Date.now() + timeoutMs, fn)
     } catch (error) {
       if (LoomError.is(error) || error instanceof WorkflowExecutionAlreadyStartedError || error instanceof WorkflowNotFoundError) {
         throw error
@@ -104,6 +118,16 @@ export function temporalEngine(options: TemporalEngineOptions): Engine {
   const conflict = (runId: string) =>
     new LoomError('conflict', `run ${runId} already has an open workflow on Temporal`, { details: { status: 'running' } })
 
+  /** Frees the workflow id held by an open workflow of an earlier attempt: waits for its cancel to close it, then terminates it. */
+  const supersede = async (run: RunStart) => {
+    if (await closed(run.runId, supersedeWaitMs)) return
+    await call(`termination of run ${run.runId}`, () => handle(run.runId).terminate(`superseded by attempt ${run.attempt}`)).catch(
+      (error) => {
+        if (!(error instanceof WorkflowNotFoundError)) throw error
+      },
+    )
+  }
+
   return {
     async start(run) {
       try {
@@ -116,18 +140,33 @@ export function temporalEngine(options: TemporalEngineOptions): Engine {
       // Of an earlier attempt: a run Loom already cancelled whose workflow has not closed yet.
       const attempt = await openAttempt(run.runId)
       if (attempt !== undefined && attempt >= run.attempt) throw conflict(run.runId)
-      if (attempt !== undefined && !(await closed(run.runId, supersedeWaitMs))) {
-        await call(`termination of run ${run.runId}`, () => handle(run.runId).terminate(`superseded by attempt ${run.attempt}`)).catch(
-          (error) => {
-            if (!(error instanceof WorkflowNotFoundError)) throw error
-          },
-        )
-      }
+      if (attempt !== undefined) await supersede(run)
       try {
         await startWorkflow(run)
       } catch (error) {
         if (error instanceof WorkflowExecutionAlreadyStartedError) throw conflict(run.runId)
         throw error
+      }
+    },
+
+    async resume(run) {
+      // The workflow reads where the run stands (step in flight, outcomes, whether it was dispatched) from the store.
+      const attempt = await openAttempt(run.runId)
+      if (attempt !== undefined && attempt >= run.attempt) return
+      if (attempt !== undefined) await supersede(run)
+      try {
+        await startWorkflow(run)
+      } catch (error) {
+        if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error
+        // Another process resumed (or started) it meanwhile. An earlier attempt there is a stale
+        // resume elsewhere: unavailable, so the reconciler tries again at its next tick.
+        const now = await openAttempt(run.runId)
+        if (now !== undefined && now < run.attempt) {
+          throw new LoomError(
+            'unavailable',
+            `temporal: run ${run.runId} is held by attempt ${now}; attempt ${run.attempt} is resumed later`,
+          )
+        }
       }
     },
 
@@ -142,7 +181,7 @@ export function temporalEngine(options: TemporalEngineOptions): Engine {
 
     async deliver(runId, event) {
       try {
-        await call(`delivery to run ${runId}`, () => handle(runId).signal(stepEventSignal, event))
+        await call(`delivery to run ${runId}`, () => handle(runId).signal(stepEventSignal, event), deliverTimeoutMs)
       } catch (error) {
         // No open workflow: the event is in the store, and a run that starts later reads it there.
         if (!(error instanceof WorkflowNotFoundError)) throw error

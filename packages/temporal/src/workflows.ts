@@ -10,10 +10,12 @@
 import {
   ActivityFailure,
   ApplicationFailure,
+  CancellationScope,
   condition,
   defineQuery,
   defineSignal,
   isCancellation,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -33,12 +35,28 @@ export const progressQuery = defineQuery<RunProgress>('progress')
 /** The error type an activity fails with when the run it acts on was cancelled or restarted meanwhile. */
 export const STALE_RUN_ERROR = 'LoomError:conflict'
 
+/**
+ * The patch under which a step's outcome that arrives while its dispatch is still pending ends
+ * the wait: the dispatch is cancelled and the run goes on. Before it (0.3) the workflow waited
+ * for the dispatch first; only histories where an outcome came during a dispatch differ, and
+ * the marker is recorded there, at the first such moment.
+ */
+export const DISPATCH_RACE_PATCH = 'loom-dispatch-race'
+
 /** How a run retries the dispatch of a step before the step fails. */
 export interface LoomRunOptions {
   /** How many times a step's dispatch is tried. Default 4. */
   dispatchAttempts?: number
   /** Delay before the first retry, in ms, doubled for each further one. Default 500. */
   dispatchRetryIntervalMs?: number
+  /**
+   * How long one try of a dispatch may take before Temporal tries again, in ms. Default 20 000:
+   * above the dispatcher's own deadline (`httpDispatcher`: 10 s) plus the store retries of the
+   * dispatch activity (up to 5 s) and the recording of the acceptance (about 3 s). A try whose
+   * answer never reached Temporal (it restarted meanwhile) is tried again this long after it
+   * began; that try finds the acceptance in the store and sends nothing.
+   */
+  dispatchTimeoutMs?: number
 }
 
 // Store operations are short, idempotent and guarded by the run's attempt: they run as local
@@ -59,7 +77,7 @@ const host = proxyLocalActivities<Omit<LoomActivities, 'dispatch'>>({
 // retried a bounded number of times with backoff before the step fails.
 const dispatcher = (options: LoomRunOptions) =>
   proxyActivities<Pick<LoomActivities, 'dispatch'>>({
-    startToCloseTimeout: '60 seconds',
+    startToCloseTimeout: Math.max(1_000, options.dispatchTimeoutMs ?? 20_000),
     retry: {
       initialInterval: options.dispatchRetryIntervalMs ?? 500,
       backoffCoefficient: 2,
@@ -72,6 +90,10 @@ const dispatcher = (options: LoomRunOptions) =>
  * Runs the steps of `run` in order: dispatches each to its worker app (manual-review steps
  * are held for an operator instead), waits for its final event, and ends the run
  * `completed` after the last success or `failed` (candidate `not_started`) after a failure.
+ *
+ * It goes on from where the store says the run stands, so a workflow started again by
+ * `temporalEngine`'s `resume` picks up the step in flight and the outcomes already recorded,
+ * and waits for a step the store says was dispatched instead of dispatching it twice.
  *
  * Cancelling the workflow stops it wherever it waits and closes it as cancelled; the run
  * itself was already moved to `not_started` by `Loom.cancel`, so nothing is written.
@@ -104,6 +126,33 @@ export async function loomRun(run: RunStart, options: LoomRunOptions = {}): Prom
     for (const event of plan.reported) if (!outcomes.has(event.stepName)) outcomes.set(event.stepName, event)
     const dispatch = dispatcher(options).dispatch
 
+    /**
+     * Dispatches step `index` and answers its failure (undefined: dispatched). Should the
+     * step's outcome arrive first (the worker reported before Temporal heard back from the
+     * dispatch, or its answer was lost in a Temporal restart), the dispatch is cancelled and
+     * the run goes on; so is a dispatch that failed once the outcome was in: the worker had the
+     * step. Histories without the patch waited for the dispatch, and replay that way.
+     */
+    const dispatchStep = async (index: number, stepName: string): Promise<{ error: unknown } | undefined> => {
+      const scope = new CancellationScope()
+      // Never rejects: a failure that loses the race must not be an unhandled rejection.
+      const dispatched = scope
+        .run(() => dispatch(run, index))
+        .then(
+          () => undefined,
+          (error: unknown) => ({ error }),
+        )
+      const reported = condition(() => outcomes.has(stepName)).then(() => 'reported' as const)
+      const first = await Promise.race([dispatched, reported])
+      if (first !== 'reported' && (first === undefined || isCancellation(first.error))) return first
+      if (outcomes.has(stepName) && patched(DISPATCH_RACE_PATCH)) {
+        // TRY_CANCEL: Temporal is asked to drop the activity, so it is not tried again later.
+        scope.cancel()
+        return undefined
+      }
+      return dispatched
+    }
+
     for (let index = plan.currentStep; index < plan.steps.length; index++) {
       const step = plan.steps[index]!
       if (!(await host.beginStep(run, index))) return stale()
@@ -111,13 +160,13 @@ export async function loomRun(run: RunStart, options: LoomRunOptions = {}): Prom
       progress.waitingFor = step.review ? 'review' : 'worker'
 
       if (!outcomes.has(step.name)) {
-        if (!step.review) {
-          try {
-            await dispatch(run, index)
-          } catch (error) {
-            if (isCancellation(error)) throw error
-            if (isStale(error)) return stale()
-            await host.failStep(run, index, `dispatch to worker app ${step.workerApp} failed: ${reasonOf(error)}`)
+        // A run started again by `resume` whose step in flight the worker already accepted waits for its report.
+        if (!step.review && index !== plan.dispatchedStep) {
+          const failed = await dispatchStep(index, step.name)
+          if (failed) {
+            if (isCancellation(failed.error)) throw failed.error
+            if (isStale(failed.error)) return stale()
+            await host.failStep(run, index, `dispatch to worker app ${step.workerApp} failed: ${reasonOf(failed.error)}`)
             return end('failed')
           }
         }

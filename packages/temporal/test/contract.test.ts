@@ -21,6 +21,13 @@ describe('@loom/temporal', () => {
     const harness = await createHarness({ address, store, dispatcher, engine, onEvent: (e) => loom?.publish(e) })
     loom = createLoom({ store, engine: harness.engine, dispatcher, dryRunner, onError: () => {} })
     await loom.ready
-    return { loom, close: () => harness.close() }
+    const built = loom
+    return {
+      loom: built,
+      close: async () => {
+        await built.close()
+        await harness.close()
+      },
+    }
   })
 })

@@ -27,7 +27,12 @@ interface World {
 }
 
 const opened: Harness[] = []
+const looms: LoomInstance[] = []
+const releases: (() => void)[] = []
 afterEach(async () => {
+  for (const release of releases.splice(0)) release()
+  // Each Loom's reconciler first, so none ticks against a closed connection.
+  await Promise.all(looms.splice(0).map((l) => l.close()))
   await Promise.all(opened.splice(0).map((h) => h.close()))
 })
 
@@ -37,6 +42,7 @@ async function world(steps: StepDefinition[] = THREE_STEPS, engine: Parameters<t
   const harness = await createHarness({ address, store, dispatcher, engine })
   opened.push(harness)
   const loom = createLoom({ store, engine: harness.engine, dispatcher, onError: () => {} })
+  looms.push(loom)
   await loom.ready
   await loom.announce({ id: MIGRATION, name: 'App chart', steps, candidates: [BILLING_API, { id: 'search-api' }] })
   return { store, dispatcher, harness, loom }
@@ -288,6 +294,76 @@ describe('temporalEngine: events that come early or twice', () => {
   })
 })
 
+/** The activity events of a run's workflow: dispatches scheduled (with their startToClose, in s), cancels requested, tries failed. */
+const activityEventsOf = async (harness: Harness, runId: string) =>
+  ((await harness.client.workflow.getHandle(runId).fetchHistory()).events ?? []).flatMap((e) => {
+    const scheduled = e.activityTaskScheduledEventAttributes
+    if (scheduled) return [`scheduled ${scheduled.activityType?.name} ${scheduled.startToCloseTimeout?.seconds}s`]
+    if (e.activityTaskCancelRequestedEventAttributes) return ['cancel requested']
+    if (e.activityTaskFailedEventAttributes) return ['failed']
+    return []
+  })
+
+/**
+ * A dispatcher whose bump-chart dispatch hangs until `release` (then fails), as one whose answer
+ * Temporal never got. Released after the test at the latest: a worker shuts down only once its activities end.
+ */
+function hangingBumpChart(dispatcher: RecordingDispatcher) {
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => (release = resolve))
+  releases.push(release)
+  dispatcher.behaviour = async (request) => {
+    if (request.stepName !== 'bump-chart') return
+    await gate
+    throw new LoomError('unavailable', 'worker app charts: connection reset')
+  }
+  return release
+}
+
+describe('temporalEngine: an outcome that comes before its dispatch answered', () => {
+  it('goes on with the outcome, cancels the dispatch, and a failure of that dispatch later fails nothing', async () => {
+    const { loom, store, dispatcher, harness } = await world(THREE_STEPS, { run: { dispatchRetryIntervalMs: 50 } })
+    const release = hangingBumpChart(dispatcher)
+    const runId = await loom.queue(MIGRATION, 'billing-api')
+    await loom.execute(runId)
+    await dispatcher.nth(0)
+
+    // The worker reports while its dispatch has not answered: the run does not wait for that answer.
+    await report(loom, runId, 'bump-chart')
+    expect((await dispatcher.nth(1)).stepName).toBe('open-pr')
+    expect(await activityEventsOf(harness, runId)).toEqual(['scheduled dispatch 20s', 'cancel requested', 'scheduled dispatch 20s'])
+
+    // The hung dispatch now fails: Temporal does not try it again (its cancel was requested), and the step stands.
+    release()
+    await until(async () => (await activityEventsOf(harness, runId)).includes('failed'), 20_000, 'the first dispatch failed')
+    await report(loom, runId, 'open-pr')
+    expect((await dispatcher.nth(2)).stepName).toBe('verify')
+    await report(loom, runId, 'verify')
+    await until(async () => (await statusOf(store, 'billing-api')) === 'completed', 20_000, 'completed')
+    expect(dispatcher.requests.map((r) => r.stepName)).toEqual(['bump-chart', 'open-pr', 'verify'])
+    expect((await store.getCandidate(MIGRATION, 'billing-api'))?.run?.steps.map((s) => [s.result.stepName, s.result.success])).toEqual([
+      ['bump-chart', true],
+      ['open-pr', true],
+      ['verify', true],
+    ])
+  })
+
+  it('cancelling the run while a dispatch is pending closes the workflow as cancelled', async () => {
+    const { loom, store, dispatcher, harness } = await world()
+    const release = hangingBumpChart(dispatcher)
+    const runId = await loom.queue(MIGRATION, 'billing-api')
+    await loom.execute(runId)
+    await dispatcher.nth(0)
+
+    await loom.cancel(runId)
+    await until(async () => (await workflowStatus(harness.client, runId)) === 'CANCELLED', 20_000, 'workflow cancelled')
+    expect(await harness.engine.progress(runId)).toEqual({ runId, attempt: 1, state: 'cancelled' })
+    expect(await statusOf(store, 'billing-api')).toBe('not_started')
+    release()
+    expect(dispatcher.requests.map((r) => r.stepName)).toEqual(['bump-chart'])
+  })
+})
+
 describe('temporalEngine: cancel, conflict and re-execute', () => {
   it('cancel while a step is in flight closes the workflow as cancelled; executing again completes', async () => {
     const { loom, store, dispatcher, harness, runId } = await inFlight()
@@ -429,6 +505,7 @@ describe('temporalEngine: Temporal unreachable', () => {
     const connection = Connection.lazy({ address: '127.0.0.1:1', connectTimeout: '1s' })
     const engine = temporalEngine({ client: new Client({ connection }), taskQueue: 'loom-unreachable', rpcTimeoutMs: 1_500 })
     const loom = createLoom({ store, engine, dispatcher: recordingDispatcher(), onError: () => {} })
+    looms.push(loom)
     await loom.announce({ id: MIGRATION, name: 'App chart', steps: THREE_STEPS, candidates: [{ id: 'billing-api' }] })
     const runId = await loom.queue(MIGRATION, 'billing-api')
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, expect, inject, it } from 'vitest'
-import { createLoom, memoryStore } from '@loom/core'
+import { createLoom, memoryStore, type LoomInstance } from '@loom/core'
 import { recordingDispatcher, until } from './support/fakes'
 import { createHarness, loomBundle, type Harness } from './support/harness'
 import { serveRpc } from './support/rpc'
@@ -69,10 +69,12 @@ it('completes a run after the worker process is killed mid-run and another one s
   const dispatcher = recordingDispatcher()
   const rpc = await serveRpc({ store, dispatcher })
   let harness: Harness | undefined
+  let loom: LoomInstance | undefined
   try {
     harness = await createHarness({ address, store, dispatcher, noWorker: true })
-    const loom = createLoom({ store, engine: harness.engine, dispatcher, onError: () => {} })
-    await loom.announce({
+    const built = createLoom({ store, engine: harness.engine, dispatcher, onError: () => {} })
+    loom = built
+    await built.announce({
       id: M,
       name: 'App chart',
       steps: [
@@ -83,11 +85,11 @@ it('completes a run after the worker process is killed mid-run and another one s
       candidates: [{ id: 'billing-api' }],
     })
     const env = { TEMPORAL_ADDRESS: address, LOOM_TASK_QUEUE: harness.taskQueue, LOOM_RPC_URL: rpc.url, LOOM_BUNDLE_PATH: bundlePath }
-    const complete = (stepName: string) => loom.complete(runId, { stepName, candidate: { id: 'billing-api' }, success: true })
+    const complete = (stepName: string) => built.complete(runId, { stepName, candidate: { id: 'billing-api' }, success: true })
 
     const first = await startWorkerProcess(env)
-    const runId = await loom.queue(M, 'billing-api')
-    await loom.execute(runId)
+    const runId = await built.queue(M, 'billing-api')
+    await built.execute(runId)
     await dispatcher.nth(0)
     await complete('bump-chart')
     expect((await dispatcher.nth(1)).stepName).toBe('open-pr')
@@ -109,6 +111,7 @@ it('completes a run after the worker process is killed mid-run and another one s
     expect((await handle.describe()).runId).toBe(runBefore)
     expect(dispatcher.requests.map((r) => r.stepName)).toEqual(['bump-chart', 'open-pr', 'verify'])
   } finally {
+    await loom?.close()
     await harness?.close()
     await rpc.close()
   }

@@ -1,6 +1,6 @@
 import { LoomError } from '../errors'
 import { joinRunId, parseRunId } from '../ids'
-import type { DryRunner, Engine, MigrationStore, MigrationSummary, RunRecord, StepDispatcher } from '../ports'
+import type { DryRunner, Engine, MigrationStore, MigrationSummary, RunRecord, StepDispatcher, TransitionRequest } from '../ports'
 import { STATUS_RULES, candidateStatusOf, type StatusAction } from '../rules'
 import { SlugSchema, type LoomEvent } from '../schemas'
 import { parse } from '../validate'
@@ -13,6 +13,10 @@ export interface LoomContext {
   dryRunner: DryRunner
   onError: (error: unknown) => void
   now: () => Date
+  /** This process's name as the owner of the runs it executes. */
+  instanceId: string
+  /** The deadline of a step without its own `config.timeout`, in ms. */
+  stepTimeoutMs: number
   /** The current time as ISO 8601 UTC. */
   at(): string
   /** Hands an event to every subscriber; a listener that throws is reported, not propagated. */
@@ -24,8 +28,11 @@ export interface LoomContext {
   /** Throws `not_found` for the migration when it is missing, else for the candidate. */
   notFound(migrationId: string, candidateId: string): Promise<never>
   /** Applies one action of the status rules as a compare-and-set, turning a refusal into the contract's error. */
-  move(action: StatusAction, migrationId: string, candidateId: string, attempt?: number): Promise<RunRecord>
+  move(action: StatusAction, migrationId: string, candidateId: string, options?: MoveOptions): Promise<RunRecord>
 }
+
+/** What a move may add to its transition request. */
+type MoveOptions = Pick<TransitionRequest, 'attempt' | 'owner' | 'resume'>
 
 export function loomContext(
   deps: Omit<LoomContext, 'at' | 'emit' | 'requireMigration' | 'runOf' | 'notFound' | 'move'>,
@@ -66,8 +73,8 @@ export function loomContext(
     })
   }
 
-  const move = async (action: StatusAction, migrationId: string, candidateId: string, attempt?: number) => {
-    const result = await store.transition({ migrationId, candidateId, action, at: at(), ...(attempt === undefined ? {} : { attempt }) })
+  const move = async (action: StatusAction, migrationId: string, candidateId: string, options: MoveOptions = {}) => {
+    const result = await store.transition({ migrationId, candidateId, action, at: at(), ...options })
     if (!result.ok) {
       if (result.reason === 'not_found') return notFound(migrationId, candidateId)
       throw new LoomError(

@@ -13,6 +13,7 @@ import type {
   CandidateQuery,
   CandidateWithStatus,
   DryRunResult,
+  ExecuteOptions,
   LoomEvent,
   MigrationAnnouncement,
   RegisteredMigration,
@@ -22,16 +23,31 @@ import type {
   StepCompletedEvent,
 } from '../schemas'
 import { loomContext } from './context'
+import { reconciler } from './reconciler'
+import { MAX_STEP_TIMEOUT_MS, parseDuration } from '../steps'
 import { migrationMethods } from './migrations'
 import { runMethods } from './runs'
 import type { MigrationOverview } from './shapes'
 
 export type { MigrationOverview } from './shapes'
 
+/** The deadline of a step without `config.timeout`: a day. */
+const DEFAULT_STEP_TIMEOUT_MS = 24 * 3600_000
+
 /** A page of candidates and how many match the query in all. */
 export interface CandidateSearchResult {
   candidates: CandidateWithStatus[]
   total: number
+}
+
+/** How `createLoom` watches over the runs: leases, catch-up of undelivered reports, step deadlines. */
+export interface ReconcileOptions {
+  /** How often the reconciler looks at the running runs. Default 5 s. */
+  intervalMs?: number
+  /** How long this process's lease lasts after each renewal; its runs are taken over by others once it lapses. Default 20 s. */
+  leaseMs?: number
+  /** How long a run may go without moving before this process checks that its engine still drives it. Default 60 s. */
+  stallMs?: number
 }
 
 export interface HealthReport {
@@ -67,8 +83,12 @@ export interface Loom {
   queue(migrationId: string, candidateId: string): Promise<string>
   /** `queued → not_started`. */
   dequeue(runId: string): Promise<void>
-  /** `queued → running` and starts the engine's run; if the engine refuses, the candidate stays queued. */
-  execute(runId: string): Promise<string>
+  /**
+   * `queued → running` and starts the engine's run; if the engine refuses, the candidate stays
+   * queued. With `resume`, the steps that succeeded in the candidate's previous attempt are
+   * carried over and the run starts at the step after them.
+   */
+  execute(runId: string, options?: ExecuteOptions): Promise<string>
   /** `queued | running → not_started`, recording a cancelled attempt and stopping the engine's run. */
   cancel(runId: string): Promise<void>
   /** Reports a step's outcome (a worker, or an operator approving or rejecting a manual-review step). */
@@ -98,6 +118,20 @@ export interface LoomDeps {
   onError?: (error: unknown) => void
   /** The clock; tests replace it. */
   now?: () => Date
+  /**
+   * The deadline of a step without `config.timeout`, written the same way ("90s", "30m", "2h").
+   * A dispatched step with no final report by then fails. Default "24h".
+   */
+  stepTimeout?: string
+  /**
+   * This process's name as the owner of the runs it executes. A process restarted under the
+   * same name takes its running runs back at once; under another name (the default is a new
+   * random one each start), they are taken over once its lease lapses. Give each process of
+   * a deployment its own stable name (a pod name, say).
+   */
+  instanceId?: string
+  /** The reconciler's timings, or false to run without one (runs then depend on every delivery and process staying up). */
+  reconcile?: ReconcileOptions | false
 }
 
 /** A `Loom` running in this process. */
@@ -135,19 +169,34 @@ export function createLoom(deps: LoomDeps): LoomInstance {
       dryRunner: deps.dryRunner ?? httpDryRunner(),
       onError: deps.onError ?? ((error: unknown) => console.error('[loom]', error)),
       now: deps.now ?? (() => new Date()),
+      instanceId: deps.instanceId ?? `loom-${crypto.randomUUID()}`,
+      stepTimeoutMs: stepTimeoutOf(deps.stepTimeout),
     },
     listeners,
   )
   const { store, engine, dispatcher, emit, now, onError } = ctx
+  const host = createRunHost({ store, dispatcher, emit, now })
+  const watch =
+    deps.reconcile === false
+      ? undefined
+      : reconciler(ctx, host, {
+          intervalMs: deps.reconcile?.intervalMs ?? 5_000,
+          leaseMs: deps.reconcile?.leaseMs ?? 20_000,
+          stallMs: deps.reconcile?.stallMs ?? 60_000,
+        })
 
-  const ready = Promise.resolve(engine.attach?.(createRunHost({ store, dispatcher, emit, now })))
+  const ready = Promise.resolve(engine.attach?.(host)).then(() => watch?.start())
   ready.catch(onError)
 
   return {
     ready,
     publish: emit,
     async close() {
+      await ready.catch(() => {})
+      await watch?.stop()
       await engine.close?.()
+      // Hands this process's runs over at once: another process claims them at its next tick.
+      if (watch) await store.renewLease(ctx.instanceId, new Date(now().getTime() - 1).toISOString()).catch(onError)
     },
     ...migrationMethods(ctx),
     ...runMethods(ctx),
@@ -163,6 +212,17 @@ export function createLoom(deps: LoomDeps): LoomInstance {
       return { status: 'ok' }
     },
   }
+}
+
+function stepTimeoutOf(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_STEP_TIMEOUT_MS
+  const ms = parseDuration(text)
+  if (ms === undefined || ms > MAX_STEP_TIMEOUT_MS) {
+    throw new LoomError('invalid', `stepTimeout: "${text}" is not a deadline of at most 90 days ("90s", "30m", "2h")`, {
+      details: { field: 'stepTimeout' },
+    })
+  }
+  return ms
 }
 
 async function check(dependency: string, probe: () => Promise<unknown> | unknown): Promise<void> {

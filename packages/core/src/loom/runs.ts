@@ -1,5 +1,5 @@
 import { LoomError } from '../errors'
-import { SlugSchema, StepCompletedEventSchema, type Candidate, type StepCompletedEvent } from '../schemas'
+import { ExecuteOptionsSchema, SlugSchema, StepCompletedEventSchema, type Candidate, type StepCompletedEvent } from '../schemas'
 import type { RunRecord } from '../ports'
 import { parse } from '../validate'
 import type { LoomContext } from './context'
@@ -10,7 +10,7 @@ type RunMethods = Pick<Loom, 'queue' | 'dequeue' | 'execute' | 'cancel' | 'compl
 
 /** A candidate's run: the operator's actions on it, the reports that move it, and how it reads. */
 export function runMethods(ctx: LoomContext): RunMethods {
-  const { store, engine, onError, emit, at, requireMigration, runOf, notFound, move } = ctx
+  const { store, engine, onError, emit, at, requireMigration, runOf, notFound, move, instanceId } = ctx
 
   const runRecord = async (runId: string): Promise<{ migrationId: string; candidate: Candidate; run: RunRecord | undefined }> => {
     const { migrationId, candidateId } = runOf(runId)
@@ -67,19 +67,22 @@ export function runMethods(ctx: LoomContext): RunMethods {
         emit({ type: 'step.reported', runId, migrationId, candidateId, result, done, at: at() })
     }
     // Delivered on duplicates too: delivery is idempotent, and a retry heals a delivery that failed.
-    try {
-      await engine.deliver(runId, {
+    // The report is stored, so it is accepted whatever the engine says now: the reconciler
+    // delivers what is stored but did not arrive (an answer of 503 would claim nothing changed).
+    await engine
+      .deliver(runId, {
         stepName: result.stepName,
         success: result.success,
         done,
         ...(result.metadata ? { metadata: result.metadata } : {}),
       })
-    } catch (error) {
-      if (LoomError.is(error)) throw error
-      throw new LoomError('unavailable', `engine: could not deliver the event of run ${runId}: ${(error as Error).message}`, {
-        cause: error,
-      })
-    }
+      .catch((error: unknown) =>
+        onError(
+          new LoomError('unavailable', `engine: the report of run ${runId} is stored but not delivered yet: ${messageOf(error)}`, {
+            cause: error,
+          }),
+        ),
+      )
   }
 
   return {
@@ -94,14 +97,15 @@ export function runMethods(ctx: LoomContext): RunMethods {
       await move('dequeue', migrationId, candidateId)
     },
 
-    async execute(runId) {
+    async execute(runId, options = {}) {
       const { migrationId, candidateId } = runOf(runId)
-      const run = await move('execute', migrationId, candidateId)
+      const resume = parse(ExecuteOptionsSchema, options, '').resume === true
+      const run = await move('execute', migrationId, candidateId, { owner: instanceId, ...(resume ? { resume } : {}) })
       try {
         await engine.start({ runId, migrationId, candidateId, attempt: run.attempt })
       } catch (error) {
         // The engine refused: put the candidate back to queued (unless a cancel took it meanwhile).
-        await move('unexecute', migrationId, candidateId, run.attempt).catch(() => {})
+        await move('unexecute', migrationId, candidateId, { attempt: run.attempt }).catch(() => {})
         if (LoomError.is(error)) throw error
         throw new LoomError('unavailable', `engine: could not start run ${runId}: ${(error as Error).message}`, { cause: error })
       }
@@ -139,4 +143,8 @@ export function runMethods(ctx: LoomContext): RunMethods {
       return status
     },
   }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
 }

@@ -169,6 +169,8 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       await setup()
       await loom.execute(await loom.queue(M, 'billing-api'))
       await waitSteps(['update-chart'])
+      // The engine records the dispatch after the worker took it: read the run once that write is in.
+      await until(async () => expect((await store.getCandidate(M, 'billing-api'))!.run!.stepDispatchedAt).toBeDefined())
       const before = await store.getCandidate(M, 'billing-api')
       const attempt = before!.run!.attempt
       const again = { runId: RUN, migrationId: M, candidateId: 'billing-api', attempt }
@@ -188,6 +190,29 @@ export function engineContract(name: string, factory: EngineFactory, options: En
       await new Promise((r) => setTimeout(r, 200))
       expect(worker.stepsOf(RUN)).toEqual(['update-chart', 'open-pr', 'merge'])
       expect(await engine.progress(RUN)).toMatchObject({ attempt, state: 'completed' })
+    })
+
+    test('resumes a run it drives by doing nothing: no second run, no step sent twice', { timeout: timeoutMs * 2 }, async () => {
+      await setup()
+      await loom.execute(await loom.queue(M, 'billing-api'))
+      await waitSteps(['update-chart'])
+      // The step was accepted: the store says so, and a resume must not send it again.
+      await until(async () => expect((await store.getCandidate(M, 'billing-api'))!.run!.stepDispatchedAt).toBeDefined())
+      const attempt = (await store.getCandidate(M, 'billing-api'))!.run!.attempt
+      const run = { runId: RUN, migrationId: M, candidateId: 'billing-api', attempt }
+      await Promise.all([engine.resume?.(run), engine.resume?.(run)])
+      await engine.resume?.(run)
+      await new Promise((r) => setTimeout(r, 300))
+      expect(worker.stepsOf(RUN)).toEqual(['update-chart'])
+      await step('update-chart')
+      await waitSteps(['update-chart', 'open-pr'])
+      await engine.resume?.(run)
+      await step('open-pr')
+      await waitSteps(['update-chart', 'open-pr', 'merge'])
+      await step('merge')
+      await waitStatus('completed')
+      await new Promise((r) => setTimeout(r, 200))
+      expect(worker.stepsOf(RUN)).toEqual(['update-chart', 'open-pr', 'merge'])
     })
 
     test('cancels idempotently: twice, at once, after the run ended, or a run it never had', { timeout: timeoutMs * 2 }, async () => {

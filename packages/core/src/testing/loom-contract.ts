@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect } from 'vitest'
-import type { Loom } from '../loom/index'
+import type { Loom, ReconcileOptions } from '../loom/index'
 import type { DryRunner, StepDispatcher } from '../ports'
 import type { CandidateStatus, LoomEvent } from '../schemas'
 import { announcement, candidates, eventually, expectLoomError, fakeWorker, type FakeWorker } from './fakes'
@@ -8,7 +8,15 @@ import { contractTests, type ContractOptions } from './contract-test'
 export type LoomFactory = (deps: {
   dispatcher: StepDispatcher
   dryRunner: DryRunner
+  /**
+   * The reconciler's timings for `createLoom` (pass them on): short, so that the tests of
+   * step deadlines end in a second or two.
+   */
+  reconcile: ReconcileOptions
 }) => Promise<{ loom: Loom; close?: () => Promise<void> }>
+
+/** The reconciler timings the contract asks its factories for. */
+const RECONCILE: ReconcileOptions = { intervalMs: 100, leaseMs: 2_000, stallMs: 1_000 }
 
 const STATUSES: CandidateStatus[] = ['not_started', 'queued', 'running', 'completed']
 
@@ -29,7 +37,7 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
 
     beforeEach(async () => {
       worker = fakeWorker()
-      ;({ loom, close } = await factory({ dispatcher: worker.dispatcher, dryRunner: worker.dryRunner }))
+      ;({ loom, close } = await factory({ dispatcher: worker.dispatcher, dryRunner: worker.dryRunner, reconcile: RECONCILE }))
     })
     afterEach(async () => {
       await close?.()
@@ -396,6 +404,85 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
           },
         ])
         expect(await statusOf('svc-0')).toBe('running')
+      })
+
+      test('resumes a failed run at the step that failed, carrying over the steps that succeeded', async () => {
+        const runId = await loom.queue(M, 'svc-0')
+        await loom.execute(runId)
+        await finishSteps(runId, ['update-chart'])
+        await eventually(() => expect(worker.stepsOf(runId)).toEqual(['update-chart', 'open-pr']))
+        await loom.complete(runId, {
+          stepName: 'open-pr',
+          candidate: { id: 'svc-0' },
+          success: false,
+          metadata: { error: 'conflict in values.yaml' },
+        })
+        await eventually(async () => expect(await statusOf('svc-0')).toBe('not_started'))
+        const failedAttempt = worker.dispatched.at(-1)!.request.attempt!
+
+        await loom.execute(await loom.queue(M, 'svc-0'), { resume: true })
+        await eventually(() => expect(worker.stepsOf(runId)).toEqual(['update-chart', 'open-pr', 'open-pr']))
+        const resumed = worker.dispatched.at(-1)!.request
+        expect(resumed.attempt).toBeGreaterThan(failedAttempt)
+        const carried = await loom.getRun(runId)
+        expect(carried.steps?.map((s) => [s.stepName, s.success])).toEqual([['update-chart', true]])
+        await loom.complete(runId, { stepName: 'open-pr', candidate: { id: 'svc-0' }, success: true, attempt: resumed.attempt! })
+        await eventually(async () => expect(await statusOf('svc-0')).toBe('completed'))
+        expect((await loom.getRun(runId)).steps?.map((s) => [s.stepName, s.success])).toEqual([
+          ['update-chart', true],
+          ['open-pr', true],
+        ])
+      })
+
+      test('executes from step 1 without resume, and with resume when nothing succeeded before', async () => {
+        const runId = await loom.queue(M, 'svc-0')
+        await loom.execute(runId, { resume: true })
+        await eventually(() => expect(worker.stepsOf(runId)).toEqual(['update-chart']))
+        await loom.complete(runId, { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true })
+        await eventually(() => expect(worker.stepsOf(runId)).toEqual(['update-chart', 'open-pr']))
+        await loom.complete(runId, { stepName: 'open-pr', candidate: { id: 'svc-0' }, success: false })
+        await eventually(async () => expect(await statusOf('svc-0')).toBe('not_started'))
+        await loom.execute(await loom.queue(M, 'svc-0'))
+        await eventually(() => expect(worker.stepsOf(runId)).toEqual(['update-chart', 'open-pr', 'update-chart']))
+        expect((await loom.getRun(runId)).steps).toEqual([])
+      })
+
+      test('fails a dispatched step with no report by its deadline, naming step, worker app and deadline', async () => {
+        const timed = announcement('timed', { candidates: candidates(1) })
+        timed.steps[0]!.config = { timeout: '1s' }
+        await loom.announce(timed)
+        const runId = await loom.queue('timed', 'svc-0')
+        const started = Date.now()
+        await loom.execute(runId)
+        await eventually(() => expect(worker.stepsOf(runId)).toEqual(['update-chart']))
+        // The worker accepted the step and went quiet.
+        await eventually(
+          async () => expect((await loom.listCandidates('timed')).find((c) => c.id === 'svc-0')?.status).toBe('not_started'),
+          { timeoutMs: 10_000 },
+        )
+        expect(Date.now() - started).toBeGreaterThanOrEqual(1_000)
+        const status = await loom.runStatus(runId)
+        expect(status.runtimeStatus).toBe('FAILED')
+        const error = status.result.results.find((r) => r.stepName === 'update-chart')?.metadata?.error
+        expect(error).toMatch(/step "update-chart" \(worker app charts\) had no final report within its deadline of 1s/)
+        // The worker's report, once it comes, changes nothing.
+        await expectLoomError(loom.complete(runId, { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true }), 'conflict')
+        expect(worker.stepsOf(runId)).toEqual(['update-chart'])
+      })
+
+      test('refuses a step deadline that is not a whole number of s, m or h up to 90 days, naming the step', async () => {
+        for (const timeout of ['soon', '0s', '1.5h', '90', '2161h']) {
+          const bad = announcement('timed')
+          bad.steps[1]!.config = { timeout }
+          const error = await expectLoomError(loom.announce(bad), 'invalid')
+          expect(error.details?.field).toBe('steps.1.config.timeout')
+          expect(error.message).toContain('step "open-pr"')
+        }
+        await expectLoomError(loom.getMigration('timed'), 'not_found')
+        const good = announcement('timed')
+        good.steps[0]!.config = { timeout: '90s' }
+        good.steps[1]!.config = { timeout: '2160h' }
+        await expect(loom.announce(good)).resolves.toMatchObject({ id: 'timed' })
       })
 
       test('asks the worker for a dry run of the candidate with the migration steps', async () => {

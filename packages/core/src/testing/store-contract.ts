@@ -443,11 +443,162 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
           status: 'running',
           attempt: run.attempt,
         })
-        expect(await store.setCurrentStep('app-chart', 'svc-0', run.attempt + 1000, 1)).toBe(false)
-        expect(await store.setCurrentStep('app-chart', 'svc-0', run.attempt, 1)).toBe(true)
+        const mark = (attempt: number, index: number, phase: 'begun' | 'dispatched' = 'begun') =>
+          store.markStep({ migrationId: 'app-chart', candidateId: 'svc-0', attempt, index, phase, at: at() })
+        expect(await mark(run.attempt + 1000, 1)).toBe(false)
+        expect(await mark(run.attempt, 1)).toBe(true)
         expect((await store.getCandidate('app-chart', 'svc-0'))!.run!.currentStep).toBe(1)
         await move('svc-0', 'complete')
-        expect(await store.setCurrentStep('app-chart', 'svc-0', run.attempt, 0)).toBe(false)
+        expect(await mark(run.attempt, 0)).toBe(false)
+      })
+
+      test('marks the step in flight begun (keeping its start when begun again) and dispatched once, at that step only', async () => {
+        await seed(1)
+        await bring('svc-0', 'running')
+        const { attempt } = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+        const mark = (index: number, phase: 'begun' | 'dispatched', when: string) =>
+          store.markStep({ migrationId: 'app-chart', candidateId: 'svc-0', attempt, index, phase, at: when })
+        const run = async () => (await store.getCandidate('app-chart', 'svc-0'))!.run!
+        expect(await mark(0, 'begun', '2026-01-01T00:00:00.000Z')).toBe(true)
+        expect(await run()).toMatchObject({ currentStep: 0, stepStartedAt: '2026-01-01T00:00:00.000Z' })
+        expect((await run()).stepDispatchedAt).toBeUndefined()
+        // Begun again (a run resumed after a restart): its deadline still counts from the first start.
+        expect(await mark(0, 'begun', '2026-01-01T00:05:00.000Z')).toBe(true)
+        expect((await run()).stepStartedAt).toBe('2026-01-01T00:00:00.000Z')
+        expect(await mark(1, 'dispatched', '2026-01-01T00:06:00.000Z')).toBe(false)
+        expect(await mark(0, 'dispatched', '2026-01-01T00:06:00.000Z')).toBe(true)
+        expect(await mark(0, 'dispatched', '2026-01-01T00:07:00.000Z')).toBe(true)
+        expect((await run()).stepDispatchedAt).toBe('2026-01-01T00:06:00.000Z')
+        // The next step starts afresh: its own start, not dispatched yet.
+        expect(await mark(1, 'begun', '2026-01-01T00:08:00.000Z')).toBe(true)
+        expect(await run()).toMatchObject({ currentStep: 1, stepStartedAt: '2026-01-01T00:08:00.000Z' })
+        expect((await run()).stepDispatchedAt).toBeUndefined()
+      })
+
+      test('stores the owner Execute names, and drops it with the step bookkeeping when the run ends', async () => {
+        await seed(1)
+        await move('svc-0', 'queue')
+        const executed = await move('svc-0', 'execute', { owner: 'api-0' })
+        expect(executed.ok && executed.run.owner).toBe('api-0')
+        const { attempt } = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+        await store.markStep({ migrationId: 'app-chart', candidateId: 'svc-0', attempt, index: 0, phase: 'begun', at: at() })
+        await move('svc-0', 'complete')
+        const ended = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+        expect([ended.owner, ended.stepStartedAt, ended.stepDispatchedAt]).toEqual([undefined, undefined, undefined])
+      })
+
+      test('carries the steps that succeeded in the previous attempt into an Execute with resume, and only then', async () => {
+        await seed(2)
+        const runOf = async (id: string) => (await store.getCandidate('app-chart', id))!.run!
+        for (const id of ['svc-0', 'svc-1']) {
+          await bring(id, 'running')
+          const reportFor = (stepName: string, success: boolean) =>
+            store.recordStep({
+              migrationId: 'app-chart',
+              candidateId: id,
+              result: { ...result(stepName, success), candidate: { id } },
+              done: true,
+              at: at(),
+            })
+          await reportFor('update-chart', true)
+          await reportFor('open-pr', false)
+          await move(id, 'fail')
+        }
+        const failed = await runOf('svc-0')
+        // Queued again: the new attempt has no steps, and knows what a resume would carry.
+        await move('svc-0', 'queue')
+        const queued = await runOf('svc-0')
+        expect(queued.steps).toEqual([])
+        expect(queued.resumable?.map((s) => [s.result.stepName, s.result.success, s.carriedFrom])).toEqual([
+          ['update-chart', true, failed.attempt],
+        ])
+        const resumed = await move('svc-0', 'execute', { resume: true })
+        expect(resumed.ok).toBe(true)
+        const running = await runOf('svc-0')
+        expect(running.currentStep).toBe(1)
+        expect(running.steps.map((s) => [s.result.stepName, s.done, s.result.success, s.carriedFrom])).toEqual([
+          ['update-chart', true, true, failed.attempt],
+        ])
+        // A report of the carried step in the new attempt is the same outcome: nothing changes.
+        const again = await store.recordStep({
+          migrationId: 'app-chart',
+          candidateId: 'svc-0',
+          result: result('update-chart', true),
+          done: true,
+          at: at(),
+        })
+        expect(again.outcome).toBe('duplicate')
+        // Undoing the execute forgets what it carried.
+        const undone = await move('svc-0', 'unexecute', { attempt: running.attempt })
+        expect(undone.ok && [undone.run.currentStep, undone.run.steps]).toEqual([0, []])
+        // Without resume, Execute starts at step 1 with nothing carried.
+        await move('svc-1', 'queue')
+        await move('svc-1', 'execute')
+        expect(await runOf('svc-1')).toMatchObject({ currentStep: 0, steps: [] })
+      })
+
+      test('keeps what a resume would carry across a dequeue or a cancel before the run started', async () => {
+        await seed(1)
+        await bring('svc-0', 'running')
+        await store.recordStep({
+          migrationId: 'app-chart',
+          candidateId: 'svc-0',
+          result: result('update-chart', true),
+          done: true,
+          at: at(),
+        })
+        await move('svc-0', 'cancel')
+        const cancelled = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+        await move('svc-0', 'queue')
+        await move('svc-0', 'dequeue')
+        await move('svc-0', 'queue')
+        await move('svc-0', 'cancel')
+        await move('svc-0', 'queue')
+        const queued = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+        expect(queued.resumable?.map((s) => [s.result.stepName, s.carriedFrom])).toEqual([['update-chart', cancelled.attempt]])
+      })
+
+      test('lets a process claim the running runs whose owner has no live lease, each run once', async () => {
+        await seed(6)
+        const t0 = Date.parse('2026-01-01T00:00:00.000Z')
+        const iso = (ms: number) => new Date(t0 + ms).toISOString()
+        await store.renewLease('alive', iso(60_000))
+        await store.renewLease('lapsed', iso(10_000))
+        const owners = ['alive', 'lapsed', 'lapsed', 'never-leased', undefined]
+        for (const [i, owner] of owners.entries()) {
+          await move(`svc-${i}`, 'queue')
+          await move(`svc-${i}`, 'execute', owner === undefined ? {} : { owner })
+        }
+        await bring('svc-5', 'queued') // not running: never claimed
+        // Claimers renew their own lease first, as the reconciler does: a run claimed by a process without one is claimable again.
+        for (const owner of ['api-1', 'api-2', 'api-3']) await store.renewLease(owner, iso(35_000))
+        const claim = (owner: string, limit: number) => store.claimRuns({ owner, at: iso(30_000), limit })
+        const first = await claim('api-1', 2)
+        const second = await claim('api-2', 10)
+        const third = await claim('api-3', 10)
+        const taken = [...first, ...second].map((r) => r.candidateId).sort()
+        expect(first).toHaveLength(2)
+        expect(taken).toEqual(['svc-1', 'svc-2', 'svc-3', 'svc-4'])
+        expect(third).toEqual([])
+        for (const run of first) expect(run.owner).toBe('api-1')
+        expect((await store.getCandidate('app-chart', 'svc-0'))!.run!.owner).toBe('alive')
+        expect((await store.getCandidate('app-chart', second[0]!.candidateId))!.run!.owner).toBe('api-2')
+        // Once the claimers' leases lapse in turn, their runs are free again.
+        const later = await store.claimRuns({ owner: 'api-3', at: iso(40_000), limit: 10 })
+        expect(later.map((r) => r.candidateId).sort()).toEqual(taken)
+      })
+
+      test('of concurrent claims each run goes to exactly one process', async () => {
+        await seed(20)
+        for (let i = 0; i < 20; i++) {
+          await move(`svc-${i}`, 'queue')
+          await move(`svc-${i}`, 'execute', { owner: 'gone' })
+        }
+        for (const owner of ['a', 'b', 'c', 'd']) await store.renewLease(owner, new Date(Date.now() + 60_000).toISOString())
+        const claims = await Promise.all(['a', 'b', 'c', 'd'].map((owner) => store.claimRuns({ owner, at: at(), limit: 20 })))
+        const ids = claims.flat().map((r) => r.candidateId)
+        expect(ids.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `svc-${i}`).sort())
+        for (const [i, claimed] of claims.entries()) for (const run of claimed) expect(run.owner).toBe(['a', 'b', 'c', 'd'][i])
       })
 
       test('lists running runs across migrations', async () => {

@@ -14,10 +14,13 @@ export function storeContext(sql: Sql<any>, schema: string, timeoutMs: number) {
     runs: sql(`${schema}.runs`),
     runSteps: sql(`${schema}.run_steps`),
     cancelled: sql(`${schema}.cancelled_attempts`),
+    leases: sql(`${schema}.leases`),
   }
   /** The step list of the run aliased `r`, as JSON, in the order the steps were first reported. */
   const runSteps = () => sql`coalesce((
-    select json_agg(json_build_object('result', s.result, 'done', s.done, 'at', ${ms('s.at')}) order by s.position)
+    select json_agg(json_build_object(
+      'result', s.result, 'done', s.done, 'at', ${ms('s.at')}, 'carriedFrom', s.carried_from
+    ) order by s.position)
     from ${tables.runSteps} s
     where s.migration_id = r.migration_id and s.candidate_id = r.candidate_id
   ), '[]'::json)`
@@ -43,6 +46,8 @@ export function storeContext(sql: Sql<any>, schema: string, timeoutMs: number) {
     runColumns: () => sql`
       r.migration_id, r.candidate_id, r.attempt, r.state as run_state, r.current_step,
       ${ms('r.started_at')} as started_at, ${ms('r.updated_at')} as updated_at,
+      ${ms('r.step_started_at')} as step_started_at, ${ms('r.step_dispatched_at')} as step_dispatched_at,
+      r.owner, r.resumable,
       case when r.candidate_id is null then null else ${runSteps()} end as steps`,
     /** One candidate, aliased `c`, with its run, if any, aliased `r`. */
     fromCandidate: (migrationId: string, candidateId: string) => sql`

@@ -46,11 +46,33 @@ export function runOf(row: Row): RunRecord {
     attempt: Number(row.attempt),
     state: row.run_state,
     currentStep: Number(row.current_step),
-    steps: (row.steps as Row[]).map((s): RecordedStep => ({ result: s.result, done: s.done, at: iso(s.at) })),
+    steps: (row.steps as Row[]).map(recordedStepOf),
     updatedAt: iso(row.updated_at),
   }
   if (row.started_at !== null) run.startedAt = iso(row.started_at)
+  if (row.step_started_at !== null) run.stepStartedAt = iso(row.step_started_at)
+  if (row.step_dispatched_at !== null) run.stepDispatchedAt = iso(row.step_dispatched_at)
+  if (row.owner !== null) run.owner = row.owner
+  // Stored as the RecordedStep[] core decided (`at` already ISO text), so it reads back as written.
+  if (row.resumable !== null) run.resumable = row.resumable
   return run
+}
+
+/** A step of the `steps` JSON `runColumns` aggregates. */
+function recordedStepOf(s: Row): RecordedStep {
+  const step: RecordedStep = { result: s.result, done: s.done, at: iso(s.at) }
+  if (s.carriedFrom !== null) step.carriedFrom = Number(s.carriedFrom)
+  return step
+}
+
+/**
+ * A run's steps as one JSON parameter: [step name, success, done, result as JSON text, at,
+ * carried from], the shape `transition` unpacks with `json_array_elements`.
+ */
+export function stepRows(steps: RecordedStep[]): string {
+  return JSON.stringify(
+    steps.map((s) => [s.result.stepName, s.result.success, s.done, JSON.stringify(s.result), s.at, s.carriedFrom ?? null]),
+  )
 }
 
 /** ISO 8601 UTC of epoch milliseconds (a number, or its text from a float8 column). */

@@ -1,26 +1,29 @@
 import { LoomError } from '@loom/core'
 import {
+  decideStepProgress,
   decideStepReport,
   decideTransition,
   type MigrationStore,
+  type RecordedStep,
   type RecordStepOutcome,
   type RunRecord,
   type RunState,
   type TransitionResult,
 } from '@loom/core/store'
 import type { StoreContext } from './context'
-import { runOf } from './rows'
+import { jsonOrNull, runOf, stepRows } from './rows'
 
-type RunMethods = Pick<MigrationStore, 'transition' | 'recordStep' | 'setCurrentStep' | 'listRuns'>
+type RunMethods = Pick<MigrationStore, 'transition' | 'recordStep' | 'markStep' | 'listRuns' | 'renewLease' | 'claimRuns'>
 
 const RETRY = Symbol('retry')
 const MAX_TRIES = 1000
 const FOREIGN_KEY_VIOLATION = '23503'
 
 /**
- * Runs and their steps. A status change or a step report reads the run with its row
- * version, lets core decide (`decideTransition`, `decideStepReport`), and writes the
- * decision with one statement that applies only while the version is the one read.
+ * Runs and their steps. A status change, a step report or a step moving on reads the run
+ * with its row version, lets core decide (`decideTransition`, `decideStepReport`,
+ * `decideStepProgress`), and writes the decision with one statement that applies only while
+ * the version is the one read. Claims of lapsed owners' runs lock the rows they take.
  */
 export function runMethods(ctx: StoreContext): RunMethods {
   const { sql, tables: T, attemptSequence, call, runColumns, fromCandidate } = ctx
@@ -45,32 +48,62 @@ export function runMethods(ctx: StoreContext): RunMethods {
           const decision = decideTransition(found.run, request)
           if (!decision.ok) return decision
           const { next, cancelledAttempt } = decision
-          const fresh = decision.attempt === 'new'
-          const attempt = fresh ? sql`nextval(${attemptSequence}::regclass)` : sql`${decision.attempt}::bigint`
+          const attempt = decision.attempt === 'new' ? sql`nextval(${attemptSequence}::regclass)` : sql`${decision.attempt}::bigint`
+          // The steps are rewritten only when the decision changes them: a new attempt and an
+          // unexecute empty them, an execute with `resume` carries the previous attempt's over.
+          const rewrite = !sameSteps(found.run?.steps ?? [], next.steps)
+          const steps = stepRows(next.steps)
+          const v = {
+            state: sql`${next.state}::text`,
+            currentStep: sql`${next.currentStep}::int`,
+            startedAt: sql`${next.startedAt ?? null}::timestamptz`,
+            stepStartedAt: sql`${next.stepStartedAt ?? null}::timestamptz`,
+            stepDispatchedAt: sql`${next.stepDispatchedAt ?? null}::timestamptz`,
+            owner: sql`${next.owner ?? null}::text`,
+            resumable: sql`${jsonOrNull(next.resumable)}::text::json`,
+            updatedAt: sql`${next.updatedAt}::timestamptz`,
+          }
           const write = found.run
             ? sql`
                 update ${T.runs} set
-                  attempt = ${attempt}, state = ${next.state}::text, current_step = ${next.currentStep}::int,
-                  started_at = ${next.startedAt ?? null}::timestamptz, updated_at = ${next.updatedAt}::timestamptz,
-                  version = version + 1
+                  attempt = ${attempt}, state = ${v.state}, current_step = ${v.currentStep}, started_at = ${v.startedAt},
+                  step_started_at = ${v.stepStartedAt}, step_dispatched_at = ${v.stepDispatchedAt}, owner = ${v.owner},
+                  resumable = ${v.resumable}, updated_at = ${v.updatedAt}, version = version + 1
                 where migration_id = ${migrationId} and candidate_id = ${candidateId} and version = ${found.version}::bigint
                 returning attempt`
             : // Inserting through the candidate row: its foreign-key check waits for a replace or delete holding it.
               sql`
-                insert into ${T.runs} (migration_id, candidate_id, attempt, state, current_step, started_at, updated_at)
-                select c.migration_id, c.id, ${attempt}, ${next.state}::text, ${next.currentStep}::int,
-                  ${next.startedAt ?? null}::timestamptz, ${next.updatedAt}::timestamptz
+                insert into ${T.runs} (migration_id, candidate_id, attempt, state, current_step, started_at,
+                  step_started_at, step_dispatched_at, owner, resumable, updated_at)
+                select c.migration_id, c.id, ${attempt}, ${v.state}, ${v.currentStep}, ${v.startedAt},
+                  ${v.stepStartedAt}, ${v.stepDispatchedAt}, ${v.owner}, ${v.resumable}, ${v.updatedAt}
                 from ${T.candidates} c
                 where c.migration_id = ${migrationId} and c.id = ${candidateId}
                 on conflict (migration_id, candidate_id) do nothing
                 returning attempt`
-          // The steps of the previous attempt and the audit record go in the same statement, only if the write matched.
+          // The steps and the audit record go in the same statement, only if the write matched. The
+          // delete and the upsert touch disjoint rows (names absent from, and present in, the new steps).
           const rows = await sql`
             with saved as (${write}),
-            cleared as (
-              delete from ${T.runSteps}
-              where ${fresh}::boolean and migration_id = ${migrationId} and candidate_id = ${candidateId}
+            new_steps as (
+              select e.r, e.ord from json_array_elements(${steps}::text::json) with ordinality as e(r, ord)
+              where ${rewrite}::boolean
+            ),
+            dropped as (
+              delete from ${T.runSteps} s
+              where ${rewrite}::boolean and s.migration_id = ${migrationId} and s.candidate_id = ${candidateId}
                 and exists (select 1 from saved)
+                and not exists (select 1 from new_steps n where n.r->>0 = s.step_name)
+            ),
+            written as (
+              insert into ${T.runSteps} (migration_id, candidate_id, position, step_name, success, done, result, at, carried_from)
+              select ${migrationId}, ${candidateId}, (n.ord - 1)::integer, n.r->>0, (n.r->>1)::boolean, (n.r->>2)::boolean,
+                (n.r->>3)::json, (n.r->>4)::timestamptz, (n.r->>5)::bigint
+              from new_steps n
+              where exists (select 1 from saved)
+              on conflict (migration_id, candidate_id, step_name) do update set
+                position = excluded.position, success = excluded.success, done = excluded.done, result = excluded.result,
+                at = excluded.at, carried_from = excluded.carried_from
             ),
             audit as (
               insert into ${T.cancelled} (migration_id, candidate_id, run_id, attempt, cancelled_at)
@@ -113,7 +146,8 @@ export function runMethods(ctx: StoreContext): RunMethods {
                 ${JSON.stringify(step.result)}::text::json, ${step.at}::timestamptz
               from saved
               on conflict (migration_id, candidate_id, step_name) do update set
-                success = excluded.success, done = excluded.done, result = excluded.result, at = excluded.at
+                success = excluded.success, done = excluded.done, result = excluded.result, at = excluded.at,
+                carried_from = null
             )
             select 1 from saved
           `
@@ -123,18 +157,24 @@ export function runMethods(ctx: StoreContext): RunMethods {
       )
     },
 
-    setCurrentStep(migrationId, candidateId, attempt, index) {
-      return call(async () => {
-        // One conditional UPDATE: it re-checks state and attempt on the row it locks, so it cannot race a transition.
-        const rows = await sql`
-          update ${T.runs} set current_step = ${index}::int, updated_at = ${new Date().toISOString()}::timestamptz,
-            version = version + 1
-          where migration_id = ${migrationId} and candidate_id = ${candidateId}
-            and state = 'running' and attempt = ${attempt}::bigint
-          returning 1
-        `
-        return rows.length > 0
-      })
+    markStep(request) {
+      const { migrationId, candidateId } = request
+      return call(() =>
+        optimistic<boolean>(async () => {
+          const found = await readForWrite(migrationId, candidateId)
+          const next = found && decideStepProgress(found.run, request)
+          if (!next) return false
+          const rows = await sql`
+            update ${T.runs} set
+              current_step = ${next.currentStep}::int, step_started_at = ${next.stepStartedAt ?? null}::timestamptz,
+              step_dispatched_at = ${next.stepDispatchedAt ?? null}::timestamptz, updated_at = ${next.updatedAt}::timestamptz,
+              version = version + 1
+            where migration_id = ${migrationId} and candidate_id = ${candidateId} and version = ${found.version}::bigint
+            returning 1
+          `
+          return rows.length > 0 ? true : RETRY
+        }),
+      )
     },
 
     listRuns(state: RunState) {
@@ -149,7 +189,59 @@ export function runMethods(ctx: StoreContext): RunMethods {
         return rows.map(runOf)
       })
     },
+
+    renewLease(owner, until) {
+      return call(async () => {
+        await sql`
+          insert into ${T.leases} (owner, until) values (${owner}::text, ${until}::timestamptz)
+          on conflict (owner) do update set until = excluded.until
+        `
+      })
+    },
+
+    claimRuns({ owner, at, limit }) {
+      return call(async () => {
+        // `seen` is what this statement's snapshot shows claimable; `taken` locks those rows, skipping
+        // any another claimer holds. A row that another claim (or any write) changed since the
+        // snapshot has a new version: the lock's recheck of `version = seen.version` drops it, where
+        // a recheck of the lease condition alone would still read the lease as of the snapshot.
+        // Materialized, so the recheck compares with the version seen, not the row's own.
+        const rows = await sql`
+          with seen as materialized (
+            select r.migration_id, r.candidate_id, r.version
+            from ${T.runs} r
+            where r.state = 'running'
+              and (r.owner is null or not exists (
+                select 1 from ${T.leases} l where l.owner = r.owner and l.until >= ${at}::timestamptz
+              ))
+          ),
+          taken as (
+            select r.migration_id, r.candidate_id
+            from ${T.runs} r
+            join seen s on s.migration_id = r.migration_id and s.candidate_id = r.candidate_id and s.version = r.version
+            order by r.migration_id, r.candidate_id
+            limit ${limit}::int
+            for update of r skip locked
+          ),
+          claimed as (
+            update ${T.runs} r set owner = ${owner}::text, version = r.version + 1
+            from taken t
+            where r.migration_id = t.migration_id and r.candidate_id = t.candidate_id
+            returning r.*
+          )
+          select ${runColumns()}
+          from claimed r
+          order by r.migration_id, r.candidate_id
+        `
+        return rows.map(runOf)
+      })
+    },
   }
+}
+
+/** Whether two step lists are the same, entry for entry (both come from JSON, so their text compares). */
+function sameSteps(a: RecordedStep[], b: RecordedStep[]): boolean {
+  return a.length === b.length && JSON.stringify(a) === JSON.stringify(b)
 }
 
 /**

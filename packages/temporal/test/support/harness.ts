@@ -76,6 +76,10 @@ export async function createHarness(options: HarnessOptions): Promise<Harness> {
       await inner.start(run)
       started.add(run.runId)
     },
+    async resume(run) {
+      await inner.resume!(run)
+      started.add(run.runId)
+    },
   }
 
   return {

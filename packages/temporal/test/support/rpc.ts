@@ -16,8 +16,10 @@ const STORE_METHODS = [
   'getCandidate',
   'transition',
   'recordStep',
-  'setCurrentStep',
+  'markStep',
   'listRuns',
+  'renewLease',
+  'claimRuns',
   'ping',
 ] as const satisfies readonly (keyof MigrationStore)[]
 

@@ -94,7 +94,7 @@ export async function startBackend(config: ConsoleConfig, options: BackendOption
     const onEvent = (event: LoomEvent) => published?.publish(event)
     const engine = config.temporalAddress ? await temporal(config, { store, dispatcher, onEvent }, closers, log) : localEngine()
 
-    const loom = createLoom({ store, engine, dispatcher, dryRunner })
+    const loom = createLoom({ store, engine, dispatcher, dryRunner, instanceId: config.instanceId, stepTimeout: config.stepTimeout })
     published = loom
     closers.push(() => loom.close())
     await loom.ready
@@ -124,9 +124,10 @@ export async function startBackend(config: ConsoleConfig, options: BackendOption
 }
 
 async function openStore(config: ConsoleConfig, closers: Closer[]): Promise<MigrationStore> {
-  const [{ postgresStore }, postgres] = await Promise.all([import('@loom/postgres'), import('postgres')])
+  const [{ clientOptions, postgresStore }, postgres] = await Promise.all([import('@loom/postgres'), import('postgres')])
   if (config.databaseUrl) {
-    const sql = postgres.default(config.databaseUrl, { onnotice: () => {} })
+    // clientOptions: calls on a killed connection fail fast instead of waiting out the store's deadline.
+    const sql = postgres.default(config.databaseUrl, { ...clientOptions, onnotice: () => {} })
     closers.push(() => sql.end({ timeout: 5 }))
     const store = postgresStore(sql, { schema: config.databaseSchema })
     await store.migrate()

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os'
 import { describe, expect, it } from 'vitest'
 import { describeConfig, readConfig } from './config'
 
@@ -10,6 +11,8 @@ describe('readConfig', () => {
       mqttTopicPrefix: 'loom',
       temporalNamespace: 'default',
       temporalTaskQueue: 'loom',
+      instanceId: `${hostname()}:3000`,
+      stepTimeout: '24h',
     })
     expect(describeConfig(config)).toEqual([
       'store: PGlite in /srv/loom/.loom-data',
@@ -28,10 +31,14 @@ describe('readConfig', () => {
         LOOM_TOKEN: 'op-token',
         PORT: '8080',
         LOOM_DATA_DIR: 'data',
+        LOOM_INSTANCE_ID: 'loom-api-0',
+        LOOM_STEP_TIMEOUT: '30m',
       },
       '/srv',
     )
     expect(config).toMatchObject({
+      instanceId: 'loom-api-0',
+      stepTimeout: '30m',
       databaseUrl: 'postgres://loom:secret@db:5432/loom',
       temporalAddress: 'temporal:7233',
       mqttUrl: 'mqtt://broker:1883',
@@ -53,6 +60,8 @@ describe('readConfig', () => {
     [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL: "mysql://x" must start with postgres:// or postgresql://'],
     [{ TEMPORAL_ADDRESS: 'http://temporal' }, 'TEMPORAL_ADDRESS: "http://temporal" must be host:port'],
     [{ PORT: 'eighty' }, 'PORT: "eighty" is not a port number'],
+    [{ LOOM_STEP_TIMEOUT: '1 day' }, 'LOOM_STEP_TIMEOUT: "1 day" must be a whole number of seconds, minutes or hours up to 90 days'],
+    [{ LOOM_STEP_TIMEOUT: '2161h' }, 'LOOM_STEP_TIMEOUT: "2161h" must be a whole number of seconds, minutes or hours up to 90 days'],
     [{ LOOM_TOKEN: 'pass word' }, 'LOOM_TOKEN: must be letters, digits and . _ ~ + / - (a bearer token)'],
     [{ LOOM_WORKER_TOKEN: 'p@ss' }, 'LOOM_WORKER_TOKEN: must be letters, digits and . _ ~ + / - (a bearer token)'],
     [{ LOOM_DB_SCHEMA: 'Loom; drop' }, 'LOOM_DB_SCHEMA: "Loom; drop" must be a lower-case SQL identifier (a-z, 0-9, _)'],

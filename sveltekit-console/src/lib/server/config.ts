@@ -3,7 +3,9 @@
  * hosts Loom in-process on embedded defaults (PGlite in a data folder, the local engine);
  * each variable switches one part to a real service.
  */
+import { hostname } from 'node:os'
 import path from 'node:path'
+import { MAX_STEP_TIMEOUT_MS, parseDuration } from '@loom/core'
 
 export interface ConsoleConfig {
   /** A remote Loom API (`LOOM_URL`); when set the console hosts nothing and talks to it. */
@@ -28,6 +30,13 @@ export interface ConsoleConfig {
   mqttTopicPrefix: string
   /** Where the embedded database lives (`LOOM_DATA_DIR`, default `.loom-data` in the working directory). */
   dataDir: string
+  /**
+   * This process's name as the owner of the runs it executes (`LOOM_INSTANCE_ID`, default
+   * `host:port`): restarted under the same name, it takes its running runs back at once.
+   */
+  instanceId: string
+  /** The deadline of a step without `config.timeout` (`LOOM_STEP_TIMEOUT`, default `24h`). */
+  stepTimeout: string
 }
 
 type Env = Record<string, string | undefined>
@@ -52,6 +61,15 @@ function bearerToken(name: string, value: string | undefined): string | undefine
   const v = nonEmpty(value)
   if (v !== undefined && !/^[A-Za-z0-9._~+/-]+=*$/.test(v))
     throw new Error(`${name}: must be letters, digits and . _ ~ + / - (a bearer token)`)
+  return v
+}
+
+function duration(name: string, value: string | undefined, fallback: string): string {
+  const v = nonEmpty(value) ?? fallback
+  const ms = parseDuration(v)
+  if (ms === undefined || ms > MAX_STEP_TIMEOUT_MS) {
+    throw new Error(`${name}: "${v}" must be a whole number of seconds, minutes or hours up to 90 days ("90s", "30m", "2h")`)
+  }
   return v
 }
 
@@ -87,6 +105,8 @@ export function readConfig(env: Env, cwd = process.cwd()): ConsoleConfig {
     databaseSchema: identifier('LOOM_DB_SCHEMA', env.LOOM_DB_SCHEMA, 'loom'),
     mqttTopicPrefix: topicPrefix('LOOM_MQTT_TOPIC_PREFIX', env.LOOM_MQTT_TOPIC_PREFIX, 'loom'),
     dataDir: path.resolve(cwd, nonEmpty(env.LOOM_DATA_DIR) ?? '.loom-data'),
+    instanceId: nonEmpty(env.LOOM_INSTANCE_ID) ?? `${hostname()}:${port}`,
+    stepTimeout: duration('LOOM_STEP_TIMEOUT', env.LOOM_STEP_TIMEOUT, '24h'),
   }
   if (loomUrl) config.loomUrl = loomUrl.replace(/\/+$/, '')
   const token = bearerToken('LOOM_TOKEN', env.LOOM_TOKEN)
