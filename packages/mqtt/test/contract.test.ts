@@ -16,7 +16,7 @@ describe('mqtt', () => {
 
   loomContract(
     `createLoom(memoryStore, localEngine) over MQTT ${serverVersion}/${workerVersion}`,
-    async ({ dispatcher: fake, dryRunner: fakeDryRun }) => {
+    async ({ dispatcher: fake, dryRunner: fakeDryRun, reconcile }) => {
       const topicPrefix = uniquePrefix()
       const server = await connect(broker.url, serverVersion)
       const worker = await connect(broker.url, workerVersion)
@@ -36,6 +36,7 @@ describe('mqtt', () => {
         engine: localEngine({ dispatchAttempts: 2, retryDelayMs: 10 }),
         dispatcher,
         dryRunner,
+        reconcile,
         onError: () => {},
       })
       await loom.ready

@@ -7,9 +7,15 @@ describe('postgresStore on PGlite', () => {
   storeContract('postgresStore (PGlite)', async () => scratchStore((await sharedPglite()).sql))
 
   // The whole Loom over this store: the status rules, events and runs, not only the port.
-  loomContract('createLoom(postgresStore (PGlite), localEngine)', async ({ dispatcher, dryRunner }) => {
+  loomContract('createLoom(postgresStore (PGlite), localEngine)', async ({ dispatcher, dryRunner, reconcile }) => {
     const scratch = await scratchStore((await sharedPglite()).sql)
-    const loom = createLoom({ store: scratch.store, engine: localEngine({ dispatchAttempts: 2, retryDelayMs: 10 }), dispatcher, dryRunner })
+    const loom = createLoom({
+      store: scratch.store,
+      engine: localEngine({ dispatchAttempts: 2, retryDelayMs: 10 }),
+      dispatcher,
+      dryRunner,
+      reconcile,
+    })
     await loom.ready
     return {
       loom,

@@ -14,12 +14,12 @@ describe('@loom/temporal', () => {
     return { engine: harness.engine, close: () => harness.close() }
   })
 
-  loomContract('createLoom(memoryStore, temporalEngine)', async ({ dispatcher, dryRunner }) => {
+  loomContract('createLoom(memoryStore, temporalEngine)', async ({ dispatcher, dryRunner, reconcile }) => {
     const store = memoryStore()
     // The worker's run changes (completed, awaiting review) reach subscribers through publish.
     let loom: LoomInstance | undefined
     const harness = await createHarness({ address, store, dispatcher, engine, onEvent: (e) => loom?.publish(e) })
-    loom = createLoom({ store, engine: harness.engine, dispatcher, dryRunner, onError: () => {} })
+    loom = createLoom({ store, engine: harness.engine, dispatcher, dryRunner, reconcile, onError: () => {} })
     await loom.ready
     const built = loom
     return {
