@@ -162,6 +162,31 @@ describe('localEngine', () => {
     await loom.close()
   })
 
+  it('ignores an event of another attempt, and starts a run again over a loop of an earlier attempt', async () => {
+    const store = memoryStore()
+    const worker = fakeWorker()
+    const engine = localEngine()
+    const loom = createLoom({ store, engine, dispatcher: worker.dispatcher, reconcile: false })
+    await loom.announce(announcement('app-chart', { steps: ['update-chart'], candidates: [{ id: 'billing-api' }] }))
+    await loom.execute(await loom.queue('app-chart', 'billing-api'))
+    await eventually(() => expect(worker.stepsOf(RUN)).toEqual(['update-chart']))
+    const { attempt } = (await store.getCandidate('app-chart', 'billing-api'))!.run!
+    await engine.deliver(RUN, { stepName: 'update-chart', success: true, done: true, attempt: attempt + 1 })
+    await new Promise((r) => setTimeout(r, 100))
+    expect(await engine.progress(RUN)).toMatchObject({ attempt, state: 'running', currentStep: 'update-chart' })
+    // Another process cancels and runs it again (nothing tells this loop): a start of the new attempt here is not refused.
+    const at = new Date().toISOString()
+    await store.transition({ migrationId: 'app-chart', candidateId: 'billing-api', action: 'cancel', at })
+    await store.transition({ migrationId: 'app-chart', candidateId: 'billing-api', action: 'queue', at })
+    await store.transition({ migrationId: 'app-chart', candidateId: 'billing-api', action: 'execute', at })
+    const next = (await store.getCandidate('app-chart', 'billing-api'))!.run!.attempt
+    await engine.start({ runId: RUN, migrationId: 'app-chart', candidateId: 'billing-api', attempt: next })
+    await eventually(() => expect(worker.dispatched.map((d) => d.request.attempt)).toEqual([attempt, next]))
+    await loom.complete(RUN, done('update-chart'))
+    await eventually(async () => expect((await loom.getRun(RUN)).status).toBe('completed'))
+    await loom.close()
+  })
+
   it('ends a run cancelled while its step is being begun, so close does not hang', async () => {
     const store = memoryStore()
     let release!: () => void

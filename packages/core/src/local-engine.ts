@@ -12,6 +12,11 @@ export interface LocalEngineOptions {
   maxDispatches?: number
   /** The longest wait between two tries of a store operation that failed (the store unreachable). Default 5 s. */
   maxStoreRetryDelayMs?: number
+  /**
+   * How often a run waiting for a step's event looks at the store itself, in case the event went
+   * elsewhere or its run ended in another process. Default 30 s.
+   */
+  recheckMs?: number
   /** Called with errors a run met and retries (the store failing, say). Default: console.error. */
   onError?: (error: unknown, runId: string) => void
 }
@@ -54,6 +59,7 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
   const dispatchAttempts = Math.max(1, options.dispatchAttempts ?? 4)
   const retryDelayMs = options.retryDelayMs ?? 500
   const maxStoreRetryDelayMs = options.maxStoreRetryDelayMs ?? 5_000
+  const recheckMs = options.recheckMs ?? 30_000
   const onError = options.onError ?? ((error, runId) => console.error(`[loom] run ${runId}:`, error))
   const slots = semaphore(Math.max(1, options.maxDispatches ?? 32))
   const loops = new Map<string, Loop>()
@@ -132,6 +138,26 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
     return lastError
   }
 
+  /**
+   * The awaited step's event; and every `recheckMs` a look at the store, so that a loop whose
+   * run ended or moved on elsewhere (another process cancelled it, took it over, or stored the
+   * report) does not wait for ever.
+   */
+  const awaitOutcome = async (h: RunHost, loop: Loop, stepName: string, event: Promise<StepEvent | undefined>) => {
+    for (;;) {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const tick = new Promise<'recheck'>((resolve) => {
+        timer = setTimeout(() => resolve('recheck'), recheckMs)
+      })
+      const first = await Promise.race([event, tick])
+      clearTimeout(timer)
+      if (first !== 'recheck') return first
+      if (!(await persist(loop, () => h.load(loop.run)))) return undefined
+      const stored = await persist(loop, () => h.reportedOutcome(loop.run, stepName))
+      if (stored) return stored
+    }
+  }
+
   const drive = async (h: RunHost, loop: Loop): Promise<RunProgress['state'] | undefined> => {
     const run = loop.run
     const loaded = await persist(loop, () => h.load(run))
@@ -157,7 +183,7 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
             return 'failed'
           }
         }
-        outcome = await event
+        outcome = await awaitOutcome(h, loop, step.name, event)
       }
       loop.waiter = undefined
       if (!outcome || loop.stopped) return undefined
@@ -196,16 +222,19 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
     async resume(run) {
       if (!host) throw new LoomError('unavailable', 'localEngine: not attached; pass it to createLoom')
       const existing = loops.get(run.runId)
-      if (existing && !existing.stopped && existing.run.attempt >= run.attempt) return
+      if (existing && !existing.stopped && existing.run.attempt >= run.attempt && existing.run.owner === run.owner) return
+      if (existing) stop(existing)
       launch(host, run)
     },
 
     async start(run) {
       if (!host) throw new LoomError('unavailable', 'localEngine: not attached; pass it to createLoom')
       const existing = loops.get(run.runId)
-      if (existing && !existing.stopped) {
+      if (existing && !existing.stopped && existing.run.attempt >= run.attempt) {
         throw new LoomError('conflict', `run ${run.runId} is already running in this engine`)
       }
+      // A loop of an earlier attempt still waiting here: its run ended elsewhere (another process cancelled it).
+      if (existing) stop(existing)
       launch(host, run)
     },
 
@@ -217,6 +246,7 @@ export function localEngine(options: LocalEngineOptions = {}): Engine {
     async deliver(runId, event) {
       const loop = loops.get(runId)
       if (!loop || !event.done || loop.waiter?.stepName !== event.stepName) return
+      if (event.attempt !== undefined && event.attempt !== loop.run.attempt) return
       loop.arrived = event
       loop.waiter.resolve(event)
       loop.wake?.()

@@ -272,6 +272,12 @@ export interface RunStart {
   migrationId: string
   candidateId: string
   attempt: number
+  /**
+   * The process meant to drive the run, for engines whose runs live in one process (the local
+   * engine): once the store names another owner, the run is stale here. Engines that are
+   * durable on their own (Temporal) leave it out.
+   */
+  owner?: string
 }
 
 /** A step event as the engine receives it. */
@@ -281,6 +287,8 @@ export interface StepEvent {
   metadata?: Record<string, string>
   /** False for a progress update (a pull request opened): recorded, but the step is still awaited. */
   done: boolean
+  /** The attempt the event belongs to; an engine ignores an event of another attempt than its run's. */
+  attempt?: number
 }
 
 /** Where a run stands in its engine. */
@@ -369,16 +377,21 @@ export interface RunHost {
   reportedOutcome(run: RunStart, stepName: string): Promise<StepEvent | undefined>
   /**
    * Sends step `index` to its worker app and records that the worker accepted it
-   * (`RunRecord.stepDispatchedAt`), unless it already did in this attempt: then it sends
-   * nothing, so a dispatch tried again after its answer was lost, or a run resumed after a
-   * restart, never reaches the worker twice. Throws `conflict` when the run went stale,
+   * (`RunRecord.stepDispatchedAt`), unless the store says it already did in this attempt, or
+   * the step already has its outcome: then it sends nothing, so a run resumed after a restart
+   * does not send its step again. (A dispatch whose answer was lost before the acceptance was
+   * recorded is tried again, and may reach the worker twice.) Throws `conflict` when the run went stale,
    * `unavailable` with `details.dependency: 'store'` when the store failed before the send
    * (`isStoreFailure`: worth retrying, and not a failure of the worker), and otherwise what the
    * dispatcher threw.
    */
   dispatch(run: RunStart, index: number): Promise<void>
-  /** Records that step `index` failed without a worker report (dispatch failed), then fails the run. */
-  failStep(run: RunStart, index: number, reason: string): Promise<void>
+  /**
+   * Records that step `index` failed without a worker report (its dispatch failed, its deadline
+   * passed), then fails the run. True when this failure ended the run; false when the run went
+   * stale or the step had ended otherwise first (its report came): then nothing changed.
+   */
+  failStep(run: RunStart, index: number, reason: string): Promise<boolean>
   /**
    * Ends the run: `completed` after the last success, `failed` (candidate `not_started`) after
    * a failure. Idempotent: true when this attempt has ended with this outcome (now or before),

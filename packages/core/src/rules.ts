@@ -104,9 +104,10 @@ export function decideTransition(run: RunRecord | undefined, request: Transition
   if (request.action === 'execute') {
     next.startedAt = at
     if (request.owner !== undefined) next.owner = request.owner
-    const carried = request.resume ? (run.resumable ?? []) : []
-    next.steps = structuredClone(carried)
-    next.currentStep = carried.length
+    // The engine starts at step 1 and goes past each step it finds succeeded: carried steps are
+    // matched by name, so a migration re-announced with steps added or removed resumes right.
+    next.steps = structuredClone(request.resume ? (run.resumable ?? []) : [])
+    next.currentStep = 0
   }
   if (request.action === 'unexecute') {
     delete next.startedAt

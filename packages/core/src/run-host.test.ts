@@ -57,6 +57,20 @@ describe('createRunHost', () => {
     expect(worker.stepsOf(run.runId)).toEqual(['update-chart'])
   })
 
+  it('fails a step only when no report came first: a late deadline leaves a succeeded step and its run alone', async () => {
+    const { store, worker, run } = await setup()
+    await store.transition({ migrationId: 'app-chart', candidateId: 'billing-api', action: 'execute', at: new Date().toISOString() })
+    const host = createRunHost({ store, dispatcher: worker.dispatcher })
+    await host.beginStep(run, 0)
+    const at = new Date().toISOString()
+    const success = { stepName: 'update-chart', candidate: { id: 'billing-api' }, success: true }
+    await store.recordStep({ migrationId: 'app-chart', candidateId: 'billing-api', attempt: run.attempt, result: success, done: true, at })
+    expect(await host.failStep(run, 0, 'deadline passed')).toBe(false)
+    const after = (await store.getCandidate('app-chart', 'billing-api'))!.run!
+    expect(after.state).toBe('running')
+    expect(after.steps.map((s) => s.result.success)).toEqual([true])
+  })
+
   it('lets events from a host elsewhere in the process reach subscribers through publish', async () => {
     const { loom } = await setup()
     const seen: string[] = []

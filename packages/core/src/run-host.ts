@@ -50,9 +50,12 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
     ])
     if (!migration || !found?.run) return undefined
     if (found.run.state !== 'running' || found.run.attempt !== run.attempt) return undefined
+    // Taken over by another process (this one's lease lapsed): its loop, not this one, drives the run now.
+    if (run.owner !== undefined && found.run.owner !== run.owner) return undefined
     return { migration, candidate: found.candidate, run: found.run }
   }
 
+  /** Stores a step result; its outcome says whether it was new, a repeat, refused as ended, or the run went stale. */
   const record = async (run: RunStart, result: StepResult, done: boolean) => {
     const recorded = await store.recordStep({
       migrationId: run.migrationId,
@@ -65,7 +68,7 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
     if (recorded.outcome === 'recorded') {
       emit({ type: 'step.reported', runId: run.runId, migrationId: run.migrationId, candidateId: run.candidateId, result, done, at: at() })
     }
-    return recorded.outcome === 'recorded' || recorded.outcome === 'duplicate'
+    return recorded.outcome
   }
 
   const finish = async (run: RunStart, outcome: 'completed' | 'failed') => {
@@ -116,7 +119,9 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
         const metadata: Record<string, string> = { phase: 'awaiting_review' }
         if (step.config?.instructions) metadata.instructions = step.config.instructions
         // API 0.2 recorded a step awaiting review as a success in progress; its consoles read `success` before `phase`.
-        return record(run, { stepName: step.name, candidate: { id: run.candidateId }, success: true, metadata }, false)
+        // step_ended: the operator's decision came first, and the run goes on to it.
+        const outcome = await record(run, { stepName: step.name, candidate: { id: run.candidateId }, success: true, metadata }, false)
+        return outcome !== 'not_running' && outcome !== 'not_found'
       }
       return true
     },
@@ -176,14 +181,17 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
     async failStep(run, index, reason) {
       const loaded = await load(run)
       const step = loaded?.migration.steps[index]
-      if (!loaded || !step) return
+      if (!loaded || !step) return false
       const result: StepResult = {
         stepName: step.name,
         candidate: { id: run.candidateId },
         success: false,
         metadata: { error: reason },
       }
-      if (await record(run, result, true)) await finish(run, 'failed')
+      // Only this failure ends the run: a report that came first (step_ended) decides instead.
+      const outcome = await record(run, result, true)
+      if (outcome !== 'recorded' && outcome !== 'duplicate') return false
+      return finish(run, 'failed')
     },
 
     finish,

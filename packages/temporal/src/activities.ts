@@ -36,7 +36,7 @@ export interface LoomActivities {
    * failure before the send is waited out here (`storeRetry`), not counted as a failed try.
    */
   dispatch(run: RunStart, index: number): Promise<void>
-  failStep(run: RunStart, index: number, reason: string): Promise<void>
+  failStep(run: RunStart, index: number, reason: string): Promise<boolean>
   /** Ends the run; true when this attempt ended with `outcome` (now, or in an earlier try of this activity). */
   finish(run: RunStart, outcome: 'completed' | 'failed'): Promise<boolean>
 }

@@ -106,6 +106,8 @@ export async function loomRun(run: RunStart, options: LoomRunOptions = {}): Prom
 
   setHandler(stepEventSignal, (event) => {
     // Progress updates (a pull request opened) are recorded by Loom; they do not end the wait.
+    // An event of another attempt (a late delivery to a run id started again) is not this run's.
+    if (event.attempt !== undefined && event.attempt !== run.attempt) return
     if (event.done && !outcomes.has(event.stepName)) outcomes.set(event.stepName, event)
   })
   setHandler(progressQuery, () => ({ ...progress }))

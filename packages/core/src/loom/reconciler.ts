@@ -6,7 +6,8 @@
  *    of processes whose lease lapsed, asking the engine to resume them;
  * 2. reads the running runs once, and for each: re-delivers a step outcome that is stored but
  *    the run has not moved on from (the engine was down when it came, or it reached another
- *    process); fails a dispatched step whose deadline passed; and, for the runs this process
+ *    process); fails a worker step in flight whose deadline passed (it counts from the step's
+ *    begin, dispatch retries included); and, for the runs this process
  *    owns that have not moved for a while (or all of them on the first tick), asks the
  *    engine to resume them, which does nothing when their loop or workflow is alive.
  *
@@ -54,6 +55,7 @@ export function reconciler(ctx: LoomContext, host: RunHost, timings: ReconcilerT
     migrationId: run.migrationId,
     candidateId: run.candidateId,
     attempt: run.attempt,
+    ...(run.owner === undefined ? {} : { owner: run.owner }),
   })
 
   /** Asks the engine to drive the run; a run it refuses for good ends `not_started` with the reason. */
@@ -68,7 +70,7 @@ export function reconciler(ctx: LoomContext, host: RunHost, timings: ReconcilerT
   }
 
   const deliver = async (run: RunRecord, stepName: string, success: boolean, metadata?: Record<string, string>) => {
-    await engine.deliver(run.runId, { stepName, success, done: true, ...(metadata ? { metadata } : {}) })
+    await engine.deliver(run.runId, { stepName, success, done: true, attempt: run.attempt, ...(metadata ? { metadata } : {}) })
   }
 
   const look = async (run: RunRecord, migration: MigrationRecord, nowMs: number) => {
@@ -92,9 +94,11 @@ export function reconciler(ctx: LoomContext, host: RunHost, timings: ReconcilerT
         const reason =
           `step "${step.name}" (worker app ${step.workerApp}) had no final report within its deadline of ${formatDuration(timeoutMs)}` +
           ` (began ${run.stepStartedAt}, due ${new Date(deadline).toISOString()})`
-        // Ended in the store first, so the run ends even while its engine cannot be reached; then the engine is told.
-        await host.failStep(startOf(run), run.currentStep, reason)
-        await deliver(run, step.name, false, { error: reason }).catch(() => engine.cancel(run.runId).catch(onError))
+        // Ended in the store first, so the run ends even while its engine cannot be reached; then the
+        // engine is told. Not when the worker's report came first: then that report decides.
+        if (await host.failStep(startOf(run), run.currentStep, reason)) {
+          await deliver(run, step.name, false, { error: reason }).catch(() => engine.cancel(run.runId).catch(onError))
+        }
         return
       }
     }

@@ -74,6 +74,7 @@ export function runMethods(ctx: LoomContext): RunMethods {
         stepName: result.stepName,
         success: result.success,
         done,
+        attempt: recorded.run.attempt,
         ...(result.metadata ? { metadata: result.metadata } : {}),
       })
       .catch((error: unknown) =>
@@ -102,7 +103,7 @@ export function runMethods(ctx: LoomContext): RunMethods {
       const resume = parse(ExecuteOptionsSchema, options, '').resume === true
       const run = await move('execute', migrationId, candidateId, { owner: instanceId, ...(resume ? { resume } : {}) })
       try {
-        await engine.start({ runId, migrationId, candidateId, attempt: run.attempt })
+        await engine.start({ runId, migrationId, candidateId, attempt: run.attempt, owner: instanceId })
       } catch (error) {
         // The engine refused: put the candidate back to queued (unless a cancel took it meanwhile).
         await move('unexecute', migrationId, candidateId, { attempt: run.attempt }).catch(() => {})

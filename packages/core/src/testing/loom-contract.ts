@@ -434,6 +434,23 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
         ])
       })
 
+      test('resumes by step name when the migration was re-announced with a step added before the one that failed', async () => {
+        const runId = await loom.queue(M, 'svc-0')
+        await loom.execute(runId)
+        await finishSteps(runId, ['update-chart'])
+        await eventually(() => expect(worker.stepsOf(runId)).toEqual(['update-chart', 'open-pr']))
+        await loom.complete(runId, { stepName: 'open-pr', candidate: { id: 'svc-0' }, success: false })
+        await eventually(async () => expect(await statusOf('svc-0')).toBe('not_started'))
+        await loom.announce(announcement(M, { steps: ['lint', 'update-chart', 'open-pr'] }))
+        await loom.execute(await loom.queue(M, 'svc-0'), { resume: true })
+        // The new step runs, the carried one does not, and the failed one runs again.
+        await finishSteps(runId, ['lint'])
+        await eventually(() => expect(worker.stepsOf(runId)).toEqual(['update-chart', 'open-pr', 'lint', 'open-pr']))
+        await loom.complete(runId, { stepName: 'open-pr', candidate: { id: 'svc-0' }, success: true })
+        await eventually(async () => expect(await statusOf('svc-0')).toBe('completed'))
+        expect(worker.stepsOf(runId)).toEqual(['update-chart', 'open-pr', 'lint', 'open-pr'])
+      })
+
       test('executes from step 1 without resume, and with resume when nothing succeeded before', async () => {
         const runId = await loom.queue(M, 'svc-0')
         await loom.execute(runId, { resume: true })

@@ -515,7 +515,7 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
         const resumed = await move('svc-0', 'execute', { resume: true })
         expect(resumed.ok).toBe(true)
         const running = await runOf('svc-0')
-        expect(running.currentStep).toBe(1)
+        expect(running.currentStep).toBe(0)
         expect(running.steps.map((s) => [s.result.stepName, s.done, s.result.success, s.carriedFrom])).toEqual([
           ['update-chart', true, true, failed.attempt],
         ])
