@@ -120,7 +120,8 @@ export interface LoomDeps {
   now?: () => Date
   /**
    * The deadline of a step without `config.timeout`, written the same way ("90s", "30m", "2h").
-   * A dispatched step with no final report by then fails. Default "24h".
+   * A worker step with no final report by then (counted from its begin, dispatch retries
+   * included) fails. Default "24h".
    */
   stepTimeout?: string
   /**
@@ -136,7 +137,10 @@ export interface LoomDeps {
 
 /** A `Loom` running in this process. */
 export interface LoomInstance extends Loom {
-  /** Resolves once the engine is attached (and, for the local engine, has resumed its runs). */
+  /**
+   * Resolves once the engine is attached and the reconciler's first pass is done: the runs this
+   * process owns (same `instanceId`) are resumed, and those of lapsed owners taken over.
+   */
   readonly ready: Promise<void>
   /** Stops the engine's work in this process. The store is the caller's to close. */
   close(): Promise<void>
