@@ -51,7 +51,7 @@ export function runRoutes(loom: Loom, { operator }: Guards) {
         description:
           'The body is optional. Without one (API 0.2 clients send none), or with `{"resume": false}`, the run starts at the first step. With ' +
           '`{"resume": true}`, the steps that succeeded in the candidate’s previous attempt are carried over, results included, ' +
-          'and the run starts at the step after them.',
+          'and the run goes past them (by step name) to the first step that did not succeed.',
         responses: { 202: { description: 'Started', body: RunIdBodySchema } },
         errors: {
           conflict: 'the candidate is not queued',
