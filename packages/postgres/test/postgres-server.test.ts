@@ -279,17 +279,20 @@ describe.skipIf(!DATABASE_URL)(`failing fast when the store's connections are te
       recovery: 2000,
     },
     // The driver's defaults (but fetch_types, without which the pool can hang for good): stranded calls meet the
-    // deadline, and connections waiting out the driver's reconnect backoff (up to 20 s) fail calls until they are back.
+    // deadline. What the store promises here is that deadline only: how soon such a pool serves again is the
+    // driver's (its reconnect backoff, and connections it strands: postgres.js #1195, #1199; measured 2 s to
+    // over 40 s), which is why the README asks for clientOptions.
     {
       name: 'a client with the driver defaults and timeoutMs 2000',
       client: { fetch_types: false },
       timeoutMs: 2000,
       bound: 2000,
-      recovery: 40_000,
+      recovery: undefined,
     },
   ]
   for (const variant of variants) {
-    it(`with ${variant.name}, every call under load answers or fails unavailable within ${variant.bound} ms, and the store serves again`, {
+    const serves = variant.recovery === undefined ? '' : ', and the store serves again'
+    it(`with ${variant.name}, every call under load answers or fails unavailable within ${variant.bound} ms${serves}`, {
       timeout: 120_000,
     }, async () => {
       const appName = `loom-ff-${Math.random().toString(36).slice(2, 8)}`
@@ -356,6 +359,7 @@ describe.skipIf(!DATABASE_URL)(`failing fast when the store's connections are te
         if (variant.client === clientOptions) expect(deadline).toBe(0)
 
         // And the store serves again: soon, 50 concurrent calls all succeed.
+        if (variant.recovery === undefined) return
         const down = performance.now()
         let served = false
         for (let round = 0; round < 1000 && !served && performance.now() - down < variant.recovery; round++) {
