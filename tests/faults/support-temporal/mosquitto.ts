@@ -6,7 +6,7 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freePort, listening, pollUntil, spawnOwned, stopByPid, type OwnedProcess } from './processes'
+import { freePort, listening, restartable } from './processes'
 
 export interface RestartableMosquitto {
   readonly url: string
@@ -30,31 +30,18 @@ export async function startRestartableMosquitto(): Promise<RestartableMosquitto>
     config,
     [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'log_dest stderr', 'log_type error', ''].join('\n'),
   )
-  let current: OwnedProcess | undefined
+  const child = restartable({
+    name: `the test broker on ${port}`,
+    command: BINARY,
+    args: ['-c', config],
+    cwd: dir,
+    ready: () => listening(port),
+    readyWithinMs: 10_000,
+  })
   const broker: RestartableMosquitto = {
     url: `mqtt://127.0.0.1:${port}`,
     port,
-    pid: () => (current && !current.exited() ? current.pid : undefined),
-    async stop(graceMs = 5_000) {
-      if (!current) return 'exited'
-      const how = await stopByPid(current, graceMs)
-      current = undefined
-      return how
-    },
-    async start() {
-      if (current && !current.exited()) throw new Error(`the test broker on ${port} is still running (pid ${current.pid})`)
-      const owned = spawnOwned(BINARY, ['-c', config], { cwd: dir })
-      current = owned
-      if (
-        !(await pollUntil(
-          () => listening(port),
-          10_000,
-          () => owned.exited(),
-        ))
-      ) {
-        throw new Error(`Mosquitto on ${port} ${owned.exited() ? 'exited' : 'did not listen within 10 s'}: ${owned.output()}`)
-      }
-    },
+    ...child,
     async close() {
       await broker.stop()
       rmSync(dir, { recursive: true, force: true })

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer, Socket } from 'node:net'
 
-export interface OwnedProcess {
+interface OwnedProcess {
   readonly child: ChildProcess
   readonly pid: number
   /** The first few KB the process printed (a crash puts its reason first). */
@@ -15,7 +15,7 @@ export interface OwnedProcess {
   readonly exit: Promise<void>
 }
 
-export function spawnOwned(command: string, args: string[], options: { cwd?: string } = {}): OwnedProcess {
+function spawnOwned(command: string, args: string[], options: { cwd?: string } = {}): OwnedProcess {
   // detached: the pid is a process group holding the process and anything it spawns.
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...(options.cwd ? { cwd: options.cwd } : {}) })
   if (child.pid === undefined) throw new Error(`could not spawn ${command}`)
@@ -39,7 +39,7 @@ export function spawnOwned(command: string, args: string[], options: { cwd?: str
  * Stops the process by its PID: SIGTERM to its group, SIGKILL after `graceMs`. Resolves with the
  * signal that ended it, so a test can say whether the process shut down or had to be killed.
  */
-export async function stopByPid(owned: OwnedProcess, graceMs = 5_000): Promise<'exited' | 'SIGTERM' | 'SIGKILL'> {
+async function stopByPid(owned: OwnedProcess, graceMs = 5_000): Promise<'exited' | 'SIGTERM' | 'SIGKILL'> {
   if (owned.exited()) return 'exited'
   signalGroup(owned.pid, 'SIGTERM')
   let timer: NodeJS.Timeout | undefined
@@ -101,5 +101,43 @@ export async function pollUntil(
     if (await probe()) return true
     if (Date.now() >= deadline || gaveUp()) return false
     await new Promise((resolve) => setTimeout(resolve, delay))
+  }
+}
+
+/** A server process the test stops by PID and starts again with the same command. */
+export interface Restartable {
+  pid(): number | undefined
+  stop(graceMs?: number): Promise<'exited' | 'SIGTERM' | 'SIGKILL'>
+  /** Starts it; resolves once `ready` answers true, and throws with its output if it exits or is not ready in time. */
+  start(): Promise<void>
+}
+
+export function restartable(options: {
+  name: string
+  command: string
+  args: string[]
+  cwd: string
+  ready: () => Promise<boolean>
+  readyWithinMs: number
+}): Restartable {
+  const { name, command, args, cwd, ready, readyWithinMs } = options
+  let current: OwnedProcess | undefined
+  return {
+    pid: () => (current && !current.exited() ? current.pid : undefined),
+    async stop(graceMs = 5_000) {
+      if (!current) return 'exited'
+      const how = await stopByPid(current, graceMs)
+      current = undefined
+      return how
+    },
+    async start() {
+      if (current && !current.exited()) throw new Error(`${name} is still running (pid ${current.pid})`)
+      const owned = spawnOwned(command, args, { cwd })
+      current = owned
+      if (!(await pollUntil(ready, readyWithinMs, () => owned.exited()))) {
+        const why = owned.exited() ? 'exited while starting' : `was not ready within ${readyWithinMs / 1000} s`
+        throw new Error(`${name} ${why}: ${owned.output()}`)
+      }
+    },
   }
 }

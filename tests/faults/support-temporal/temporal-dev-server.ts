@@ -7,7 +7,7 @@ import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { Connection } from '@temporalio/client'
-import { freePort, pollUntil, spawnOwned, stopByPid, type OwnedProcess } from './processes'
+import { freePort, restartable } from './processes'
 
 export interface RestartableTemporal {
   /** 127.0.0.1:port, the same across restarts. */
@@ -58,7 +58,7 @@ export async function startRestartableTemporal(): Promise<RestartableTemporal> {
   let lastError: unknown
   for (let i = 0; i < 3; i++) {
     const port = await freePort()
-    const server = restartable(binary, port, dir, dbFile)
+    const server = devServer(binary, port, dir, dbFile)
     try {
       await server.start()
       return server
@@ -72,9 +72,8 @@ export async function startRestartableTemporal(): Promise<RestartableTemporal> {
   throw lastError
 }
 
-function restartable(binary: string, port: number, dir: string, dbFile: string): RestartableTemporal {
+function devServer(binary: string, port: number, dir: string, dbFile: string): RestartableTemporal {
   const address = `127.0.0.1:${port}`
-  let current: OwnedProcess | undefined
   const args = [
     'server',
     'start-dev',
@@ -88,32 +87,20 @@ function restartable(binary: string, port: number, dir: string, dbFile: string):
     '--log-level',
     'error',
   ]
+  const child = restartable({
+    name: `the Temporal dev server on ${address}`,
+    command: binary,
+    args,
+    cwd: dir,
+    ready: () => answers(address),
+    readyWithinMs: 60_000,
+  })
   const server: RestartableTemporal = {
     address,
     dbFile,
-    pid: () => (current && !current.exited() ? current.pid : undefined),
-    async stop(graceMs = 5_000) {
-      if (!current) return 'exited'
-      const how = await stopByPid(current, graceMs)
-      current = undefined
-      return how
-    },
-    async start() {
-      if (current && !current.exited()) throw new Error(`the Temporal dev server on ${address} is still running (pid ${current.pid})`)
-      const owned = spawnOwned(binary, args, { cwd: dir })
-      current = owned
-      const up = await pollUntil(
-        () => answers(address),
-        60_000,
-        () => owned.exited(),
-      )
-      if (!up) {
-        const why = owned.exited() ? 'exited while starting' : 'did not answer within 60 s'
-        throw new Error(`the Temporal dev server on ${address} ${why}: ${owned.output()}`)
-      }
-    },
+    ...child,
     async close() {
-      await server.stop()
+      await child.stop()
       rmSync(dir, { recursive: true, force: true })
     },
   }
