@@ -32,7 +32,7 @@ describe('LoomError', () => {
   })
 
   it('has a closed set of codes', () => {
-    expect(LOOM_ERROR_CODES).toEqual(['invalid', 'not_found', 'conflict', 'unauthorized', 'too_large', 'unavailable'])
+    expect(LOOM_ERROR_CODES).toEqual(['invalid', 'not_found', 'conflict', 'unauthorized', 'forbidden', 'too_large', 'unavailable'])
     expect(LoomError.isCode('conflict')).toBe(true)
     expect(LoomError.isCode('teapot')).toBe(false)
   })

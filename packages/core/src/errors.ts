@@ -4,7 +4,7 @@
  */
 
 /** The closed set of failure codes shared by the library, the HTTP API and the client. */
-export const LOOM_ERROR_CODES = ['invalid', 'not_found', 'conflict', 'unauthorized', 'too_large', 'unavailable'] as const
+export const LOOM_ERROR_CODES = ['invalid', 'not_found', 'conflict', 'unauthorized', 'forbidden', 'too_large', 'unavailable'] as const
 
 export type LoomErrorCode = (typeof LOOM_ERROR_CODES)[number]
 
@@ -16,6 +16,7 @@ export type LoomErrorCode = (typeof LOOM_ERROR_CODES)[number]
 export const HTTP_STATUS_OF_CODE = {
   invalid: 400,
   unauthorized: 401,
+  forbidden: 403,
   not_found: 404,
   conflict: 409,
   too_large: 413,

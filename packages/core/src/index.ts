@@ -18,10 +18,31 @@ export {
 } from './errors'
 export { runId, parseRunId } from './ids'
 export { tokensMatch } from './tokens'
+export {
+  ACTOR_KINDS,
+  ANONYMOUS_OPERATOR,
+  ActorSchema,
+  SYSTEM_ACTOR,
+  authorize,
+  mayCall,
+  parseNamedTokens,
+  tokenIdentities,
+  type Actor,
+  type ActorKind,
+  type Identities,
+  type NamedTokens,
+  type TokenOptions,
+} from './actors'
+export { DEFAULT_LIMITS, RESERVED_KEYS, readJson, type Limits } from './limits'
+export { redactUrl, workerUrlPolicy, type WorkerUrlPolicy } from './worker-urls'
 export { parse } from './validate'
 export {
   CANDIDATE_STATUSES,
   LOOM_EVENT_TYPES,
+  MAX_OFFSET,
+  limitedSchemas,
+  type LimitedSchemas,
+  WorkerUrlSchema,
   AnnounceRequestSchema,
   CandidateQuerySchema,
   CandidateRefSchema,

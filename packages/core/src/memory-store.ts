@@ -60,10 +60,13 @@ export function memoryStore(): MigrationStore {
   }
 
   return {
-    async upsertMigration(definition: MigrationDefinition, candidates?: Candidate[]) {
+    async upsertMigration(definition: MigrationDefinition, candidates?: Candidate[], claimant?: string) {
       const existing = migrations.get(definition.id)
+      const owner = existing?.record.owner ?? claimant
+      if (existing && claimant !== undefined && owner !== claimant) return clone(existing.record)
       const record: MigrationRecord = {
         ...clone(definition),
+        ...(owner === undefined ? {} : { owner }),
         createdAt: existing?.record.createdAt ?? new Date().toISOString(),
       }
       const m: StoredMigration = existing ?? {

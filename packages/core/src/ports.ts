@@ -31,6 +31,8 @@ export interface MigrationRecord {
   steps: StepDefinition[]
   /** Where HTTP dispatch and dry-run reach the announcing worker. */
   workerUrl?: string
+  /** The worker the migration belongs to: the first that announced it. None for one an operator registered and no worker announced yet. */
+  owner?: string
   createdAt: string
 }
 
@@ -41,7 +43,7 @@ export interface MigrationSummary extends MigrationRecord {
 }
 
 /** The definition part of a migration, as announced or registered. */
-export type MigrationDefinition = Omit<MigrationRecord, 'createdAt'>
+export type MigrationDefinition = Omit<MigrationRecord, 'createdAt' | 'owner'>
 
 /**
  * Where a run stands. The candidate's status is derived from it: `queued`, `running` and
@@ -181,8 +183,14 @@ export interface MigrationStore {
    * keeping its `createdAt`, runs and cancelled attempts. When `candidates` is given it
    * replaces the candidate list as {@link MigrationStore.replaceCandidates} does, in the
    * same atomic operation. Returns the stored record.
+   *
+   * `claimant`, a worker's name, makes ownership part of the same atomic operation: a
+   * migration without an owner (a new one too) becomes the claimant's; one that belongs to
+   * another worker is left exactly as it was, and the record returned names that owner. Of
+   * two workers announcing a new migration at once, exactly one owns it. Without a claimant
+   * the owner is kept (a new migration has none). The owner never changes once set.
    */
-  upsertMigration(definition: MigrationDefinition, candidates?: Candidate[]): Promise<MigrationRecord>
+  upsertMigration(definition: MigrationDefinition, candidates?: Candidate[], claimant?: string): Promise<MigrationRecord>
 
   /** The migration, or undefined when there is none with this id. */
   getMigration(id: string): Promise<MigrationSummary | undefined>
@@ -408,12 +416,16 @@ export interface RunHost {
 export interface WorkerTarget {
   workerApp: string
   workerUrl?: string
+  /** The worker the migration belongs to, if any: whose token a dispatcher presents (`HttpWorkerOptions.token`). */
+  owner?: string
 }
 
 /** Which workers a dry run asks: every worker app of the migration's steps, and the announcing worker's URL. */
 export interface DryRunTarget {
   workerApps: string[]
   workerUrl?: string
+  /** The worker the migration belongs to, if any. */
+  owner?: string
 }
 
 /** Delivers a step to the worker app that runs it. */

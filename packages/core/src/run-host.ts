@@ -154,9 +154,8 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
         attempt: run.attempt,
         ...(step.config ? { config: step.config } : {}),
       }
-      const target = loaded.migration.workerUrl
-        ? { workerApp: step.workerApp, workerUrl: loaded.migration.workerUrl }
-        : { workerApp: step.workerApp }
+      const { workerUrl, owner } = loaded.migration
+      const target = { workerApp: step.workerApp, ...(workerUrl ? { workerUrl } : {}), ...(owner ? { owner } : {}) }
       await dispatcher.dispatch(target, request)
       const accepted = {
         migrationId: run.migrationId,

@@ -6,6 +6,7 @@
  */
 import * as v from 'valibot'
 import { LOOM_ERROR_CODES } from './errors'
+import { DEFAULT_LIMITS, type Limits, RESERVED_KEYS } from './limits'
 import { MAX_STEP_TIMEOUT_MS, parseDuration } from './steps'
 
 /** Longest migration or candidate id accepted. */
@@ -30,10 +31,8 @@ export const SlugSchema = v.pipe(
 const NonEmpty = (max: number) =>
   v.pipe(v.string('must be a string'), v.minLength(1, 'must not be empty'), v.maxLength(max, `must be at most ${max} characters`))
 
-const Text = (max: number) => v.pipe(v.string('must be a string'), v.maxLength(max, `must be at most ${max} characters`))
-
-/** An opaque string → string map (candidate metadata and state, step config, step metadata). */
-export const StringMapSchema = v.record(v.string(), v.string('must be a string'))
+const Text = (max: number, field?: string) =>
+  v.pipe(v.string('must be a string'), v.maxLength(max, `must be at most ${max} characters${field ? ` (limits.${field})` : ''}`))
 
 /** Every candidate status, in lifecycle order. */
 export const CANDIDATE_STATUSES = ['not_started', 'queued', 'running', 'completed'] as const
@@ -47,26 +46,7 @@ export const FileRefSchema = v.object({
   url: Text(4096),
 })
 
-export const FileGroupSchema = v.object({
-  name: NonEmpty(500),
-  repo: Text(500),
-  files: v.array(FileRefSchema, 'must be an array'),
-})
-
-export const CandidateSchema = v.object({
-  id: SlugSchema,
-  kind: v.optional(Text(200)),
-  metadata: v.optional(StringMapSchema),
-  state: v.optional(StringMapSchema),
-  files: v.optional(v.array(FileGroupSchema, 'must be an array')),
-})
-
 const unique = (values: string[]) => new Set(values).size === values.length
-
-export const CandidateListSchema = v.pipe(
-  v.array(CandidateSchema, 'must be an array'),
-  v.check((list) => unique(list.map((c) => c.id)), 'candidate ids must be unique'),
-)
 
 /** `config.timeout` of a step, when given, is a deadline of at most 90 days. */
 const timeoutIssue = (timeout: string | undefined): string | undefined => {
@@ -78,28 +58,188 @@ const timeoutIssue = (timeout: string | undefined): string | undefined => {
   return undefined
 }
 
-export const StepDefinitionSchema = v.pipe(
-  v.object({
-    name: NonEmpty(200),
-    workerApp: SlugSchema,
-    description: v.optional(Text(10_000)),
-    config: v.optional(StringMapSchema),
-    files: v.optional(v.array(v.string('must be a string'), 'must be an array')),
-  }),
-  v.forward(
-    v.check(
-      (step) => timeoutIssue(step.config?.timeout) === undefined,
-      (issue) => `step "${issue.input.name}": ${timeoutIssue(issue.input.config?.timeout)}`,
-    ),
-    ['config', 'timeout'],
+/**
+ * Where a worker is reached over HTTP: an absolute http(s) URL without credentials, query or
+ * fragment (Loom appends `/steps/dispatch` and `/dry-run` to it). Whether this deployment
+ * calls it at all is `createLoom`'s `workerUrls` allow-list.
+ */
+export const WorkerUrlSchema = v.pipe(
+  v.string('must be a string'),
+  v.maxLength(2048, 'must be at most 2048 characters'),
+  v.check<string, v.ErrorMessage<v.CheckIssue<string>>>(
+    (text) => workerUrlIssue(text) === undefined,
+    (issue) => workerUrlIssue(issue.input) ?? '',
   ),
 )
 
-export const StepListSchema = v.pipe(
-  v.array(StepDefinitionSchema, 'must be an array'),
-  v.minLength(1, 'must list at least one step'),
-  v.check((list) => unique(list.map((s) => s.name)), 'step names must be unique'),
-)
+function workerUrlIssue(text: string): string | undefined {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return 'must be an absolute URL'
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must be an http or https URL'
+  if (url.username || url.password) return 'must not carry credentials (user:password@); workers are called with the worker token'
+  if (url.search || url.hash || text.includes('?') || text.includes('#')) return 'must not have a query or a fragment'
+  return undefined
+}
+
+/**
+ * A run's attempt: a positive integer, greater for each queue from `not_started`. It fences
+ * dispatches and reports: work of an older attempt (a run cancelled and run again) never
+ * moves the current one.
+ */
+const AttemptSchema = v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'))
+
+/**
+ * The schemas whose sizes are bounded by {@link Limits}: maps, candidates, steps, and the
+ * requests that carry them. Every list and map is measured before its items are judged, so a
+ * request over a limit is refused in time proportional to the limit, not to the request.
+ * `createLoom({ limits })` judges its inputs with these; the exports below are the defaults.
+ */
+export function limitedSchemas(limits: Limits) {
+  const count = <T extends unknown[] | Record<string, unknown>>(what: string, max: number, field: string) =>
+    v.check<T, v.ErrorMessage<v.CheckIssue<T>>>(
+      (value) => sizeOf(value) <= max,
+      (issue) => `${sizeOf(issue.input)} ${what} are more than the limit of ${max} (limits.${field})`,
+    )
+
+  /** An opaque string → string map (candidate metadata and state, step config, step metadata). */
+  const StringMap = v.pipe(
+    v.custom<Record<string, unknown>>((value) => typeof value === 'object' && value !== null && !Array.isArray(value), 'must be an object'),
+    count('keys', limits.mapKeys, 'mapKeys'),
+    v.check(
+      (map) => reservedKeyOf(map) === undefined,
+      (issue) => `"${reservedKeyOf(issue.input)}" is a reserved key (${RESERVED_KEYS.join(', ')} cannot be stored); rename it`,
+    ),
+    v.check((map) => Object.keys(map).every((key) => key.length <= MAX_KEY_LENGTH), `keys must be at most ${MAX_KEY_LENGTH} characters`),
+    v.record(v.string(), Text(limits.valueLength, 'valueLength')),
+  )
+
+  const FileGroup = v.object({
+    name: NonEmpty(500),
+    repo: Text(500),
+    files: v.pipe(v.array(v.unknown(), 'must be an array'), count('files', limits.files, 'files'), v.array(FileRefSchema)),
+  })
+
+  const Candidate = v.object({
+    id: SlugSchema,
+    kind: v.optional(Text(200)),
+    metadata: v.optional(StringMap),
+    state: v.optional(StringMap),
+    files: v.optional(v.pipe(v.array(v.unknown(), 'must be an array'), count('file groups', limits.files, 'files'), v.array(FileGroup))),
+  })
+
+  const CandidateList = v.pipe(
+    v.array(v.unknown(), 'must be an array'),
+    count('candidates', limits.candidates, 'candidates'),
+    v.array(Candidate),
+    v.check((list) => unique(list.map((c) => c.id)), 'candidate ids must be unique'),
+  )
+
+  const StepDefinition = v.pipe(
+    v.object({
+      name: NonEmpty(200),
+      workerApp: SlugSchema,
+      description: v.optional(Text(10_000)),
+      config: v.optional(StringMap),
+      files: v.optional(v.pipe(v.array(v.unknown(), 'must be an array'), count('files', limits.files, 'files'), v.array(NonEmpty(4096)))),
+    }),
+    v.forward(
+      v.check(
+        (step) => timeoutIssue(step.config?.timeout) === undefined,
+        (issue) => `step "${issue.input.name}": ${timeoutIssue(issue.input.config?.timeout)}`,
+      ),
+      ['config', 'timeout'],
+    ),
+  )
+
+  const StepList = v.pipe(
+    v.array(v.unknown(), 'must be an array'),
+    count('steps', limits.steps, 'steps'),
+    v.minLength(1, 'must list at least one step'),
+    v.array(StepDefinition),
+    v.check((list) => unique(list.map((s) => s.name)), 'step names must be unique'),
+  )
+
+  const MigrationAnnouncement = v.object({
+    id: SlugSchema,
+    name: NonEmpty(500),
+    description: v.optional(Text(10_000)),
+    candidates: v.optional(CandidateList),
+    steps: StepList,
+    workerUrl: v.optional(WorkerUrlSchema),
+  })
+
+  return {
+    StringMap,
+    FileGroup,
+    Candidate,
+    CandidateList,
+    StepDefinition,
+    StepList,
+    MigrationAnnouncement,
+    /**
+     * An announcement as it arrives from a worker, over HTTP or MQTT: bare, or wrapped as
+     * `{ data: … }` the way API 0.2 workers send it. The one place that unwraps it.
+     */
+    AnnounceRequest: v.pipe(
+      v.unknown(),
+      v.transform((body) =>
+        typeof body === 'object' && body !== null && 'data' in body && !('id' in body) ? (body as { data: unknown }).data : body,
+      ),
+      MigrationAnnouncement,
+    ),
+    RegisterMigrationRequest: v.object({
+      name: NonEmpty(500),
+      description: v.optional(Text(10_000)),
+      candidates: CandidateList,
+      steps: StepList,
+    }),
+    SubmitCandidatesRequest: v.object({ candidates: CandidateList }),
+    StepCompletedEvent: v.object({
+      stepName: NonEmpty(200),
+      candidate: Candidate,
+      success: v.boolean('must be a boolean'),
+      metadata: v.optional(StringMap),
+      /**
+       * The attempt of the dispatch this reports on (an addition to API 0.2; workers echo
+       * `DispatchStepRequest.attempt`). A report of another attempt than the run's current one
+       * is refused with `conflict` and changes nothing; a report without it (an API 0.2 worker)
+       * is taken for the current attempt.
+       */
+      attempt: v.optional(AttemptSchema),
+    }),
+  }
+}
+
+/** The schemas of {@link limitedSchemas}, for one set of limits. */
+export type LimitedSchemas = ReturnType<typeof limitedSchemas>
+
+const sizeOf = (value: unknown[] | Record<string, unknown>): number => (Array.isArray(value) ? value.length : Object.keys(value).length)
+
+/** The first key of `map` that an object cannot hold as data, if any. */
+const reservedKeyOf = (map: Record<string, unknown>): string | undefined =>
+  Object.keys(map).find((key) => (RESERVED_KEYS as readonly string[]).includes(key))
+
+/** Longest key of a string map. */
+const MAX_KEY_LENGTH = 200
+
+const defaults = limitedSchemas(DEFAULT_LIMITS)
+
+/** An opaque string → string map (candidate metadata and state, step config, step metadata). */
+export const StringMapSchema = defaults.StringMap
+export const FileGroupSchema = defaults.FileGroup
+export const CandidateSchema = defaults.Candidate
+export const CandidateListSchema = defaults.CandidateList
+export const StepDefinitionSchema = defaults.StepDefinition
+export const StepListSchema = defaults.StepList
+export const MigrationAnnouncementSchema = defaults.MigrationAnnouncement
+export const AnnounceRequestSchema = defaults.AnnounceRequest
+export const RegisterMigrationRequestSchema = defaults.RegisterMigrationRequest
+export const SubmitCandidatesRequestSchema = defaults.SubmitCandidatesRequest
+export const StepCompletedEventSchema = defaults.StepCompletedEvent
 
 export const CandidateRunSchema = v.object({ status: RunStatusSchema })
 
@@ -124,46 +264,12 @@ export const RegisteredMigrationSchema = v.object({
   steps: v.array(StepDefinitionSchema),
   createdAt: v.string(),
   workerUrl: v.optional(v.string()),
+  /** The worker the migration belongs to: the first that announced it (an addition to API 0.2). */
+  owner: v.optional(v.string()),
   cancelledAttempts: v.optional(v.array(CancelledAttemptSchema)),
   candidateRuns: v.optional(v.record(v.string(), CandidateRunSchema)),
   counts: v.optional(StatusCountsSchema),
 })
-
-const WorkerUrlSchema = v.pipe(
-  v.string('must be a string'),
-  v.url('must be an absolute URL'),
-  v.regex(/^https?:\/\//, 'must be an http or https URL'),
-)
-
-export const MigrationAnnouncementSchema = v.object({
-  id: SlugSchema,
-  name: NonEmpty(500),
-  description: v.optional(Text(10_000)),
-  candidates: v.optional(CandidateListSchema),
-  steps: StepListSchema,
-  workerUrl: v.optional(WorkerUrlSchema),
-})
-
-/**
- * An announcement as it arrives from a worker, over HTTP or MQTT: bare, or wrapped as
- * `{ data: … }` the way API 0.2 workers send it. The one place that unwraps it.
- */
-export const AnnounceRequestSchema = v.pipe(
-  v.unknown(),
-  v.transform((body) =>
-    typeof body === 'object' && body !== null && 'data' in body && !('id' in body) ? (body as { data: unknown }).data : body,
-  ),
-  MigrationAnnouncementSchema,
-)
-
-export const RegisterMigrationRequestSchema = v.object({
-  name: NonEmpty(500),
-  description: v.optional(Text(10_000)),
-  candidates: CandidateListSchema,
-  steps: StepListSchema,
-})
-
-export const SubmitCandidatesRequestSchema = v.object({ candidates: CandidateListSchema })
 
 /** The body of `POST /migrations/{id}/queue` and `/dry-run`: a candidate or its id. */
 export const CandidateRefSchema = v.union(
@@ -177,6 +283,9 @@ export const CandidateWithStatusSchema = v.object({
   runId: v.optional(v.string()),
 })
 
+/** The largest `offset` of a candidate query (a 32-bit integer, what every store can page by). */
+export const MAX_OFFSET = 2_147_483_647
+
 export const CandidateQuerySchema = v.object({
   status: v.optional(CandidateStatusSchema),
   q: v.optional(Text(500)),
@@ -188,30 +297,14 @@ export const CandidateQuerySchema = v.object({
       v.maxValue(10_000, 'must be at most 10000'),
     ),
   ),
-  offset: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(0, 'must be at least 0'))),
-})
-
-/**
- * A run's attempt: a positive integer, greater for each queue from `not_started`. It fences
- * dispatches and reports: work of an older attempt (a run cancelled and run again) never
- * moves the current one.
- */
-const AttemptSchema = v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'))
-
-export const StepCompletedEventSchema = v.object({
-  stepName: NonEmpty(200),
-  candidate: v.object({
-    ...CandidateSchema.entries,
-  }),
-  success: v.boolean('must be a boolean'),
-  metadata: v.optional(StringMapSchema),
-  /**
-   * The attempt of the dispatch this reports on (an addition to API 0.2; workers echo
-   * `DispatchStepRequest.attempt`). A report of another attempt than the run's current one
-   * is refused with `conflict` and changes nothing; a report without it (an API 0.2 worker)
-   * is taken for the current attempt.
-   */
-  attempt: v.optional(AttemptSchema),
+  offset: v.optional(
+    v.pipe(
+      v.number('must be a number'),
+      v.integer('must be an integer'),
+      v.minValue(0, 'must be at least 0'),
+      v.maxValue(MAX_OFFSET, `must be at most ${MAX_OFFSET}`),
+    ),
+  ),
 })
 
 /**

@@ -2,7 +2,8 @@ import { LoomError } from '../errors'
 import { joinRunId, parseRunId } from '../ids'
 import type { DryRunner, Engine, MigrationStore, MigrationSummary, RunRecord, StepDispatcher, TransitionRequest } from '../ports'
 import { STATUS_RULES, candidateStatusOf, type StatusAction } from '../rules'
-import { SlugSchema, type LoomEvent } from '../schemas'
+import type { Limits } from '../limits'
+import { type LimitedSchemas, SlugSchema, type LoomEvent } from '../schemas'
 import { parse } from '../validate'
 
 /** What every part of `createLoom` works with: the ports, the clock and the event fan-out. */
@@ -17,6 +18,12 @@ export interface LoomContext {
   instanceId: string
   /** The deadline of a step without its own `config.timeout`, in ms. */
   stepTimeoutMs: number
+  /** How much one request may ask. */
+  limits: Readonly<Limits>
+  /** The schemas that judge inputs, bounded by `limits`. */
+  schemas: LimitedSchemas
+  /** Throws `invalid` naming `workerUrl` unless this deployment calls `url`. */
+  checkWorkerUrl(url: string): void
   /** The current time as ISO 8601 UTC. */
   at(): string
   /** Hands an event to every subscriber; a listener that throws is reported, not propagated. */

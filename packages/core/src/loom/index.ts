@@ -4,7 +4,9 @@
  * that move them (`runs.ts`), the API 0.2 response shapes (`shapes.ts`) and what they all
  * share (`context.ts`).
  */
+import { type Actor, authorize, SYSTEM_ACTOR } from '../actors'
 import { LoomError } from '../errors'
+import { type Limits, resolveLimits } from '../limits'
 import { httpDispatcher, httpDryRunner } from '../http-worker'
 import type { DryRunner, Engine, MigrationStore, StepDispatcher } from '../ports'
 import { createRunHost } from '../run-host'
@@ -22,6 +24,8 @@ import type {
   RunStatusResponse,
   StepCompletedEvent,
 } from '../schemas'
+import { limitedSchemas } from '../schemas'
+import { type WorkerUrlPolicy, workerUrlPolicy } from '../worker-urls'
 import { loomContext } from './context'
 import { reconciler } from './reconciler'
 import { MAX_STEP_TIMEOUT_MS, parseDuration } from '../steps'
@@ -133,10 +137,31 @@ export interface LoomDeps {
   instanceId?: string
   /** The reconciler's timings, or false to run without one (runs then depend on every delivery and process staying up). */
   reconcile?: ReconcileOptions | false
+  /**
+   * The worker URLs this deployment calls: origins (`https://charts.internal`) or prefixes
+   * (`https://workers.internal/loom/`), as a list or comma-separated (`LOOM_WORKER_URLS`).
+   * When set, an announce or registration with any other `workerUrl` is refused (`invalid`,
+   * naming `workerUrl`), and no step or dry run is sent to one stored before. Default: any
+   * http(s) URL, which lets whoever may announce point Loom at any host it can reach.
+   */
+  allowedWorkerUrls?: readonly string[] | string
+  /** How much one request may ask: steps, candidates, map keys and values, files, JSON depth. Default {@link DEFAULT_LIMITS}. */
+  limits?: Partial<Limits>
 }
 
-/** A `Loom` running in this process. */
+/** A `Loom` running in this process. Its own methods act as Loom itself (`system`), with every right. */
 export interface LoomInstance extends Loom {
+  /**
+   * This Loom acting for `actor`: every call is held to the actor's role (a worker announces,
+   * submits candidates and reports steps on its own migrations; an operator does everything)
+   * and refused with `forbidden` otherwise. What a transport hands each authenticated caller.
+   *
+   * @example
+   * await loom.as({ kind: 'worker', name: 'charts' }).queue('app-chart', 'billing-api') // LoomError forbidden
+   */
+  as(actor: Actor): Loom
+  /** The limits this instance holds requests to. */
+  readonly limits: Readonly<Limits>
   /**
    * Resolves once the engine is attached and the reconciler's first pass is done: the runs this
    * process owns (same `instanceId`) are resumed, and those of lapsed owners taken over.
@@ -165,16 +190,21 @@ export interface LoomInstance extends Loom {
  */
 export function createLoom(deps: LoomDeps): LoomInstance {
   const listeners = new Set<(event: LoomEvent) => void>()
+  const limits = resolveLimits(deps.limits)
+  const urls = workerUrlPolicy(deps.allowedWorkerUrls)
   const ctx = loomContext(
     {
       store: deps.store,
       engine: deps.engine,
-      dispatcher: deps.dispatcher ?? httpDispatcher(),
-      dryRunner: deps.dryRunner ?? httpDryRunner(),
+      dispatcher: allowedOnly(deps.dispatcher ?? httpDispatcher(), urls),
+      dryRunner: allowedOnlyDryRuns(deps.dryRunner ?? httpDryRunner(), urls),
       onError: deps.onError ?? ((error: unknown) => console.error('[loom]', error)),
       now: deps.now ?? (() => new Date()),
       instanceId: deps.instanceId ?? `loom-${crypto.randomUUID()}`,
       stepTimeoutMs: stepTimeoutOf(deps.stepTimeout),
+      limits,
+      schemas: limitedSchemas(limits),
+      checkWorkerUrl: (url) => urls.check(url),
     },
     listeners,
   )
@@ -192,7 +222,41 @@ export function createLoom(deps: LoomDeps): LoomInstance {
   const ready = Promise.resolve(engine.attach?.(host)).then(() => watch?.start())
   ready.catch(onError)
 
+  const subscribe = (listener: (event: LoomEvent) => void) => {
+    listeners.add(listener)
+    return () => {
+      listeners.delete(listener)
+    }
+  }
+  const health = async (): Promise<HealthReport> => {
+    await check('store', () => store.ping())
+    await check('engine', () => engine.health?.())
+    return { status: 'ok' }
+  }
+  const actingAs = (actor: Actor): Loom => {
+    const methods: Loom = { ...migrationMethods(ctx, actor), ...runMethods(ctx, actor), subscribe, health }
+    if (actor.kind !== 'worker') return methods
+    // The role rule, applied before any work: a call the actor may not make changes nothing.
+    const held = {} as Record<string, unknown>
+    for (const [name, method] of Object.entries(methods) as Array<[string, (...args: unknown[]) => unknown]>) {
+      held[name] =
+        name === 'subscribe'
+          ? (...args: unknown[]) => {
+              authorize(actor, name)
+              return method(...args)
+            }
+          : async (...args: unknown[]) => {
+              authorize(actor, name)
+              return method(...args)
+            }
+    }
+    return held as unknown as Loom
+  }
+
   return {
+    ...actingAs(SYSTEM_ACTOR),
+    as: actingAs,
+    limits,
     ready,
     publish: emit,
     async close() {
@@ -202,18 +266,27 @@ export function createLoom(deps: LoomDeps): LoomInstance {
       // Hands this process's runs over at once: another process claims them at its next tick.
       if (watch) await store.renewLease(ctx.instanceId, new Date(now().getTime() - 1).toISOString()).catch(onError)
     },
-    ...migrationMethods(ctx),
-    ...runMethods(ctx),
-    subscribe(listener) {
-      listeners.add(listener)
-      return () => {
-        listeners.delete(listener)
-      }
+  }
+}
+
+/** `dispatcher`, refusing a step whose stored `workerUrl` is no longer allowed (the step then fails, naming why). */
+function allowedOnly(dispatcher: StepDispatcher, urls: WorkerUrlPolicy): StepDispatcher {
+  if (urls.allowed.length === 0) return dispatcher
+  return {
+    async dispatch(target, request) {
+      if (target.workerUrl !== undefined) urls.check(target.workerUrl)
+      return dispatcher.dispatch(target, request)
     },
-    async health() {
-      await check('store', () => store.ping())
-      await check('engine', () => engine.health?.())
-      return { status: 'ok' }
+  }
+}
+
+/** `dryRunner`, refusing a dry run whose stored `workerUrl` is no longer allowed. */
+function allowedOnlyDryRuns(dryRunner: DryRunner, urls: WorkerUrlPolicy): DryRunner {
+  if (urls.allowed.length === 0) return dryRunner
+  return {
+    async dryRun(target, request) {
+      if (target.workerUrl !== undefined) urls.check(target.workerUrl)
+      return dryRunner.dryRun(target, request)
     },
   }
 }

@@ -1,16 +1,8 @@
 import { LoomError } from '../errors'
 import { joinRunId } from '../ids'
 import type { MigrationSummary } from '../ports'
-import {
-  CandidateListSchema,
-  CandidateQuerySchema,
-  MigrationAnnouncementSchema,
-  RegisterMigrationRequestSchema,
-  SlugSchema,
-  type Candidate,
-  type MigrationAnnouncement,
-  type RegisteredMigration,
-} from '../schemas'
+import { type Actor, checkOwner } from '../actors'
+import { CandidateQuerySchema, SlugSchema, type Candidate, type MigrationAnnouncement, type RegisteredMigration } from '../schemas'
 import { parse } from '../validate'
 import type { LoomContext } from './context'
 import type { Loom } from './index'
@@ -30,9 +22,9 @@ type MigrationMethods = Pick<
   | 'dryRun'
 >
 
-/** Migrations and their candidates: announce, register, list, delete, submit, search, dry run. */
-export function migrationMethods(ctx: LoomContext): MigrationMethods {
-  const { store, emit, at, requireMigration, notFound } = ctx
+/** Migrations and their candidates: announce, register, list, delete, submit, search, dry run, as `actor`. */
+export function migrationMethods(ctx: LoomContext, actor: Actor): MigrationMethods {
+  const { store, emit, at, requireMigration, notFound, schemas } = ctx
 
   const assemble = async (summary: MigrationSummary): Promise<RegisteredMigration> => {
     const page = await store.listCandidates(summary.id)
@@ -42,10 +34,15 @@ export function migrationMethods(ctx: LoomContext): MigrationMethods {
 
   const upsert = async (definition: Omit<MigrationAnnouncement, 'candidates'>, candidates: Candidate[] | undefined) => {
     const { id, name, description, steps, workerUrl } = definition
-    await store.upsertMigration(
+    if (workerUrl !== undefined) ctx.checkWorkerUrl(workerUrl)
+    // A worker's announce claims the migration in the same atomic write; one owned by another worker is left as it was.
+    const claimant = actor.kind === 'worker' ? actor.name : undefined
+    const stored = await store.upsertMigration(
       { id, name, steps, ...(description === undefined ? {} : { description }), ...(workerUrl === undefined ? {} : { workerUrl }) },
       candidates,
+      claimant,
     )
+    checkOwner(actor, stored, 'announce')
     emit({ type: 'migration.updated', migrationId: id, at: at() })
     if (candidates) emit({ type: 'candidates.submitted', migrationId: id, count: candidates.length, at: at() })
     return assemble(await requireMigration(id))
@@ -62,12 +59,12 @@ export function migrationMethods(ctx: LoomContext): MigrationMethods {
 
   const methods: MigrationMethods = {
     async announce(input) {
-      const { candidates, ...definition } = parse(MigrationAnnouncementSchema, input, '')
+      const { candidates, ...definition } = parse(schemas.MigrationAnnouncement, input, '')
       return upsert(definition, candidates)
     },
 
     async register(input) {
-      const { candidates, ...definition } = parse(RegisterMigrationRequestSchema, input, '')
+      const { candidates, ...definition } = parse(schemas.RegisterMigrationRequest, input, '')
       return upsert({ ...definition, id: generateId(definition.name) }, candidates)
     },
 
@@ -89,7 +86,9 @@ export function migrationMethods(ctx: LoomContext): MigrationMethods {
 
     async submitCandidates(migrationId, input) {
       parse(SlugSchema, migrationId, 'migrationId')
-      const candidates = parse(CandidateListSchema, input, 'candidates')
+      const candidates = parse(schemas.CandidateList, input, 'candidates')
+      // The owner never changes once set, so checking it before the write cannot race another worker.
+      if (actor.kind === 'worker') checkOwner(actor, await requireMigration(migrationId), 'submit candidates to')
       if (!(await store.replaceCandidates(migrationId, candidates))) await requireMigration(migrationId)
       emit({ type: 'candidates.submitted', migrationId, count: candidates.length, at: at() })
     },
@@ -122,11 +121,15 @@ export function migrationMethods(ctx: LoomContext): MigrationMethods {
       if (!found) return notFound(migrationId, candidateId)
       const workerApps = [...new Set(migration.steps.map((s) => s.workerApp))]
       try {
-        return await ctx.dryRunner.dryRun(migration.workerUrl ? { workerApps, workerUrl: migration.workerUrl } : { workerApps }, {
-          migrationId,
-          candidate: found.candidate,
-          steps: migration.steps,
-        })
+        const { workerUrl, owner } = migration
+        return await ctx.dryRunner.dryRun(
+          { workerApps, ...(workerUrl ? { workerUrl } : {}), ...(owner ? { owner } : {}) },
+          {
+            migrationId,
+            candidate: found.candidate,
+            steps: migration.steps,
+          },
+        )
       } catch (error) {
         if (LoomError.is(error)) throw error
         throw new LoomError('unavailable', `dry run of ${joinRunId(migrationId, candidateId)} failed: ${(error as Error).message}`, {

@@ -1,5 +1,7 @@
+import { type Actor, checkOwner } from '../actors'
 import { LoomError } from '../errors'
-import { ExecuteOptionsSchema, SlugSchema, StepCompletedEventSchema, type Candidate, type StepCompletedEvent } from '../schemas'
+import { ExecuteOptionsSchema, SlugSchema, type Candidate, type StepCompletedEvent } from '../schemas'
+import { isManualReview } from '../steps'
 import type { RunRecord } from '../ports'
 import { parse } from '../validate'
 import type { LoomContext } from './context'
@@ -8,9 +10,9 @@ import { runInfo, runStatusResponse } from './shapes'
 
 type RunMethods = Pick<Loom, 'queue' | 'dequeue' | 'execute' | 'cancel' | 'complete' | 'prOpened' | 'getRun' | 'runStatus'>
 
-/** A candidate's run: the operator's actions on it, the reports that move it, and how it reads. */
-export function runMethods(ctx: LoomContext): RunMethods {
-  const { store, engine, onError, emit, at, requireMigration, runOf, notFound, move, instanceId } = ctx
+/** A candidate's run: the operator's actions on it, the reports that move it, and how it reads, as `actor`. */
+export function runMethods(ctx: LoomContext, actor: Actor): RunMethods {
+  const { store, engine, onError, emit, at, requireMigration, runOf, notFound, move, instanceId, schemas } = ctx
 
   const runRecord = async (runId: string): Promise<{ migrationId: string; candidate: Candidate; run: RunRecord | undefined }> => {
     const { migrationId, candidateId } = runOf(runId)
@@ -22,17 +24,26 @@ export function runMethods(ctx: LoomContext): RunMethods {
   /** Records a step report, then tells the engine; `done` is false for progress (a pull request opened). */
   const report = async (runId: string, input: StepCompletedEvent, done: boolean) => {
     const { migrationId, candidateId } = runOf(runId)
-    const event = parse(StepCompletedEventSchema, input, '')
+    const event = parse(schemas.StepCompletedEvent, input, '')
     const migration = await requireMigration(migrationId)
+    checkOwner(actor, migration, 'report on runs of')
     if (event.candidate.id !== candidateId) {
       throw new LoomError('invalid', `candidate.id: "${event.candidate.id}" is not the candidate of run ${runId}`, {
         details: { field: 'candidate.id' },
       })
     }
-    if (!migration.steps.some((s) => s.name === event.stepName)) {
+    const step = migration.steps.find((s) => s.name === event.stepName)
+    if (!step) {
       throw new LoomError('invalid', `stepName: migration ${migrationId} has no step "${event.stepName}"`, {
         details: { field: 'stepName' },
       })
+    }
+    if (actor.kind === 'worker' && isManualReview(step)) {
+      throw new LoomError(
+        'forbidden',
+        `worker ${actor.name} may not decide step "${step.name}" of run ${runId}: approving or rejecting a manual review is an operator's action`,
+        { details: { actor, stepName: step.name } },
+      )
     }
     if (!done) event.metadata = { phase: 'open', ...event.metadata }
     // The attempt fences the report; the result stored is of the run's current attempt by construction.

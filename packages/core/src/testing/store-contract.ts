@@ -125,6 +125,41 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
         expect(page.candidates.map((c) => c.id)).toEqual(['new-one'])
       })
 
+      test('a claimant owns a new migration; another claimant changes nothing; no claimant keeps the owner', async () => {
+        const created = await store.upsertMigration(definition(), candidates(2), 'team-a')
+        expect(created.owner).toBe('team-a')
+        const refused = await store.upsertMigration(definition('app-chart', 'Taken over'), [], 'team-b')
+        expect(refused.owner).toBe('team-a')
+        const after = (await store.getMigration('app-chart'))!
+        expect(after.name).toBe('App chart')
+        expect(after.owner).toBe('team-a')
+        expect((await store.listCandidates('app-chart'))!.total).toBe(2)
+        // The owner re-announcing, and an operator (no claimant), both change it; the owner stays.
+        expect((await store.upsertMigration(definition('app-chart', 'By owner'), undefined, 'team-a')).owner).toBe('team-a')
+        const byOperator = await store.upsertMigration(definition('app-chart', 'By operator'))
+        expect(byOperator.owner).toBe('team-a')
+        expect((await store.getMigration('app-chart'))!.name).toBe('By operator')
+      })
+
+      test('a migration without an owner is claimed by the first claimant, and the claim lasts', async () => {
+        expect((await store.upsertMigration(definition())).owner).toBeUndefined()
+        expect((await store.getMigration('app-chart'))!.owner).toBeUndefined()
+        expect((await store.upsertMigration(definition(), undefined, 'team-a')).owner).toBe('team-a')
+        expect((await store.upsertMigration(definition(), undefined, 'team-b')).owner).toBe('team-a')
+        expect((await store.listMigrations()).find((m) => m.id === 'app-chart')?.owner).toBe('team-a')
+      })
+
+      test('of two claimants announcing a new migration at once, exactly one owns it', async () => {
+        const results = await Promise.all(
+          ['team-a', 'team-b', 'team-c', 'team-d'].map((claimant) =>
+            store.upsertMigration(definition('app-chart', claimant), candidates(1), claimant),
+          ),
+        )
+        const owner = (await store.getMigration('app-chart'))!.owner
+        expect(results.every((r) => r.owner === owner)).toBe(true)
+        expect((await store.getMigration('app-chart'))!.name).toBe(owner)
+      })
+
       test('lists migrations oldest first with their counts', async () => {
         await store.upsertMigration(definition('first'))
         await new Promise((r) => setTimeout(r, 5))
