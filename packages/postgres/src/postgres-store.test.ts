@@ -1,5 +1,5 @@
 import { createServer } from 'node:net'
-import { LoomError, type Candidate } from '@loom/core'
+import { LoomError, MAX_OFFSET, type Candidate } from '@loom/core'
 import type { MigrationDefinition, StatusAction } from '@loom/core/store'
 import postgres from 'postgres'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -131,6 +131,25 @@ onEachDatabase((db) => {
         total: 1,
       })
       expect((await store.listCandidates('app-chart', { limit: 2, offset: 2 }))!.candidates.map((c) => c.id)).toEqual(['svc-2', 'svc-3'])
+    })
+
+    it('takes every offset core accepts: MAX_OFFSET is an empty page with the total, not an error', async () => {
+      await store.upsertMigration(
+        definition(),
+        Array.from({ length: 3 }, (_, i) => ({ id: `svc-${i}` })),
+      )
+      expect(MAX_OFFSET).toBe(2 ** 31 - 1)
+      expect(await store.listCandidates('app-chart', { offset: MAX_OFFSET })).toEqual({ candidates: [], total: 3 })
+      expect(await store.listCandidates('app-chart', { offset: MAX_OFFSET, limit: 10_000, q: 'svc', status: 'not_started' })).toEqual({
+        candidates: [],
+        total: 3,
+      })
+      expect(await store.listCandidates('app-chart', { offset: MAX_OFFSET - 1, limit: 1 })).toEqual({ candidates: [], total: 3 })
+      expect((await store.listCandidates('app-chart', { offset: 2, limit: 10_000 }))!.candidates.map((c) => c.id)).toEqual(['svc-2'])
+      expect(await store.listCandidates('no-such-migration', { offset: MAX_OFFSET })).toBeUndefined()
+      // Past what core accepts (int4), the store still pages, should someone call it directly.
+      expect(await store.listCandidates('app-chart', { offset: 2 ** 31, limit: 2 ** 31 })).toEqual({ candidates: [], total: 3 })
+      expect(await store.listCandidates('app-chart', { offset: Number.MAX_SAFE_INTEGER })).toEqual({ candidates: [], total: 3 })
     })
 
     it('lists 500 candidates with their statuses in one statement', async () => {

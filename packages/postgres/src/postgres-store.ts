@@ -43,7 +43,8 @@ const DEFAULT_TIMEOUT_MS = 5_000
  * decision changes them (cleared, or carried over by a resume) and writes the cancelled attempt. Of concurrent changes to one run exactly one write
  * matches; the others read again and answer from what they find. Rewrites of many rows
  * (upsert, replace candidates, delete) are single calls of functions the schema defines,
- * which lock before they check. No client-side transaction is ever left open, so a
+ * which lock before they check; an upsert with a claimant claims the migration in its own
+ * insert, and writes nothing when the migration is another worker's. No client-side transaction is ever left open, so a
  * connection that dies mid-call leaves nothing half-applied. Listing joins statuses,
  * filters, counts and pages in one query. A database that cannot be reached, or does not
  * answer within `timeoutMs` (5 s by default), surfaces as an `unavailable` LoomError; build

@@ -5,14 +5,14 @@ import { postgresStore } from './postgres-store'
 import { SCHEMA_VERSION, migrate, migrateTo } from './schema'
 
 const TABLES = ['cancelled_attempts', 'candidates', 'leases', 'migrations', 'run_steps', 'runs', 'schema_migrations', 'steps']
-const ALL_VERSIONS = [1, 2]
+const ALL_VERSIONS = [1, 2, 3]
 
 onEachDatabase((db) => {
   it('creates the tables once; a second call applies nothing', async () => {
     const sql = await db.sql()
     const schema = freshSchema()
     try {
-      expect(SCHEMA_VERSION).toBe(2)
+      expect(SCHEMA_VERSION).toBe(3)
       expect(await migrate(sql, { schema })).toEqual({ applied: ALL_VERSIONS, version: SCHEMA_VERSION })
       expect(await migrate(sql, { schema })).toEqual({ applied: [], version: SCHEMA_VERSION })
       const tables = await sql`select table_name from information_schema.tables where table_schema = ${schema} order by table_name`
@@ -39,7 +39,7 @@ onEachDatabase((db) => {
         values ('app-chart', 'svc-0', 0, 'update-chart', true, true,
           '{"stepName":"update-chart","candidate":{"id":"svc-0"},"success":true}', '2026-01-01T00:01:30Z')`)
 
-      expect(await migrate(sql, { schema })).toEqual({ applied: [2], version: SCHEMA_VERSION })
+      expect(await migrate(sql, { schema })).toEqual({ applied: [2, 3], version: SCHEMA_VERSION })
       const store = postgresStore(sql, { schema })
       const step = {
         result: { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true },
@@ -67,6 +67,60 @@ onEachDatabase((db) => {
       )
       expect((await store.getCandidate('app-chart', 'svc-0'))!.run!.stepDispatchedAt).toBe(at)
       expect((await store.transition({ migrationId: 'app-chart', candidateId: 'svc-1', action: 'queue', at })).ok).toBe(true)
+    } finally {
+      await sql.unsafe(`drop schema if exists "${schema}" cascade`)
+    }
+  })
+
+  it('upgrades a version 2 schema in place: its migrations keep everything, have no owner, and the first worker to announce claims one', async () => {
+    const sql = await db.sql()
+    const schema = freshSchema()
+    const q = (text: string) => sql.unsafe(text.replaceAll('{s}', `"${schema}"`))
+    try {
+      expect(await migrateTo(sql, schema, 2)).toEqual({ applied: [1, 2], version: 2 })
+      // Rows as @loom/postgres 0.4 (schema version 2) wrote them: two migrations, one with every optional field, and a queued run.
+      await q(`select {s}.upsert_migration('app-chart', 'App chart', 'Bump the chart', 'http://127.0.0.1:9/loom', '2026-01-01T00:00:00Z',
+        '[["update-chart","charts","Edits values.yaml","{\\"chart\\":\\"app\\"}",null]]',
+        '[["svc-0","service","{\\"team\\":\\"core\\"}",null,null,"[\\"svc-0\\",\\"core\\"]"],["svc-1",null,null,null,null,"[\\"svc-1\\"]"]]')`)
+      await q(`select {s}.upsert_migration('other', 'Other', null, null, '2026-01-02T00:00:00Z', '[["s","w",null,null,null]]', null)`)
+      await q(`insert into {s}.runs (migration_id, candidate_id, attempt, state, started_at, updated_at)
+        values ('app-chart', 'svc-1', nextval('{s}.attempts'), 'queued', '2026-01-01T00:01:00Z', '2026-01-01T00:01:00Z')`)
+
+      expect(await migrate(sql, { schema })).toEqual({ applied: [3], version: SCHEMA_VERSION })
+      const store = postgresStore(sql, { schema })
+      const before = {
+        id: 'app-chart',
+        name: 'App chart',
+        description: 'Bump the chart',
+        steps: [{ name: 'update-chart', workerApp: 'charts', description: 'Edits values.yaml', config: { chart: 'app' } }],
+        workerUrl: 'http://127.0.0.1:9/loom',
+        createdAt: '2026-01-01T00:00:00.000Z',
+      }
+      const kept = (await store.getMigration('app-chart'))!
+      expect(kept).toEqual({ ...before, counts: { not_started: 1, queued: 1, running: 0, completed: 0 }, cancelledAttempts: [] })
+      expect('owner' in kept).toBe(false)
+      expect((await store.listMigrations()).map((m) => [m.id, 'owner' in m])).toEqual([
+        ['app-chart', false],
+        ['other', false],
+      ])
+      expect((await store.listCandidates('app-chart'))!.candidates).toEqual([
+        { id: 'svc-0', kind: 'service', metadata: { team: 'core' }, status: 'not_started' },
+        { id: 'svc-1', status: 'queued', runId: 'app-chart__svc-1' },
+      ])
+
+      // The first worker to announce a migration stored before version 3 owns it from then on.
+      const { steps, id, name, description, workerUrl } = before
+      expect(await store.upsertMigration({ id, name, description, steps, workerUrl }, undefined, 'team-a')).toEqual({
+        ...before,
+        owner: 'team-a',
+      })
+      const refused = await store.upsertMigration({ id, name: 'Taken over', steps: [] }, [], 'team-b')
+      expect(refused).toEqual({ ...before, owner: 'team-a' })
+      expect((await store.listCandidates('app-chart'))!.total).toBe(2)
+      // Version 2's function stays for a process not yet upgraded: it writes the definition and keeps the owner.
+      await q(`select {s}.upsert_migration('app-chart', 'From 0.4', null, null, now(), '[["s","w",null,null,null]]', null)`)
+      expect(await store.getMigration('app-chart')).toMatchObject({ name: 'From 0.4', owner: 'team-a', createdAt: before.createdAt })
+      expect((await store.getMigration('other'))!.owner).toBeUndefined()
     } finally {
       await sql.unsafe(`drop schema if exists "${schema}" cascade`)
     }

@@ -216,6 +216,63 @@ const MIGRATIONS: readonly SchemaMigration[] = [
       create index runs_running_by_owner on {schema}.runs (owner) where state = 'running';
     `,
   },
+  {
+    version: 3,
+    name: 'migration owners, claimed by the announcing worker',
+    // Nullable without a default, like version 2's columns: the table is not rewritten, and a
+    // migration stored before has no owner until a worker announces it.
+    sql: `
+      alter table {schema}.migrations add column owner text;
+
+      -- The upsert with a claimant: version 1's function (seven arguments) is left as it was, so a
+      -- process still on the older package keeps announcing while the others upgrade; it never
+      -- writes the owner, which is what an upsert without a claimant does.
+      --
+      -- The claim is the insert itself: a migration that belongs to another worker matches
+      -- no row of the update, and then nothing else is written either. ON CONFLICT has locked
+      -- that row all the same, and the next statement's snapshot sees it (and the steps its
+      -- owner wrote), so the stored migration is read back, for the caller to answer from.
+      -- o_applied says which: true, the definition was written and o_created and o_owner are
+      -- set; false, nothing was, and every o_ column holds what is stored.
+      create function {schema}.upsert_migration(
+        p_id text, p_name text, p_description text, p_worker_url text, p_now timestamptz,
+        p_steps json, p_candidates json, p_claimant text,
+        out o_applied boolean, out o_created timestamptz, out o_owner text,
+        out o_name text, out o_description text, out o_worker_url text, out o_steps json
+      ) language plpgsql as $$
+      begin
+        insert into {schema}.migrations as m (id, name, description, worker_url, created_at, owner)
+          values (p_id, p_name, p_description, p_worker_url, p_now, p_claimant)
+          on conflict (id) do update set
+            name = excluded.name, description = excluded.description, worker_url = excluded.worker_url,
+            owner = coalesce(m.owner, excluded.owner)
+          where p_claimant is null or m.owner is null or m.owner = p_claimant
+          returning m.created_at, m.owner into o_created, o_owner;
+        o_applied := found;
+        if not o_applied then
+          select m.created_at, m.owner, m.name, m.description, m.worker_url,
+            coalesce((
+              select json_agg(json_build_object(
+                'name', s.name, 'workerApp', s.worker_app, 'description', s.description,
+                'config', s.config, 'files', s.files
+              ) order by s.position)
+              from {schema}.steps s where s.migration_id = p_id
+            ), '[]'::json)
+            into o_created, o_owner, o_name, o_description, o_worker_url, o_steps
+            from {schema}.migrations m where m.id = p_id;
+          return;
+        end if;
+        delete from {schema}.steps where migration_id = p_id;
+        insert into {schema}.steps (migration_id, position, name, worker_app, description, config, files)
+          select p_id, (e.ord - 1)::integer, e.r->>0, e.r->>1, e.r->>2, (e.r->>3)::json, (e.r->>4)::json
+          from json_array_elements(p_steps) with ordinality as e(r, ord);
+        if p_candidates is not null then
+          perform {schema}.replace_candidates(p_id, p_candidates);
+        end if;
+      end
+      $$;
+    `,
+  },
 ]
 
 /** The newest schema version this package knows. */

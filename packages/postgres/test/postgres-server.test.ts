@@ -3,8 +3,8 @@
  * different pools, and connections killed under the store. PGlite runs one transaction at a
  * time, so there these races cannot happen at all.
  */
-import { LoomError, type CandidateStatus } from '@loom/core'
-import { STATUS_RULES, candidateStatusOf, type StatusAction, type TransitionResult } from '@loom/core/store'
+import { LoomError, type Candidate, type CandidateStatus } from '@loom/core'
+import { STATUS_RULES, candidateStatusOf, type MigrationDefinition, type StatusAction, type TransitionResult } from '@loom/core/store'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { clientOptions, postgresStore, type PostgresStore } from '../src/index'
 import { DATABASE_URL, NEEDS_SERVER, scratchStore, serverPool, sharedPool } from './databases'
@@ -265,6 +265,59 @@ describe.skipIf(!DATABASE_URL)(`claiming the runs of a lapsed owner ${NEEDS_SERV
       await Promise.all(owners.map((owner) => first.renewLease(owner, past)))
       previous = new Set(owners)
     }
+  })
+})
+
+describe.skipIf(!DATABASE_URL)(`workers claiming one migration at once ${NEEDS_SERVER}`, () => {
+  // Eight workers' announces, each through its own pool, so the claims meet on the migration row itself.
+  const claimants = Array.from({ length: 8 }, (_, i) => `team-${i}`)
+  const pools = DATABASE_URL ? claimants.map(() => serverPool({ ...clientOptions, max: 1 })) : []
+  let close: () => Promise<void> = async () => {}
+  afterEach(async () => close())
+
+  /** What `claimant` announces: every part of it names the claimant, so the stored migration shows whose it is. */
+  const announcement = (id: string, claimant: string): [MigrationDefinition, Candidate[]] => [
+    {
+      id,
+      name: claimant,
+      description: `announced by ${claimant}`,
+      workerUrl: `http://127.0.0.1:9/${claimant}`,
+      steps: [{ name: `${claimant}-step`, workerApp: claimant, config: { by: claimant } }],
+    },
+    [{ id: `${claimant}-svc` }, { id: 'shared', metadata: { by: claimant } }],
+  ]
+
+  it('of 8 claimants from 8 pools announcing the same migration, exactly one owns it and only its announce was written, 20 times over', {
+    timeout: 120_000,
+  }, async () => {
+    let schema: string
+    ;({ schema, close } = await scratchStore(sharedPool()))
+    const stores = pools.map((sql) => postgresStore(sql, { schema }))
+    // Connected before the race, so that the announces reach the server together.
+    await Promise.all(stores.map((store) => store.ping()))
+    const winners = new Set<string>()
+    for (let round = 0; round < 20; round++) {
+      const id = `app-chart-${round}`
+      // Odd rounds: an operator registered the migration first, so the claim is the update's, not the insert's.
+      if (round % 2 === 1) await stores[0]!.upsertMigration({ id, name: 'By operator', steps: [] }, [{ id: 'operator-svc' }])
+      const results = await Promise.all(stores.map((store, i) => store.upsertMigration(...announcement(id, claimants[i]!), claimants[i])))
+
+      const stored = (await stores[0]!.getMigration(id))!
+      const owner = stored.owner!
+      expect(claimants).toContain(owner)
+      winners.add(owner)
+      const [definition, candidates] = announcement(id, owner)
+      // Every announce, the winner's included, answers with what is stored: the winner's definition, naming the winner.
+      const { counts, cancelledAttempts, ...record } = stored
+      expect(record).toEqual({ ...definition, owner, createdAt: record.createdAt })
+      for (const result of results) expect(result).toEqual(record)
+      // No loser's candidates were written, nor were the operator's kept: the winner's replaced them.
+      const page = (await stores[0]!.listCandidates(id))!
+      expect(page.candidates).toEqual(candidates.map((c) => ({ ...c, status: 'not_started' })))
+      expect(counts.not_started).toBe(2)
+      expect(cancelledAttempts).toEqual([])
+    }
+    console.info(`migration claims: ${winners.size} different winners over 20 rounds (${[...winners].sort().join(', ')})`)
   })
 })
 

@@ -197,6 +197,24 @@ describe('createActivities', () => {
     ])
   })
 
+  it("dispatches to the migration's owner: the target names the worker that announced it and its workerUrl", async () => {
+    const store = memoryStore()
+    const steps = [{ name: 'bump-chart', workerApp: 'charts' }]
+    await store.upsertMigration(
+      { id: M, name: 'App chart', steps, workerUrl: 'http://127.0.0.1:9/charts' },
+      [{ id: 'billing-api' }],
+      'team-charts',
+    )
+    // Another worker's announce leaves the migration, its URL included, as the owner made it.
+    await store.upsertMigration({ id: M, name: 'App chart', steps, workerUrl: 'http://127.0.0.1:9/other' }, undefined, 'team-other')
+    await store.transition({ migrationId: M, candidateId: 'billing-api', action: 'queue', at: at() })
+    await store.transition({ migrationId: M, candidateId: 'billing-api', action: 'execute', at: at() })
+    const targets: unknown[] = []
+    const activities = createActivities({ store, dispatcher: { dispatch: async (target) => void targets.push(target) } })
+    await activities.dispatch(RUN, 0)
+    expect(targets).toEqual([{ workerApp: 'charts', workerUrl: 'http://127.0.0.1:9/charts', owner: 'team-charts' }])
+  })
+
   it('ends the run through the store once, tells onEvent, and is idempotent when run again', async () => {
     const store = await runningStore()
     const events: LoomEvent[] = []

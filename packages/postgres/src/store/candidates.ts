@@ -31,13 +31,15 @@ export function candidateMethods(ctx: StoreContext): CandidateMethods {
             and (${status}::text is null or st.status = ${status}::text)
             and (${q}::text is null or exists (select 1 from unnest(c.search) term where strpos(term, ${q}::text) > 0))
         `
+        // Limit and offset are bigint: core lets an offset reach MAX_OFFSET (2^31 - 1), the top of
+        // an int4, and a caller of the store itself may go past it.
         // The page carries the total; only an empty page (no match, an offset past the end, or
         // no such migration) needs a second statement to tell which.
         const rows = await sql`
           select count(*) over ()::int as total, c.id, c.kind, c.metadata, c.state, c.files, st.status
           ${matching()}
           order by c.position
-          limit ${query.limit ?? null}::int offset ${query.offset ?? 0}::int
+          limit ${query.limit ?? null}::bigint offset ${query.offset ?? 0}::bigint
         `
         if (rows.length === 0) {
           const [row] = await sql`

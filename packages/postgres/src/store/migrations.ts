@@ -13,7 +13,7 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
   const summaries = async (id: string | undefined): Promise<MigrationSummary[]> => {
     const rows = await sql`
       select
-        m.id, m.name, m.description, m.worker_url,
+        m.id, m.name, m.description, m.worker_url, m.owner,
         ${ms('m.created_at')} as created_at,
         coalesce((
           select json_agg(json_build_object(
@@ -60,19 +60,25 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
   }
 
   return {
-    upsertMigration(definition: MigrationDefinition, candidates?: Candidate[]) {
+    upsertMigration(definition: MigrationDefinition, candidates?: Candidate[], claimant?: string) {
       return call(async () => {
         const steps = JSON.stringify(
           definition.steps.map((s) => [s.name, s.workerApp, s.description ?? null, jsonOrNull(s.config), jsonOrNull(s.files)]),
         )
+        // One call: the claim, the definition, its steps and the candidates are written together or not at all.
         const [row] = await sql`
-          select (extract(epoch from ${fn('upsert_migration')}(
+          select u.o_applied as applied, ${ms('u.o_created')} as created_at, u.o_owner as owner,
+            u.o_name as name, u.o_description as description, u.o_worker_url as worker_url, u.o_steps as steps
+          from ${fn('upsert_migration')}(
             ${definition.id}::text, ${definition.name}::text, ${definition.description ?? null}::text,
             ${definition.workerUrl ?? null}::text, ${new Date().toISOString()}::timestamptz,
-            ${steps}::text::json, ${candidates ? candidateRows(candidates) : null}::text::json
-          )) * 1000)::float8 as created_at
+            ${steps}::text::json, ${candidates ? candidateRows(candidates) : null}::text::json, ${claimant ?? null}::text
+          ) u
         `
+        // Another worker's migration: nothing was written, and the record is the stored one, naming its owner.
+        if (row!.applied !== true) return migrationOf({ ...row, id: definition.id })
         const record: MigrationRecord = { ...structuredClone(definition), createdAt: iso(row!.created_at) }
+        if (row!.owner !== null) record.owner = row!.owner
         return record
       })
     },

@@ -17,6 +17,7 @@ export function migrationOf(row: Row): MigrationRecord {
   }
   if (row.description !== null) record.description = row.description
   if (row.worker_url !== null) record.workerUrl = row.worker_url
+  if (row.owner !== null) record.owner = row.owner
   return record
 }
 

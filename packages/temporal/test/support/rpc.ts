@@ -30,7 +30,10 @@ export async function serveRpc(target: {
   const server: Server = createServer(async (req, res) => {
     let body = ''
     for await (const chunk of req) body += chunk
-    const args = (JSON.parse(body || '{}') as { args?: unknown[] }).args ?? []
+    const { args = [], absent = [] } = JSON.parse(body || '{}') as { args?: unknown[]; absent?: number[] }
+    // JSON has no undefined: an argument left out travels as its position, so `upsertMigration(d, undefined, claimant)`
+    // arrives with its candidates absent, not null, and a claimant left out is no claimant.
+    for (const i of absent) args[i] = undefined
     const [kind, method] = (req.url ?? '').split('/').filter(Boolean)
     try {
       let result: unknown
@@ -60,7 +63,8 @@ export async function serveRpc(target: {
 }
 
 async function call(url: string, path: string, args: unknown[]): Promise<unknown> {
-  const response = await fetch(`${url}/${path}`, { method: 'POST', body: JSON.stringify({ args }) })
+  const absent = args.flatMap((arg, i) => (arg === undefined ? [i] : []))
+  const response = await fetch(`${url}/${path}`, { method: 'POST', body: JSON.stringify({ args, absent }) })
   const body = (await response.json()) as { result?: unknown; error?: { code: string; message: string } }
   if (body.error) throw new LoomError(LoomError.isCode(body.error.code) ? body.error.code : 'unavailable', body.error.message)
   return body.result === null ? undefined : body.result
