@@ -41,6 +41,7 @@ describe('httpDispatcher', () => {
     expect(calls[0]!.url).toBe('http://worker:4000/base/steps/dispatch')
     expect(calls[0]!.init.method).toBe('POST')
     expect(calls[0]!.init.headers).toMatchObject({ authorization: 'Bearer s3cret', 'content-type': 'application/json' })
+    expect(calls[0]!.init.redirect).toBe('manual')
     expect(JSON.parse(String(calls[0]!.init.body))).toEqual(request)
   })
 
@@ -59,7 +60,7 @@ describe('httpDispatcher', () => {
       .dispatch({ workerApp: 'charts', workerUrl: 'http://w' }, request)
       .catch((e) => e)
     expect(LoomError.is(error, 'unavailable')).toBe(true)
-    expect(error.message).toBe('worker at http://w/steps/dispatch answered 500: nope')
+    expect(error.message).toBe('worker app charts at http://w/steps/dispatch answered 500')
 
     const down = fakeFetch(() => Promise.reject(new TypeError('fetch failed')))
     const unreachable = await httpDispatcher({ fetch: down.fetch })
@@ -143,7 +144,7 @@ describe('httpDryRunner', () => {
       .catch((e) => e)
     expect(LoomError.is(error, 'unavailable')).toBe(true)
     expect(error.details).toEqual({ dependency: 'worker app charts' })
-    expect(error.message).toBe(`worker at http://w/dry-run answered ${status}: {"error":"bad token","code":"unauthorized"}`)
+    expect(error.message).toBe(`worker app charts at http://w/dry-run answered ${status}`)
   })
 
   it('is unavailable naming the app when a worker app has no URL', async () => {
@@ -152,5 +153,128 @@ describe('httpDryRunner', () => {
       .catch((e) => e)
     expect(LoomError.is(error, 'unavailable')).toBe(true)
     expect(error.message).toContain('no URL for worker app charts')
+  })
+})
+
+describe('what a worker call never repeats or follows', () => {
+  const secret = 'INTERNAL-SECRET: db_password=hunter2'
+
+  it.each([400, 403, 404, 409, 500, 502])('names the status, app and URL of a %i, never the body the worker sent', async (status) => {
+    const { fetch } = fakeFetch(() => new Response(secret, { status }))
+    const dispatched = await httpDispatcher({ fetch })
+      .dispatch({ workerApp: 'charts', workerUrl: 'http://127.0.0.1:4309/admin' }, request)
+      .catch((e) => e)
+    expect(dispatched.message).toBe(`worker app charts at http://127.0.0.1:4309/admin/steps/dispatch answered ${status}`)
+    const dryRun = await httpDryRunner({ fetch })
+      .dryRun({ workerApps: ['charts'], workerUrl: 'http://127.0.0.1:4309/admin' }, dryRunRequest)
+      .catch((e) => e)
+    expect(LoomError.is(dryRun, 'unavailable')).toBe(true)
+    expect(dryRun.message).toBe(`worker app charts at http://127.0.0.1:4309/admin/dry-run answered ${status}`)
+    for (const error of [dispatched, dryRun]) expect(JSON.stringify({ m: error.message, d: error.details })).not.toMatch(/SECRET|hunter2/)
+  })
+
+  it.each([301, 302, 303, 307, 308])('refuses a %i redirect as invalid without following it or quoting where it points', async (status) => {
+    const { fetch, calls } = fakeFetch(
+      () => new Response(secret, { status, headers: { location: 'http://admin:pw@10.0.0.1/delete-everything?token=abc' } }),
+    )
+    const error = await httpDispatcher({ fetch, token: 't' })
+      .dispatch({ workerApp: 'charts', workerUrl: 'http://w' }, request)
+      .catch((e) => e)
+    expect(calls).toHaveLength(1)
+    expect(calls[0]!.init.redirect).toBe('manual')
+    expect(LoomError.is(error, 'invalid')).toBe(true)
+    expect(error.message).toBe(
+      `worker app charts at http://w/steps/dispatch answered ${status}, a redirect, which Loom does not follow: announce the worker's final URL`,
+    )
+    expect(error.message).not.toMatch(/admin|10\.0\.0\.1|token=|SECRET/)
+    expect(error.details).toEqual({ workerStatus: status })
+  })
+
+  it('takes an opaque redirect (a runtime that hides the 3xx) for a redirect too', async () => {
+    const opaque = { type: 'opaqueredirect', status: 0, ok: false, body: null } as unknown as Response
+    const { fetch } = fakeFetch(() => opaque)
+    const error = await httpDispatcher({ fetch })
+      .dispatch({ workerApp: 'charts', workerUrl: 'http://w' }, request)
+      .catch((e) => e)
+    expect(LoomError.is(error, 'invalid')).toBe(true)
+    expect(error.message).toBe(
+      "worker app charts at http://w/steps/dispatch answered a redirect, which Loom does not follow: announce the worker's final URL",
+    )
+  })
+
+  it('removes credentials from the URL and the fetch error of a worker it cannot reach', async () => {
+    const down = fakeFetch((call) => Promise.reject(new TypeError(`connect ECONNREFUSED for ${call.url}`)))
+    const error = await httpDispatcher({ fetch: down.fetch, workerUrls: { charts: 'http://user:pw@charts.internal:4000' } })
+      .dispatch({ workerApp: 'charts' }, request)
+      .catch((e) => e)
+    expect(down.calls[0]!.url).toBe('http://user:pw@charts.internal:4000/steps/dispatch')
+    expect(LoomError.is(error, 'unavailable')).toBe(true)
+    expect(error.message).toBe(
+      'worker app charts at http://charts.internal:4000/steps/dispatch could not be reached: connect ECONNREFUSED for http://charts.internal:4000/steps/dispatch',
+    )
+    const refused = fakeFetch(() => new Response(null, { status: 503 }))
+    const dryRun = await httpDryRunner({ fetch: refused.fetch, workerUrls: { charts: 'https://user:pw@charts.internal' } })
+      .dryRun({ workerApps: ['charts'] }, dryRunRequest)
+      .catch((e) => e)
+    expect(dryRun.message).toBe('worker app charts at https://charts.internal/dry-run answered 503')
+  })
+
+  it('says how long it waited for a worker that does not answer, not the abort message', async () => {
+    const hanging = fakeFetch(
+      (call) => new Promise<Response>((_, reject) => call.init.signal!.addEventListener('abort', () => reject(call.init.signal!.reason))),
+    )
+    const error = await httpDispatcher({ fetch: hanging.fetch, timeoutMs: 20 })
+      .dispatch({ workerApp: 'charts', workerUrl: 'http://w' }, request)
+      .catch((e) => e)
+    expect(LoomError.is(error, 'unavailable')).toBe(true)
+    expect(error.message).toBe('worker app charts at http://w/steps/dispatch could not be reached: no answer within 20 ms')
+  })
+})
+
+describe('the token each worker is shown', () => {
+  const tokens: Record<string, string> = { alice: 'tok-alice', bob: 'tok-bob' }
+  const pick = (target: { owner?: string }) => (target.owner ? tokens[target.owner] : undefined)
+  /** `pick`, recording each target it was asked about in `seen`. */
+  const recording = (seen: unknown[]) => (target: { owner?: string }) => {
+    seen.push(target)
+    return pick(target)
+  }
+
+  it('asks a token function with the target, so each owner gets its own token', async () => {
+    const { fetch, calls } = fakeFetch(() => new Response(null, { status: 202 }))
+    const seen: unknown[] = []
+    const dispatcher = httpDispatcher({ fetch, token: recording(seen) })
+    await dispatcher.dispatch({ workerApp: 'charts', workerUrl: 'http://a', owner: 'alice' }, request)
+    await dispatcher.dispatch({ workerApp: 'charts', workerUrl: 'http://b', owner: 'bob' }, request)
+    expect(seen).toEqual([
+      { workerApp: 'charts', workerUrl: 'http://a', owner: 'alice' },
+      { workerApp: 'charts', workerUrl: 'http://b', owner: 'bob' },
+    ])
+    expect(calls.map((c) => (c.init.headers as Record<string, string>).authorization)).toEqual(['Bearer tok-alice', 'Bearer tok-bob'])
+  })
+
+  it('passes a dry run the app, URL and owner, once per URL', async () => {
+    const { fetch, calls } = fakeFetch((call) => {
+      const asked = JSON.parse(String(call.init.body)) as DryRunRequest
+      return Response.json({ steps: asked.steps.map((s) => ({ stepName: s.name, skipped: true })) })
+    })
+    const seen: unknown[] = []
+    await httpDryRunner({ fetch, token: recording(seen) }).dryRun(
+      { workerApps: ['charts', 'linters'], workerUrl: 'http://w', owner: 'bob' },
+      { ...dryRunRequest, steps: [dryRunRequest.steps[0]!, { name: 'lint', workerApp: 'linters' }] },
+    )
+    expect(seen).toEqual([{ workerApp: 'charts', workerUrl: 'http://w', owner: 'bob' }])
+    expect(calls).toHaveLength(1)
+    expect((calls[0]!.init.headers as Record<string, string>).authorization).toBe('Bearer tok-bob')
+  })
+
+  it.each([
+    ['no token', {}],
+    ['an empty token', { token: '' }],
+    ['a function answering undefined', { token: pick }],
+  ])('sends no Authorization header with %s', async (_, tokenOption) => {
+    const { fetch, calls } = fakeFetch(() => new Response(null, { status: 202 }))
+    await httpDispatcher({ fetch, ...tokenOption }).dispatch({ workerApp: 'charts', workerUrl: 'http://w', owner: 'carol' }, request)
+    expect(Object.keys(calls[0]!.init.headers as Record<string, string>)).toEqual(['content-type'])
   })
 })

@@ -1,10 +1,26 @@
 import { dryRunAcrossApps } from './dry-runs'
 import { LoomError, type LoomErrorCode } from './errors'
 import type { DryRunner, StepDispatcher } from './ports'
+import { redactUrl } from './worker-urls'
+
+/** The worker a call goes to, as `HttpWorkerOptions.token` sees it: whose token to present. */
+interface WorkerTokenTarget {
+  /** The worker app of the step (of a dry run: the first app asked at this URL). */
+  workerApp: string
+  /** The URL the migration was announced with, if any. */
+  workerUrl?: string
+  /** The worker the migration belongs to, if any (`RegisteredMigration.owner`). */
+  owner?: string
+}
 
 export interface HttpWorkerOptions {
-  /** Bearer token sent to workers, which refuse calls without it when they have one configured. */
-  token?: string
+  /**
+   * Bearer token sent to workers, which refuse calls without it when they have one configured.
+   * A function picks the token per call, so each worker is shown its own (with named worker
+   * tokens: `(target) => identities.workerToken(target.owner)`). No token, or a function
+   * answering `undefined`: no `Authorization` header at all.
+   */
+  token?: string | ((target: WorkerTokenTarget) => string | undefined)
   /** Worker URLs by worker app, overriding the `workerUrl` a migration was announced with. */
   workerUrls?: Record<string, string>
   /** How long to wait for the worker to answer. Default 10 s for dispatch, 60 s for dry-run. */
@@ -35,24 +51,54 @@ function refusalCode(status: number): LoomErrorCode {
   return 'unavailable'
 }
 
-async function post(url: string, body: unknown, options: HttpWorkerOptions, timeoutMs: number): Promise<Response> {
+/** `text` with the credentials of every URL in it removed (a fetch error may quote the URL it was given). */
+function redactAll(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^/@?#\s]*@/gi, '$1')
+}
+
+/** The token for `target`, if any. */
+function tokenFor(target: WorkerTokenTarget, options: HttpWorkerOptions): string | undefined {
+  return typeof options.token === 'function' ? options.token(target) : options.token
+}
+
+/**
+ * POSTs `body` to `url`, answering the worker's 2xx response. Everything else is a `LoomError`
+ * whose message says which worker app and URL (credentials removed) and what happened, and
+ * never quotes what the worker sent: the URL may be any host the announcer could name, and its
+ * answer is not Loom's to repeat. Redirects are not followed.
+ */
+async function post(
+  url: string,
+  body: unknown,
+  target: WorkerTokenTarget,
+  options: HttpWorkerOptions,
+  timeoutMs: number,
+): Promise<Response> {
   const headers: Record<string, string> = { 'content-type': 'application/json' }
-  if (options.token) headers.authorization = `Bearer ${options.token}`
+  const token = tokenFor(target, options)
+  if (token) headers.authorization = `Bearer ${token}`
+  const who = `worker app ${target.workerApp} at ${redactUrl(url)}`
   let response: Response
   try {
     response = await (options.fetch ?? fetch)(url, {
       method: 'POST',
       headers,
       body: JSON.stringify(body),
+      redirect: 'manual',
       signal: AbortSignal.timeout(timeoutMs),
     })
   } catch (error) {
-    throw new LoomError('unavailable', `worker at ${url} could not be reached: ${(error as Error).message}`, { cause: error })
+    const reason = (error as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : redactAll((error as Error).message)
+    throw new LoomError('unavailable', `${who} could not be reached: ${reason}`, { cause: error })
   }
-  if (!response.ok) {
-    const text = await response.text().catch(() => '')
-    const message = `worker at ${url} answered ${response.status}${text ? `: ${text.slice(0, 300)}` : ''}`
-    throw new LoomError(refusalCode(response.status), message, { details: { workerStatus: response.status } })
+  // Runtimes that follow the Fetch standard to the letter hand a manual redirect back as an opaque response of status 0.
+  const redirected = response.type === 'opaqueredirect' || (response.status >= 300 && response.status < 400)
+  if (redirected || !response.ok) {
+    await response.body?.cancel().catch(() => {})
+    const message = redirected
+      ? `${who} answered ${response.status ? `${response.status}, ` : ''}a redirect, which Loom does not follow: announce the worker's final URL`
+      : `${who} answered ${response.status}`
+    throw new LoomError(redirected ? 'invalid' : refusalCode(response.status), message, { details: { workerStatus: response.status } })
   }
   return response
 }
@@ -60,7 +106,9 @@ async function post(url: string, body: unknown, options: HttpWorkerOptions, time
 /**
  * Dispatches steps with `POST {workerUrl}/steps/dispatch`. The default dispatcher. A worker's
  * 2xx is its acceptance; 400, 401/403, 404 and 413 are its refusal (`invalid`,
- * `unauthorized`, `not_found`, `too_large`), anything else or no answer `unavailable`.
+ * `unauthorized`, `not_found`, `too_large`), a redirect is refused (`invalid`, not followed),
+ * anything else or no answer `unavailable`. What the worker sent with a refusal is never
+ * repeated: the message names the status, the worker app and its URL.
  *
  * @example
  * createLoom({ store, engine, dispatcher: httpDispatcher({ token: process.env.LOOM_WORKER_TOKEN }) })
@@ -69,7 +117,7 @@ export function httpDispatcher(options: HttpWorkerOptions = {}): StepDispatcher 
   return {
     async dispatch(target, request) {
       const url = `${baseUrlOf(target.workerApp, target.workerUrl, options)}/steps/dispatch`
-      const response = await post(url, request, options, options.timeoutMs ?? 10_000)
+      const response = await post(url, request, target, options, options.timeoutMs ?? 10_000)
       await response.body?.cancel()
     },
   }
@@ -78,7 +126,8 @@ export function httpDispatcher(options: HttpWorkerOptions = {}): StepDispatcher 
 /**
  * Asks for a dry run with `POST {workerUrl}/dry-run`: every distinct URL of the migration's
  * worker apps once (`workerUrls[app]`, else the announced `workerUrl`), at once, and merges
- * the answers step by step. The default dry-runner.
+ * the answers step by step. The default dry-runner. As for dispatch, redirects are not
+ * followed and a refusal's body is never repeated.
  *
  * @example
  * createLoom({ store, engine, dryRunner: httpDryRunner({ timeoutMs: 120_000 }) })
@@ -88,17 +137,22 @@ export function httpDryRunner(options: HttpWorkerOptions = {}): DryRunner {
     dryRun(target, request) {
       // Apps served at one URL share its answer: each URL is asked once.
       const asked = new Map<string, Promise<unknown>>()
-      const ask = async (url: string) => {
-        const response = await post(url, request, options, options.timeoutMs ?? 60_000)
+      const ask = async (url: string, workerApp: string) => {
+        const to: WorkerTokenTarget = {
+          workerApp,
+          ...(target.workerUrl ? { workerUrl: target.workerUrl } : {}),
+          ...(target.owner ? { owner: target.owner } : {}),
+        }
+        const response = await post(url, request, to, options, options.timeoutMs ?? 60_000)
         try {
           return await response.json()
         } catch {
-          throw new LoomError('unavailable', `worker at ${url} answered a dry run that is not JSON`)
+          throw new LoomError('unavailable', `worker app ${workerApp} at ${redactUrl(url)} answered a dry run that is not JSON`)
         }
       }
       return dryRunAcrossApps(target, request, (workerApp) => {
         const url = `${baseUrlOf(workerApp, target.workerUrl, options)}/dry-run`
-        if (!asked.has(url)) asked.set(url, ask(url))
+        if (!asked.has(url)) asked.set(url, ask(url, workerApp))
         return asked.get(url)!
       })
     },

@@ -50,11 +50,13 @@ const fatalUtf8 = new TextDecoder('utf-8', { fatal: true })
 
 /**
  * Reads a JSON body or message the way every transport must: bytes that are not UTF-8, text
- * nested deeper than `depth`, and text that is not JSON are each refused with `invalid` naming
- * `field`, before anything is built from them. The depth is measured on the text in one pass,
- * so a hostile body costs one scan, never a parse.
+ * nested deeper than `limits.depth`, a list longer than its limit, and text that is not JSON
+ * are each refused with `invalid` naming the field, before anything is built from them.
+ * Depth and list lengths are measured on the text in one pass, so a hostile body costs one
+ * scan, never a parse: `steps`, `candidates` and `files` lists are held to their own limits,
+ * any other list to the largest of them. `limits` may be a bare depth (lists then unchecked).
  */
-export function readJson(input: Uint8Array | string, depth: number, field = 'body'): unknown {
+export function readJson(input: Uint8Array | string, limits: number | Readonly<Limits>, field = 'body'): unknown {
   let text: string
   if (typeof input === 'string') text = input
   else {
@@ -64,10 +66,7 @@ export function readJson(input: Uint8Array | string, depth: number, field = 'bod
       throw new LoomError('invalid', `${field}: is not valid UTF-8`, { details: { field } })
     }
   }
-  const deepest = nestingOf(text, depth)
-  if (deepest > depth) {
-    throw new LoomError('invalid', `${field}: nested deeper than the limit of ${depth} (limits.depth)`, { details: { field } })
-  }
+  measure(text, typeof limits === 'number' ? { depth: limits } : limits, field)
   try {
     return JSON.parse(text)
   } catch (error) {
@@ -75,24 +74,71 @@ export function readJson(input: Uint8Array | string, depth: number, field = 'bod
   }
 }
 
-/** How deep objects and arrays nest in JSON text, stopping once past `stopAt`. Brackets inside strings do not count. */
-function nestingOf(text: string, stopAt: number): number {
-  let level = 0
-  let deepest = 0
-  let inString = false
+/** The lists whose length has a limit of its own, by the key that holds them. */
+const LIST_LIMITS = { steps: 'steps', candidates: 'candidates', files: 'files' } as const satisfies Record<string, keyof Limits>
+
+interface Frame {
+  list: boolean
+  /** Items seen so far (lists). */
+  items: number
+  /** The key being read (objects). */
+  key: string
+  /** Where the frame is, as a dotted path. */
+  path: string
+  /** The most items this list may hold; Infinity for objects. */
+  max: number
+  /** The limit that `max` comes from. */
+  limit: keyof Limits | undefined
+}
+
+/**
+ * One pass over JSON text: refuses nesting deeper than `limits.depth` and lists longer than
+ * their limit, naming where. Brackets, commas and colons inside strings do not count. It does
+ * not judge the syntax: `JSON.parse` does, afterwards.
+ */
+function measure(text: string, limits: Partial<Limits> & Pick<Limits, 'depth'>, field: string): void {
+  const stack: Frame[] = []
+  const listed = limits.candidates !== undefined
+  const largest = Math.max(limits.steps ?? 0, limits.candidates ?? 0, limits.files ?? 0)
+  let lastString = ''
+  const at = (path: string) => (path ? (field === 'body' ? path : `${field}.${path}`) : field)
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
-    if (inString) {
-      if (c === 92 /* \ */) i++
-      else if (c === 34 /* " */) inString = false
-    } else if (c === 34) inString = true
-    else if (c === 123 /* { */ || c === 91 /* [ */) {
-      level++
-      if (level > deepest) {
-        deepest = level
-        if (deepest > stopAt) return deepest
+    if (c === 32 || c === 10 || c === 13 || c === 9) continue
+    const top = stack[stack.length - 1]
+    // The first character of a value inside a list counts one item.
+    if (top?.list && top.items === 0 && c !== 93 /* ] */) top.items = 1
+    if (c === 34 /* " */) {
+      const start = i + 1
+      for (i = start; i < text.length; i++) {
+        const d = text.charCodeAt(i)
+        if (d === 92 /* \ */) i++
+        else if (d === 34) break
       }
-    } else if (c === 125 /* } */ || c === 93 /* ] */) level--
+      lastString = text.slice(start, Math.min(i, start + 200))
+    } else if (c === 58 /* : */) {
+      if (top && !top.list) top.key = lastString
+    } else if (c === 44 /* , */) {
+      if (top?.list && ++top.items > top.max) {
+        const what = top.limit === undefined ? 'items' : top.limit
+        throw new LoomError('invalid', `${at(top.path)}: more than the limit of ${top.max} ${what} (limits.${top.limit ?? 'candidates'})`, {
+          details: { field: at(top.path) },
+        })
+      }
+    } else if (c === 123 /* { */ || c === 91 /* [ */) {
+      if (stack.length >= limits.depth) {
+        throw new LoomError('invalid', `${field}: nested deeper than the limit of ${limits.depth} (limits.depth)`, {
+          details: { field },
+        })
+      }
+      const name = top === undefined ? '' : top.list ? String(top.items - 1) : top.key
+      const path = top?.path ? `${top.path}.${name}` : name
+      const list = c === 91
+      const limit = list && listed && Object.hasOwn(LIST_LIMITS, name) ? LIST_LIMITS[name as keyof typeof LIST_LIMITS] : undefined
+      const max = !list || !listed ? Number.POSITIVE_INFINITY : limit ? (limits[limit] as number) : largest
+      stack.push({ list, items: 0, key: '', path, max, limit })
+    } else if (c === 125 /* } */ || c === 93 /* ] */) {
+      stack.pop()
+    }
   }
-  return deepest
 }

@@ -92,6 +92,9 @@ function workerUrlIssue(text: string): string | undefined {
  */
 const AttemptSchema = v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'))
 
+/** A list, not yet judged item by item: measuring it first copies nothing. */
+const AnyList = v.custom<unknown[]>(Array.isArray, 'must be an array')
+
 /**
  * The schemas whose sizes are bounded by {@link Limits}: maps, candidates, steps, and the
  * requests that carry them. Every list and map is measured before its items are judged, so a
@@ -120,7 +123,7 @@ export function limitedSchemas(limits: Limits) {
   const FileGroup = v.object({
     name: NonEmpty(500),
     repo: Text(500),
-    files: v.pipe(v.array(v.unknown(), 'must be an array'), count('files', limits.files, 'files'), v.array(FileRefSchema)),
+    files: v.pipe(AnyList, count('files', limits.files, 'files'), v.array(FileRefSchema)),
   })
 
   const Candidate = v.object({
@@ -128,11 +131,11 @@ export function limitedSchemas(limits: Limits) {
     kind: v.optional(Text(200)),
     metadata: v.optional(StringMap),
     state: v.optional(StringMap),
-    files: v.optional(v.pipe(v.array(v.unknown(), 'must be an array'), count('file groups', limits.files, 'files'), v.array(FileGroup))),
+    files: v.optional(v.pipe(AnyList, count('file groups', limits.files, 'files'), v.array(FileGroup))),
   })
 
   const CandidateList = v.pipe(
-    v.array(v.unknown(), 'must be an array'),
+    AnyList,
     count('candidates', limits.candidates, 'candidates'),
     v.array(Candidate),
     v.check((list) => unique(list.map((c) => c.id)), 'candidate ids must be unique'),
@@ -144,7 +147,7 @@ export function limitedSchemas(limits: Limits) {
       workerApp: SlugSchema,
       description: v.optional(Text(10_000)),
       config: v.optional(StringMap),
-      files: v.optional(v.pipe(v.array(v.unknown(), 'must be an array'), count('files', limits.files, 'files'), v.array(NonEmpty(4096)))),
+      files: v.optional(v.pipe(AnyList, count('files', limits.files, 'files'), v.array(NonEmpty(4096)))),
     }),
     v.forward(
       v.check(
@@ -156,7 +159,7 @@ export function limitedSchemas(limits: Limits) {
   )
 
   const StepList = v.pipe(
-    v.array(v.unknown(), 'must be an array'),
+    AnyList,
     count('steps', limits.steps, 'steps'),
     v.minLength(1, 'must list at least one step'),
     v.array(StepDefinition),

@@ -1,4 +1,4 @@
-import { LoomError, SlugSchema, parse } from '@loom/core'
+import { DEFAULT_LIMITS, LoomError, SlugSchema, parse, readJson } from '@loom/core'
 import type { MiddlewareHandler } from 'hono'
 import { validator } from 'hono/validator'
 import * as v from 'valibot'
@@ -26,13 +26,43 @@ const BODY_ERRORS = {
   too_large: 'the body is larger than the limit the app is configured with',
 }
 
-/** Validates the JSON body; `label` prefixes field names (empty: the body's own fields). */
-export function jsonBody<S extends v.GenericSchema>(schema: S, label = ''): Validated<'json', v.InferInput<S>, v.InferOutput<S>> {
-  const middleware = validator('json', (value, c) => {
+/** How a JSON body is read. */
+export interface JsonBodyOptions {
+  /** Deepest nesting of objects and arrays accepted (`limits.depth`). Default `DEFAULT_LIMITS.depth`, 32. */
+  depth?: number
+}
+
+/** The body's bytes (hono keeps them, so a later reader gets the same). */
+async function bytesOf(c: { req: { arrayBuffer(): Promise<ArrayBuffer> } }): Promise<Uint8Array> {
+  return new Uint8Array(await c.req.arrayBuffer())
+}
+
+/** Whether `bytes` hold nothing but the whitespace JSON allows around a value. */
+const isBlank = (bytes: Uint8Array) => bytes.every((b) => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d)
+
+/**
+ * Validates the JSON body; `label` prefixes field names (empty: the body's own fields).
+ * The body is read as core reads every transport's JSON (`readJson`): bytes that are not
+ * UTF-8 (refused, never turned into U+FFFD), nesting deeper than `options.depth` (measured
+ * before parsing) and malformed JSON are each refused with `invalid` naming `body`, before
+ * the schema sees anything.
+ */
+export function jsonBody<S extends v.GenericSchema>(
+  schema: S,
+  label = '',
+  options: JsonBodyOptions = {},
+): Validated<'json', v.InferInput<S>, v.InferOutput<S>> {
+  const depth = options.depth ?? DEFAULT_LIMITS.depth
+  const middleware: MiddlewareHandler = async (c, next) => {
     requireJsonType(c.req.header('content-type'))
-    return parse(schema, value, label)
-  }) as unknown as Validated<'json', v.InferInput<S>, v.InferOutput<S>>
-  return withFacts(middleware, { body: { schema, required: true }, errors: BODY_ERRORS })
+    const value = readJson(await bytesOf(c), { ...DEFAULT_LIMITS, depth }, 'body')
+    c.req.addValidatedData('json', parse(schema, value, label) as object)
+    await next()
+  }
+  return withFacts(middleware as Validated<'json', v.InferInput<S>, v.InferOutput<S>>, {
+    body: { schema, required: true },
+    errors: BODY_ERRORS,
+  })
 }
 
 /**
@@ -40,18 +70,17 @@ export function jsonBody<S extends v.GenericSchema>(schema: S, label = ''): Vali
  * whose clients send none): no body, or an empty one, is judged as `{}`; any other must be a
  * JSON object and is then judged as `jsonBody` judges it.
  */
-export function optionalJsonBody<S extends v.GenericSchema>(schema: S): OptionalValidated<'json', v.InferInput<S>, v.InferOutput<S>> {
+export function optionalJsonBody<S extends v.GenericSchema>(
+  schema: S,
+  options: JsonBodyOptions = {},
+): OptionalValidated<'json', v.InferInput<S>, v.InferOutput<S>> {
+  const depth = options.depth ?? DEFAULT_LIMITS.depth
   const middleware: MiddlewareHandler = async (c, next) => {
-    // hono's validator reads an unlabelled body as `{}` and an empty JSON one as malformed; neither fits here.
-    const text = await c.req.text()
+    const bytes = await bytesOf(c)
     let value: unknown = {}
-    if (text.trim() !== '') {
+    if (!isBlank(bytes)) {
       requireJsonType(c.req.header('content-type'))
-      try {
-        value = JSON.parse(text)
-      } catch {
-        throw new LoomError('invalid', 'body: malformed JSON', { details: { field: 'body' } })
-      }
+      value = readJson(bytes, { ...DEFAULT_LIMITS, depth }, 'body')
       // valibot's object schemas take an array, and one whose fields are all optional would let `[true]` through as `{}`.
       if (typeof value !== 'object' || value === null || Array.isArray(value)) {
         throw new LoomError('invalid', 'body: must be a JSON object', { details: { field: 'body' } })
@@ -67,7 +96,7 @@ export function optionalJsonBody<S extends v.GenericSchema>(schema: S): Optional
 }
 
 function requireJsonType(contentType: string | undefined) {
-  // Without this, hono reads a body of another type as `{}` and the message would name a missing field.
+  // A body of another type is refused for its type, rather than read as JSON text and judged field by field.
   if (!JSON_MEDIA_TYPE.test(contentType ?? '')) {
     throw new LoomError('invalid', 'body: Content-Type must be application/json', { details: { field: 'body' } })
   }
