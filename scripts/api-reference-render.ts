@@ -5,7 +5,7 @@ type Json = Record<string, any>
 
 const METHODS = ['get', 'post', 'put', 'patch', 'delete'] as const
 
-/** The OpenAPI document of a `loomApp` with both tokens configured, as it serves it at `/openapi.json`. */
+/** The OpenAPI document of a `loomApp` with an operator and a worker token configured, as it serves it at `/openapi.json`. */
 function servedDocument(): Json {
   const loom = createLoom({ store: memoryStore(), engine: localEngine() })
   const doc = openApiDocument(loomApp(loom, { token: 'operator-token', workerToken: 'worker-token' }))
@@ -25,8 +25,11 @@ export function renderReference(): { markdown: string; json: string } {
     '',
     `OpenAPI ${doc.openapi}, version ${doc.info.version}: [openapi.json](openapi.json). A running API serves the same document at \`GET /openapi.json\`.`,
     '',
-    '**Who calls what.** _operator_ routes take the operator token (`token`); _worker_ routes take the worker token',
-    '(`workerToken`, or the operator token); _public_ routes take none. With no token configured every route is open.',
+    '**Who calls what.** _operator_ routes take an operator’s token (`token`, or one of the named `operators`); a worker’s',
+    'token there is known but refused with 403 `forbidden`. _worker_ routes take a worker’s token (`workerToken`, or one of',
+    'the named `workers`) or an operator’s; a worker may change only the migrations it announced first, and never decides',
+    'a manual review (403). _public_ routes take none. A missing or unknown token is 401 `unauthorized`. With no token',
+    'configured (and no `authenticate` hook) every route is open, every caller an operator.',
     '',
   ]
   const operations: Array<{ method: string; path: string; op: Json }> = []

@@ -1,6 +1,6 @@
 import { LoomError, createLoom, localEngine, memoryStore, type LoomEvent } from '@loom/core'
 import { announcement, candidates, eventually, expectLoomError } from '@loom/core/testing'
-import { loomApp } from '@loom/hono'
+import { type LoomAppOptions, loomApp } from '@loom/hono'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createClient } from './index'
 
@@ -11,11 +11,13 @@ afterEach(async () => {
 })
 
 /** A client over a real loomApp, through `app.request`, with every request recorded. */
-async function over(options: { token?: string; appToken?: string; wrap?: (request: Request, response: Response) => Response } = {}) {
+async function over(
+  options: { token?: string; appToken?: string; app?: LoomAppOptions; wrap?: (request: Request, response: Response) => Response } = {},
+) {
   const store = memoryStore()
   const loom = createLoom({ store, engine: localEngine(), onError: () => {} })
   await loom.ready
-  const app = loomApp(loom, options.appToken ? { token: options.appToken } : {})
+  const app = loomApp(loom, options.app ?? (options.appToken ? { token: options.appToken } : {}))
   const requests: Request[] = []
   const errors: unknown[] = []
   const client = createClient({
@@ -117,6 +119,36 @@ describe('errors', () => {
     const invalid = await expectLoomError(client.submitCandidates(M, [{ id: 'a__b' }]), 'invalid')
     expect(invalid.details).toEqual({ httpStatus: 400, field: 'candidates.0.id' })
     expect(LoomError.is(invalid)).toBe(true)
+  })
+
+  it('rebuilds forbidden from a 403: a worker calling an operator method, or changing another worker’s migration', async () => {
+    const app = { operators: 'alice:op-token', workers: 'team-a:a-token,team-b:b-token' }
+    const { client: teamA, loom } = await over({ token: 'a-token', app })
+    await teamA.announce(announcement(M, { candidates: candidates(1) }))
+    expect((await loom.getMigration(M)).owner).toBe('team-a')
+
+    const queue = await expectLoomError(teamA.queue(M, 'svc-0'), 'forbidden')
+    expect(queue.message).toMatch(/^worker team-a may not call queue: /)
+    expect(queue.details).toEqual({ httpStatus: 403 })
+
+    const { client: teamB, loom: other } = await over({ token: 'b-token', app })
+    await other.as({ kind: 'worker', name: 'team-a' }).announce(announcement(M, { candidates: candidates(2) }))
+    const takeover = await expectLoomError(teamB.announce(announcement(M, { candidates: [] })), 'forbidden')
+    expect(takeover.message).toBe(`worker team-b may not announce migration ${M}: it belongs to worker team-a`)
+    await expectLoomError(teamB.submitCandidates(M, []), 'forbidden')
+    expect((await other.listCandidates(M)).map((c) => c.id)).toEqual(['svc-0', 'svc-1'])
+    expect(LoomError.is(takeover, 'forbidden')).toBe(true)
+  })
+
+  it('tells a missing token (unauthorized) from a known caller without the right (forbidden)', async () => {
+    const app = { token: 'op-token', workerToken: 'wk-token' }
+    const anonymous = (await over({ app })).client
+    const error = await expectLoomError(anonymous.listMigrations(), 'unauthorized')
+    expect(error.details).toEqual({ httpStatus: 401 })
+    const { client: worker, loom } = await over({ token: 'wk-token', app })
+    await expectLoomError(worker.listMigrations(), 'forbidden')
+    expect((await worker.announce(announcement(M))).owner).toBe('worker')
+    expect((await loom.listMigrations()).map((m) => [m.id, m.owner])).toEqual([[M, 'worker']])
   })
 
   it('rebuilds unavailable with the failing dependency from a 503 health answer', async () => {
@@ -228,6 +260,15 @@ describe('subscribe', () => {
     await loom.announce(announcement(M))
     await eventually(() => expect(received).toEqual(['migration.updated']))
     expect(errors).toEqual([new Error('listener bug')])
+  })
+
+  it('reports a stream refused for the caller’s role as forbidden', async () => {
+    const { client, requests, errors } = await over({ token: 'wk', app: { token: 'op', workerToken: 'wk' } })
+    const stop = client.subscribe(() => {})
+    await eventually(() => expect(requests.filter((r) => r.url.endsWith('/events')).length).toBeGreaterThanOrEqual(2))
+    stop()
+    expect(errors).toHaveLength(1)
+    expect(LoomError.is(errors[0], 'forbidden')).toBe(true)
   })
 
   it('retries a refused stream and reports the refusal once', async () => {

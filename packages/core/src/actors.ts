@@ -14,7 +14,7 @@ export const ACTOR_KINDS = ['operator', 'worker', 'system'] as const
 export type ActorKind = (typeof ACTOR_KINDS)[number]
 
 /** Longest actor name accepted (a token's name, a user name from an embedding service). */
-export const MAX_ACTOR_NAME_LENGTH = 200
+const MAX_ACTOR_NAME_LENGTH = 200
 
 export const ActorSchema = v.object({
   kind: v.picklist(ACTOR_KINDS, `must be one of ${ACTOR_KINDS.join(', ')}`),

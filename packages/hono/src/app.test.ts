@@ -616,8 +616,9 @@ describe('unknown routes and wrong methods', () => {
 
   it('answers a bug with 500 and a body that reveals nothing, and reports it', async () => {
     t = await setup()
-    // loomApp calls the interface at request time, so replacing a method simulates a bug behind it.
-    ;(t.loom as { listMigrations: unknown }).listMigrations = () => Promise.reject(new TypeError('secret internals'))
+    // loomApp calls the interface as the caller at request time, so replacing what `as` hands out simulates a bug behind it.
+    const as = t.loom.as
+    t.loom.as = (actor) => ({ ...as(actor), listMigrations: () => Promise.reject(new TypeError('secret internals')) }) as never
     const res = await t.call('GET', '/migrations')
     expect(res.status).toBe(500)
     expect(res.json).toEqual({ error: 'internal error', code: 'unavailable' })

@@ -1,9 +1,20 @@
-import { type Loom, LoomError, RunStatusResponseSchema } from '@loom/core'
+import {
+  type Actor,
+  DEFAULT_LIMITS,
+  type Limits,
+  type Loom,
+  LoomError,
+  type LoomInstance,
+  type LimitedSchemas,
+  limitedSchemas,
+  type NamedTokens,
+  RunStatusResponseSchema,
+} from '@loom/core'
 import { Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { methodNotAllowed } from 'hono/method-not-allowed'
 import * as v from 'valibot'
-import { bearerGuards } from './auth'
+import { callerGuards, type Guards, type LoomEnv } from './auth'
 import { describeRoute } from './describe'
 import { errorResponse, type LoomErrorBody, toErrorResponse } from './errors'
 import { eventHub, eventStream } from './events'
@@ -14,19 +25,35 @@ import { registryRoutes } from './registry'
 import { reportRoutes, runRoutes } from './runs'
 import { runIdParam } from './validation'
 
+/**
+ * The `Loom` that `loomApp` serves: the interface, plus `as(actor)` to hold each request to
+ * its caller's role (what `createLoom` returns). `limits`, when present, are what request
+ * bodies are judged against; default core's `DEFAULT_LIMITS`.
+ */
+export type ServedLoom = Loom & Pick<LoomInstance, 'as'> & { readonly limits?: Readonly<Limits> }
+
 export interface LoomAppOptions {
   /**
-   * Bearer token for the operator routes (everything but the worker routes, `/health`
-   * and `/openapi.json`). Also accepted on worker routes. Unset: operator routes are open.
-   * RFC 6750 token characters only (A–Z a–z 0–9 . _ ~ + / - and trailing `=`).
+   * The single operator token (`LOOM_TOKEN`); its holder is operator `operator`. Accepted on
+   * every route. RFC 6750 token characters only (A–Z a–z 0–9 . _ ~ + / - and trailing `=`).
    */
   token?: string
   /**
-   * Bearer token for the worker routes: `POST /registry/announce`,
-   * `POST /migrations/{id}/candidates`, `POST /event/{runId}` and `/pr-opened`.
-   * Default: `token`.
+   * The single worker token; its holder is worker `worker`, who may call the worker routes:
+   * `POST /registry/announce`, `POST /migrations/{id}/candidates`, `POST /event/{runId}` and
+   * `/pr-opened`. May equal `token` (API 0.2 used one token for both); its holder is then the operator.
    */
   workerToken?: string
+  /** Named operator tokens: `{ alice: '<token>' }`, or the text `alice:<token>,bob:<token>` of `LOOM_OPERATORS`. */
+  operators?: NamedTokens | string
+  /** Named worker tokens: `{ 'app-charts': '<token>' }`, or the text of `LOOM_WORKERS`. Each worker owns what it first announces. */
+  workers?: NamedTokens | string
+  /**
+   * Who makes a request, for a service that knows its callers its own way (sessions, JWTs,
+   * mTLS): an actor, or null to answer 401. Instead of tokens; giving both is refused.
+   * Called once per request, before the body is read; `/health` and `/openapi.json` do not call it.
+   */
+  authenticate?: (request: Request) => Actor | null | Promise<Actor | null>
   /** Largest request body accepted, in bytes; larger ones get 413 `too_large`. Default 4 MiB. */
   maxBodyBytes?: number
   /** How often `GET /events` writes a heartbeat comment. Default 15 s. */
@@ -48,13 +75,21 @@ export interface LoomAppOptions {
   onError?: (error: unknown) => void
 }
 
+/** Whether this process has said that a loomApp is open; it says so once, not once per app. */
+let warnedOpen = false
+
 /**
  * The HTTP API of `http-api.md` as a Hono app: a thin translation of every route to the
- * `Loom` interface, which does the work. Requests are validated with core's schemas
- * before they reach `loom`; every failure answers `{ error, code }` with the status of its
- * code. Each route carries its description, from which `GET /openapi.json` is generated.
- * Mount it wherever you like; it uses Web-standard APIs only, so it runs on Node, Bun and
- * workerd (each proven by an example test).
+ * `Loom` interface, which does the work. Each request is authenticated once (a token, or
+ * the `authenticate` hook), refused when the caller's role may not call the route's method,
+ * then validated with core's schemas at `loom`'s limits, all before `loom` is called, as
+ * `loom.as(caller)` so that core holds the caller to ownership and review rules too. Every
+ * failure answers `{ error, code }` with the status of its code. Each route carries its
+ * description, from which `GET /openapi.json` is generated. Mount it wherever you like; it
+ * uses Web-standard APIs only, so it runs on Node, Bun and workerd (each proven by an example test).
+ *
+ * With no token and no `authenticate` every route is open to anyone, with an operator's
+ * rights; the first such app of a process says so on `console.warn`.
  *
  * @example
  * import { Hono } from 'hono'
@@ -62,17 +97,36 @@ export interface LoomAppOptions {
  * import { loomApp } from '@loom/hono'
  *
  * const loom = createLoom({ store: memoryStore(), engine: localEngine() })
- * const app = new Hono().route('/api', loomApp(loom, { token: process.env.LOOM_TOKEN }))
+ * const api = loomApp(loom, { operators: process.env.LOOM_OPERATORS, workers: process.env.LOOM_WORKERS })
+ * const app = new Hono().route('/api', api)
  */
-export function loomApp(loom: Loom, options: LoomAppOptions = {}) {
+export function loomApp(loom: ServedLoom, options: LoomAppOptions = {}) {
   const onError = options.onError ?? ((error: unknown) => console.error('[loom] unhandled error in loomApp:', error))
-  const guards = bearerGuards(options)
+  const limits = loom.limits ?? DEFAULT_LIMITS
+  const schemas = limitedSchemas(limits)
+  const guards = callerGuards(options, {
+    definitions: {
+      MigrationAnnouncement: schemas.MigrationAnnouncement,
+      AnnounceRequest: schemas.AnnounceRequest,
+      RegisterMigrationRequest: schemas.RegisterMigrationRequest,
+      SubmitCandidatesRequest: schemas.SubmitCandidatesRequest,
+      StepCompletedEvent: schemas.StepCompletedEvent,
+    },
+  })
+  if (guards.open && !warnedOpen) {
+    warnedOpen = true
+    console.warn(
+      '[loom] loomApp has no token and no authenticate: every route is open to anyone, with an operator’s rights. ' +
+        'Close it with token/workerToken or named operators/workers (LOOM_TOKEN, LOOM_OPERATORS, LOOM_WORKERS), or authenticate.',
+    )
+  }
+  const served = { loom, guards, schemas, limits }
   const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024
   const hub = eventHub(loom, options.eventReplayMs ?? 60_000)
   const lists = options.cacheCandidateLists ? listCache(loom) : undefined
   let openapi: Record<string, unknown> | undefined
 
-  const app = new Hono()
+  const app = new Hono<LoomEnv>()
   return app
     .use(
       methodNotAllowed({
@@ -99,10 +153,10 @@ export function loomApp(loom: Loom, options: LoomAppOptions = {}) {
           ),
       }),
     )
-    .route('/migrations', migrationRoutes(loom, guards, lists))
-    .route('/registry', registryRoutes(loom, guards))
-    .route('/runs', runRoutes(loom, guards))
-    .route('/event', reportRoutes(loom, guards))
+    .route('/migrations', migrationRoutes(served, lists))
+    .route('/registry', registryRoutes(served))
+    .route('/runs', runRoutes(served))
+    .route('/event', reportRoutes(served))
     .get(
       '/status/:runId',
       describeRoute({
@@ -111,9 +165,9 @@ export function loomApp(loom: Loom, options: LoomAppOptions = {}) {
         responses: { 200: { description: 'The run’s runtime status', body: RunStatusResponseSchema } },
         errors: { not_found: 'the run has not been executed' },
       }),
-      guards.operator,
+      guards.allow('runStatus'),
       runIdParam,
-      async (c) => c.json(await loom.runStatus(c.req.valid('param').runId)),
+      async (c) => c.json(await loom.as(c.var.actor).runStatus(c.req.valid('param').runId)),
     )
     .get(
       '/events',
@@ -135,7 +189,8 @@ export function loomApp(loom: Loom, options: LoomAppOptions = {}) {
           },
         },
       }),
-      guards.operator,
+      // Streams of an app share one subscription; the guard holds each caller to `subscribe`'s role.
+      guards.allow('subscribe'),
       (c) => eventStream(c, hub, options.heartbeatMs ?? 15_000),
     )
     .get(
@@ -159,6 +214,14 @@ export function loomApp(loom: Loom, options: LoomAppOptions = {}) {
     )
     .all('*', (c) => errorResponse(c, new LoomError('not_found', `no route for ${c.req.method} ${c.req.path}`)))
     .onError((error, c) => toErrorResponse(c, error, onError))
+}
+
+/** What each resource's routes are built from: the Loom, the guards, and the limits and schemas bodies are judged by. */
+export interface Served {
+  loom: ServedLoom
+  guards: Guards
+  schemas: LimitedSchemas
+  limits: Readonly<Limits>
 }
 
 /** The type of the app, for `hono/client`'s `hc<LoomApp>()`. */

@@ -36,12 +36,17 @@ describe('bearer tokens', () => {
         expect(anonymous.status, op.operationId).not.toBe(401)
         continue
       }
-      for (const refused of [anonymous, wrong, ...(op.access === 'operator' ? [asWorker] : [])]) {
+      for (const refused of [anonymous, wrong]) {
         expect(refused.status, op.operationId).toBe(401)
         expect(refused.json.code, op.operationId).toBe('unauthorized')
         expect(refused.headers.get('www-authenticate')).toBe('Bearer realm="loom"')
       }
-      if (op.access === 'worker') expect(asWorker.status, op.operationId).not.toBe(401)
+      // The worker token is known, so the worker is who it says; an operator route then refuses its role.
+      if (op.access === 'operator') {
+        expect(asWorker.status, op.operationId).toBe(403)
+        expect(asWorker.json.code, op.operationId).toBe('forbidden')
+        expect(asWorker.headers.get('www-authenticate'), op.operationId).toBeNull()
+      } else expect([401, 403], op.operationId).not.toContain(asWorker.status)
       tried.push(`${op.method} ${op.path}`)
     }
     expect(tried).toHaveLength(operations.filter((o) => o.access !== 'public').length)
@@ -69,11 +74,12 @@ describe('bearer tokens', () => {
     await t.close()
   })
 
-  it('guards only the worker routes when only a worker token is set', async () => {
+  it('closes the operator routes too when only a worker token is set: 401 without a token, 403 with the worker’s', async () => {
     const t = await setup({ workerToken: 'wk-secret' })
     expect((await t.call('POST', '/registry/announce', announcement(M))).status).toBe(401)
     expect((await t.call('POST', '/registry/announce', announcement(M), { authorization: 'Bearer wk-secret' })).status).toBe(200)
-    expect((await t.call('GET', `/migrations/${M}`)).status).toBe(200)
+    expect((await t.call('GET', `/migrations/${M}`)).status).toBe(401)
+    expect((await t.call('GET', `/migrations/${M}`, undefined, { authorization: 'Bearer wk-secret' })).status).toBe(403)
     await t.close()
   })
 
@@ -86,11 +92,13 @@ describe('bearer tokens', () => {
 })
 
 describe('token options', () => {
-  it('refuses a token bearerAuth could never match, naming the option', () => {
+  it('refuses a token a bearer header could never carry, naming the option', () => {
     const loom = createLoom({ store: memoryStore(), engine: localEngine() })
-    for (const [field, options] of [
-      ['token', { token: 'has space' }],
-      ['workerToken', { token: 'fine', workerToken: 'n0t!valid' }],
+    for (const [field, holder, options] of [
+      ['token', 'operator', { token: 'has space' }],
+      ['workerToken', 'worker', { token: 'fine', workerToken: 'n0t!valid' }],
+      ['operators', 'alice', { operators: 'alice:has space' }],
+      ['workers', 'charts', { workers: { charts: 'tab\there' } }],
     ] as const) {
       let caught: unknown
       try {
@@ -99,7 +107,7 @@ describe('token options', () => {
         caught = error
       }
       expect(LoomError.is(caught) && caught.code, field).toBe('invalid')
-      expect((caught as LoomError).message).toMatch(new RegExp(`^${field}: must be a bearer token`))
+      expect((caught as LoomError).message).toMatch(new RegExp(`^${field}: the token of ${holder} must be a bearer token`))
       expect((caught as LoomError).details).toEqual({ field })
     }
     expect(() => loomApp(loom, { token: 'abc-DEF_123.~+/==' })).not.toThrow()

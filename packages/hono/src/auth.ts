@@ -1,66 +1,147 @@
-import { LoomError, tokensMatch } from '@loom/core'
+import {
+  ANONYMOUS_OPERATOR,
+  type Actor,
+  ActorSchema,
+  authorize,
+  type Loom,
+  LoomError,
+  type LoomErrorCode,
+  mayCall,
+  type NamedTokens,
+  tokenIdentities,
+} from '@loom/core'
 import type { Context, MiddlewareHandler } from 'hono'
 import { bearerAuth } from 'hono/bearer-auth'
-import { withFacts } from './describe'
+import * as v from 'valibot'
+import { type RouteFacts, withFacts } from './describe'
 import { errorResponse } from './errors'
 
-/** RFC 6750's token syntax: the only tokens `bearerAuth` reads from the header, so the only ones that can ever match. */
-const BEARER_TOKEN = /^[A-Za-z0-9._~+/-]+=*$/
+/** What every guarded handler of `loomApp` finds on its context: the caller, authenticated once. */
+export type LoomEnv = { Variables: { actor: Actor } }
+
+/** A method of the `Loom` interface: what a route calls, and what its guard authorizes. */
+type LoomMethod = keyof Loom & string
+
+/** How `loomApp` learns who calls: tokens (bare or named), or the embedding service's own hook. */
+export interface CallerOptions {
+  token?: string | undefined
+  workerToken?: string | undefined
+  operators?: NamedTokens | string | undefined
+  workers?: NamedTokens | string | undefined
+  authenticate?: ((request: Request) => Actor | null | Promise<Actor | null>) | undefined
+}
+
+/** The guard of every route but the public ones. */
+export interface Guards {
+  /**
+   * The middleware of a route that calls `method` of `Loom`: it authenticates the request
+   * (401 `unauthorized` without a valid caller), stores the actor as `c.var.actor`, and
+   * refuses with 403 `forbidden` what the actor's role may not call (core's `mayCall`), all
+   * before the body is read. It carries, for the OpenAPI document, the route's access, its
+   * security schemes and the 401 and 403 it can answer.
+   */
+  allow(method: LoomMethod): MiddlewareHandler<LoomEnv>
+  /** True when no token and no `authenticate` is configured: every caller is `ANONYMOUS_OPERATOR`. */
+  readonly open: boolean
+}
 
 const CHALLENGE = { 'WWW-Authenticate': 'Bearer realm="loom"' }
 
-/** The guard of each access level; each carries its level and schemes for the OpenAPI document. */
-export interface Guards {
-  operator: MiddlewareHandler
-  worker: MiddlewareHandler
+/** Stands for "a worker" when asking the role rule which role a route is for. */
+const ANY_WORKER: Actor = { kind: 'worker', name: 'any' }
+
+/** Why a worker may get 403 on a route it may call: the ownership and manual-review rules core enforces. */
+const OWNED = 'the migration belongs to another worker (the first worker to announce a migration owns it)'
+const WORKER_FORBIDDEN: Partial<Record<LoomMethod, string>> = {
+  announce: OWNED,
+  submitCandidates: OWNED,
+  complete: `${OWNED}, or the step is a manual review, which only an operator approves or rejects`,
+  prOpened: `${OWNED}, or the step is a manual review, which only an operator approves or rejects`,
 }
 
 /**
- * The operator and worker guards of `loomApp`. The operator guard takes `token`; the worker
- * guard takes `workerToken` (default `token`) and `token`. A level without a token is open.
- * Hono's `bearerAuth` reads the header and refuses before the body is read, so a refusal
- * changes nothing; every refusal is the contract's 401 `unauthorized`, a malformed header too.
+ * The guards of `loomApp`. Tokens are core's `tokenIdentities` (every comparison constant
+ * time), read from the `Authorization: Bearer` header by hono's `bearerAuth`; or the caller
+ * is whoever `authenticate` says. Throws `invalid` naming the option for a token a header
+ * could not carry, and for `authenticate` given together with tokens (one way to know callers).
+ * `facts` go on every guard, for the OpenAPI document.
  */
-export function bearerGuards(options: { token?: string | undefined; workerToken?: string | undefined }): Guards {
-  for (const field of ['token', 'workerToken'] as const) {
-    const value = options[field]
-    if (value !== undefined && !BEARER_TOKEN.test(value)) {
-      throw new LoomError('invalid', `${field}: must be a bearer token: A–Z a–z 0–9 . _ ~ + / - then optional "=" padding`, {
-        details: { field },
-      })
-    }
+export function callerGuards(options: CallerOptions, facts: Pick<RouteFacts, 'definitions'> = {}): Guards {
+  const identities = tokenIdentities(options)
+  const hook = options.authenticate
+  if (hook && !identities.open) {
+    throw new LoomError(
+      'invalid',
+      'authenticate: given together with tokens; pass either authenticate or token/workerToken/operators/workers, not both',
+      { details: { field: 'authenticate' } },
+    )
   }
-  const workerToken = options.workerToken ?? options.token
+  const open = !hook && identities.open
+  // Who can ever be a worker here decides whether a route can answer 403 at all.
+  const workersExist = Boolean(hook) || identities.hasWorkers
+  const identify: MiddlewareHandler<LoomEnv> = open
+    ? async (c, next) => {
+        c.set('actor', ANONYMOUS_OPERATOR)
+        await next()
+      }
+    : hook
+      ? async (c, next) => {
+          const actor = actorFrom(await hook(c.req.raw))
+          if (!actor) return refuse(c, 'unauthorized: the request does not say who makes it')
+          c.set('actor', actor)
+          await next()
+        }
+      : bearerAuth({
+          verifyToken: (presented, c) => {
+            const actor = identities.authenticate(presented)
+            if (actor) c.set('actor', actor)
+            return actor !== null
+          },
+          noAuthenticationHeader: { message: (c: Context) => refuse(c, 'unauthorized: this route needs an Authorization: Bearer token') },
+          invalidAuthenticationHeader: {
+            message: (c: Context) => refuse(c, 'unauthorized: this route needs an Authorization: Bearer token'),
+          },
+          invalidToken: { message: (c: Context) => refuse(c, 'unauthorized: the bearer token is not one this Loom knows') },
+        })
+
+  const security = (access: 'operator' | 'worker'): Array<Record<string, string[]>> => {
+    // An embedding service's own scheme is not one the document can name.
+    if (open || hook) return []
+    if (access === 'operator') return [{ operatorToken: [] }]
+    return [...(identities.hasWorkers ? [{ workerToken: [] }] : []), ...(identities.hasOperators ? [{ operatorToken: [] }] : [])]
+  }
+
   return {
-    operator: guard('operator', [['operatorToken', options.token]]),
-    worker: guard('worker', [
-      ['workerToken', workerToken],
-      ['operatorToken', options.token],
-    ]),
+    open,
+    allow(method) {
+      const access = mayCall(ANY_WORKER, method) ? 'worker' : 'operator'
+      const errors: Partial<Record<LoomErrorCode, string>> = {}
+      if (!open) errors.unauthorized = hook ? 'the request is not authenticated' : 'the Authorization: Bearer token is missing or unknown'
+      if (workersExist)
+        errors.forbidden = access === 'operator' ? 'the caller is a worker; only operators call this route' : WORKER_FORBIDDEN[method]
+      const guard: MiddlewareHandler<LoomEnv> = async (c, next) =>
+        identify(c, async () => {
+          authorize(c.var.actor, method)
+          await next()
+        })
+      return withFacts(guard, { access: { access, security: security(access) }, errors, ...facts })
+    },
   }
 }
 
-function guard(access: 'operator' | 'worker', schemes: Array<[scheme: string, token: string | undefined]>): MiddlewareHandler {
-  const configured = schemes.filter((s): s is [string, string] => Boolean(s[1]))
-  const security = [...new Set(configured.map(([scheme]) => scheme))].map((scheme) => ({ [scheme]: [] }))
-  const tokens = [...new Set(configured.map(([, token]) => token))]
-  if (tokens.length === 0) return withFacts(async (_c, next) => next(), { access: { access, security } })
+/** The contract's 401, with the challenge RFC 6750 asks for. */
+function refuse(c: Context, message: string): Response {
+  return errorResponse(c, new LoomError('unauthorized', message), CHALLENGE)
+}
 
-  const refuse = (message: string) => (c: Context) => errorResponse(c, new LoomError('unauthorized', message), CHALLENGE)
-  const missing = refuse(`unauthorized: ${access} routes need an Authorization: Bearer token`)
-  const middleware = bearerAuth({
-    verifyToken: (presented) => {
-      // Every accepted token is compared, so the time taken says nothing about which one nearly matched.
-      let ok = false
-      for (const token of tokens) if (tokensMatch(presented, token)) ok = true
-      return ok
-    },
-    noAuthenticationHeader: { message: missing },
-    invalidAuthenticationHeader: { message: missing },
-    invalidToken: { message: refuse(`unauthorized: the bearer token is not valid for ${access} routes`) },
-  })
-  return withFacts(middleware, {
-    access: { access, security },
-    errors: { unauthorized: `the Authorization: Bearer token is missing or not valid for ${access} routes` },
-  })
+/** The actor an `authenticate` hook answered, checked: anything but an actor or null is the embedding service's bug (500). */
+function actorFrom(answer: unknown): Actor | null {
+  if (answer === null || answer === undefined) return null
+  const result = v.safeParse(ActorSchema, answer)
+  if (!result.success) {
+    throw new Error(
+      `loomApp: authenticate returned ${JSON.stringify(answer)}, which is not an actor {kind: "operator" | "worker" | "system", name}`,
+    )
+  }
+  return result.output
 }

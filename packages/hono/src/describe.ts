@@ -12,7 +12,7 @@ import type * as v from 'valibot'
  */
 const ROUTE_FACTS: unique symbol = Symbol.for('@loom/hono/route-facts')
 
-/** Who may call a route when tokens are configured; see README.md. */
+/** Which role a route is for: `worker` routes take workers and operators, `operator` routes operators only; see README.md. */
 export type RouteAccess = 'operator' | 'worker' | 'public'
 
 type Json = Record<string, unknown>
@@ -55,6 +55,12 @@ export interface RouteFacts {
   route?: RouteDescription
   /** From the guard: who may call, and the security schemes it accepts (none when no token is set). */
   access?: { access: Exclude<RouteAccess, 'public'>; security: Array<Record<string, string[]>> }
+  /**
+   * From the guard: the named schemas the app's validators use (core's, held to its Loom's
+   * limits), which the document's components are made of. Default: core's schemas at the
+   * default limits.
+   */
+  definitions?: Record<string, v.GenericSchema>
   parameters?: ParameterFact[]
   /** The JSON body the validator checks, and whether the route also serves requests without one. */
   body?: { schema: v.GenericSchema; required: boolean }

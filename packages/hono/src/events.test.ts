@@ -1,4 +1,4 @@
-import type { Loom, LoomEvent } from '@loom/core'
+import type { LoomEvent, LoomInstance } from '@loom/core'
 import { eventually } from '@loom/core/testing'
 import { describe, expect, it } from 'vitest'
 import { M, announcement, candidates, setup } from '../test/helpers'
@@ -39,9 +39,9 @@ function reader(response: Response) {
 }
 
 /** A Loom whose live subscriptions can be counted. */
-function counting(loom: Loom) {
+function counting(loom: LoomInstance) {
   let active = 0
-  const wrapped: Loom = Object.create(loom)
+  const wrapped: LoomInstance = Object.create(loom)
   wrapped.subscribe = (listener) => {
     active++
     const off = loom.subscribe(listener)
@@ -149,10 +149,12 @@ describe('GET /events', () => {
     await t.close()
   })
 
-  it('requires the operator token when one is configured', async () => {
+  it('requires an operator’s token when tokens are configured: none is 401, a worker’s 403', async () => {
     const t = await setup({ token: 'op', workerToken: 'wk' })
     expect((await t.app.request('/events')).status).toBe(401)
-    expect((await t.app.request('/events', { headers: { authorization: 'Bearer wk' } })).status).toBe(401)
+    const worker = await t.app.request('/events', { headers: { authorization: 'Bearer wk' } })
+    expect(worker.status).toBe(403)
+    expect(await worker.json()).toMatchObject({ code: 'forbidden' })
     const ok = await t.app.request('/events', { headers: { authorization: 'Bearer op' } })
     expect(ok.status).toBe(200)
     await ok.body?.cancel()

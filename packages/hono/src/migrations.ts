@@ -3,14 +3,14 @@ import {
   CandidateRefSchema,
   CandidateWithStatusSchema,
   DryRunResultSchema,
+  type Actor,
   type Loom,
   RegisteredMigrationSchema,
-  RegisterMigrationRequestSchema,
-  SubmitCandidatesRequestSchema,
 } from '@loom/core'
 import { Hono } from 'hono'
 import * as v from 'valibot'
-import type { Guards } from './auth'
+import type { Served } from './app'
+import type { LoomEnv } from './auth'
 import { describeRoute } from './describe'
 import type { ListCache } from './list-cache'
 import { RunIdBodySchema } from './runs'
@@ -41,9 +41,10 @@ function candidateIdOf(ref: v.InferOutput<typeof CandidateRefSchema>): string {
 }
 
 /** `/migrations`: register, read and delete migrations; submit, list and read candidates; queue and dry-run one. */
-export function migrationRoutes(loom: Loom, { operator, worker }: Guards, lists: ListCache | undefined) {
+export function migrationRoutes({ loom, guards, schemas, limits }: Served, lists: ListCache | undefined) {
   const migrationId = slugParams(MIGRATION)
-  return new Hono()
+  const as = (actor: Actor): Loom => loom.as(actor)
+  return new Hono<LoomEnv>()
     .get(
       '/',
       describeRoute({
@@ -51,9 +52,9 @@ export function migrationRoutes(loom: Loom, { operator, worker }: Guards, lists:
         summary: 'Every migration, oldest first; with summary=true without candidates (counts are kept)',
         responses: { 200: { description: 'The migrations', body: v.object({ migrations: v.array(RegisteredMigrationSchema) }) } },
       }),
-      operator,
+      guards.allow('listMigrations'),
       queryOf(SummaryQuerySchema),
-      async (c) => c.json({ migrations: await loom.listMigrations({ summary: c.req.valid('query').summary === 'true' }) }),
+      async (c) => c.json({ migrations: await as(c.var.actor).listMigrations({ summary: c.req.valid('query').summary === 'true' }) }),
     )
     .post(
       '/',
@@ -62,9 +63,9 @@ export function migrationRoutes(loom: Loom, { operator, worker }: Guards, lists:
         summary: 'Registers a migration under a generated id',
         responses: { 201: { description: 'Registered', body: RegisteredMigrationSchema } },
       }),
-      operator,
-      jsonBody(RegisterMigrationRequestSchema),
-      async (c) => c.json(await loom.register(c.req.valid('json')), 201),
+      guards.allow('register'),
+      jsonBody(schemas.RegisterMigrationRequest, '', { limits }),
+      async (c) => c.json(await as(c.var.actor).register(c.req.valid('json')), 201),
     )
     .get(
       '/:id',
@@ -73,9 +74,9 @@ export function migrationRoutes(loom: Loom, { operator, worker }: Guards, lists:
         summary: 'One migration with its candidates and their runs',
         responses: { 200: { description: 'The migration', body: RegisteredMigrationSchema } },
       }),
-      operator,
+      guards.allow('getMigration'),
       migrationId,
-      async (c) => c.json(await loom.getMigration(c.req.valid('param').id)),
+      async (c) => c.json(await as(c.var.actor).getMigration(c.req.valid('param').id)),
     )
     .delete(
       '/:id',
@@ -85,10 +86,10 @@ export function migrationRoutes(loom: Loom, { operator, worker }: Guards, lists:
         responses: { 204: { description: 'Deleted' } },
         errors: { conflict: 'a candidate of the migration is running' },
       }),
-      operator,
+      guards.allow('deleteMigration'),
       migrationId,
       async (c) => {
-        await loom.deleteMigration(c.req.valid('param').id)
+        await as(c.var.actor).deleteMigration(c.req.valid('param').id)
         return c.body(null, 204)
       },
     )
@@ -99,11 +100,11 @@ export function migrationRoutes(loom: Loom, { operator, worker }: Guards, lists:
         summary: 'Replaces the candidate list; candidates with a queued, running or completed run are kept',
         responses: { 204: { description: 'Replaced' } },
       }),
-      worker,
+      guards.allow('submitCandidates'),
       migrationId,
-      jsonBody(SubmitCandidatesRequestSchema),
+      jsonBody(schemas.SubmitCandidatesRequest, '', { limits }),
       async (c) => {
-        await loom.submitCandidates(c.req.valid('param').id, c.req.valid('json').candidates)
+        await as(c.var.actor).submitCandidates(c.req.valid('param').id, c.req.valid('json').candidates)
         return c.body(null, 204)
       },
     )
@@ -123,17 +124,19 @@ export function migrationRoutes(loom: Loom, { operator, worker }: Guards, lists:
           },
         },
       }),
-      operator,
+      guards.allow('listCandidates'),
       migrationId,
       queryOf(CandidateQuerySchema, numbersIn),
       async (c) => {
         const id = c.req.valid('param').id
+        const caller = as(c.var.actor)
         // API 0.2 clients expect the bare list of every candidate; a query pages it and counts.
         if (Object.keys(c.req.query()).length === 0) {
+          // The cache holds what Loom itself reads; the guard has let only callers through who may read it.
           if (lists) return c.body(await lists.get(id), 200, { 'content-type': 'application/json' })
-          return c.json(await loom.listCandidates(id))
+          return c.json(await caller.listCandidates(id))
         }
-        const { candidates, total } = await loom.searchCandidates(id, c.req.valid('query'))
+        const { candidates, total } = await caller.searchCandidates(id, c.req.valid('query'))
         return c.json(candidates, 200, { 'X-Total-Count': String(total) })
       },
     )
@@ -144,11 +147,11 @@ export function migrationRoutes(loom: Loom, { operator, worker }: Guards, lists:
         summary: 'One candidate with its status and run',
         responses: { 200: { description: 'The candidate', body: CandidateWithStatusSchema } },
       }),
-      operator,
+      guards.allow('getCandidate'),
       slugParams(CANDIDATE),
       async (c) => {
         const { id, candidateId } = c.req.valid('param')
-        return c.json(await loom.getCandidate(id, candidateId))
+        return c.json(await as(c.var.actor).getCandidate(id, candidateId))
       },
     )
     .post(
@@ -159,10 +162,10 @@ export function migrationRoutes(loom: Loom, { operator, worker }: Guards, lists:
         responses: { 202: { description: 'Queued', body: RunIdBodySchema } },
         errors: { not_found: 'the migration has no such candidate', conflict: 'the candidate is not not_started' },
       }),
-      operator,
+      guards.allow('queue'),
       migrationId,
-      jsonBody(CandidateRefSchema),
-      async (c) => c.json({ runId: await loom.queue(c.req.valid('param').id, candidateIdOf(c.req.valid('json'))) }, 202),
+      jsonBody(CandidateRefSchema, '', { limits }),
+      async (c) => c.json({ runId: await as(c.var.actor).queue(c.req.valid('param').id, candidateIdOf(c.req.valid('json'))) }, 202),
     )
     .post(
       '/:id/dry-run',
@@ -172,9 +175,9 @@ export function migrationRoutes(loom: Loom, { operator, worker }: Guards, lists:
         responses: { 200: { description: 'The per-step diffs', body: DryRunResultSchema } },
         errors: { not_found: 'the migration has no such candidate', unavailable: 'the worker could not be reached or failed' },
       }),
-      operator,
+      guards.allow('dryRun'),
       migrationId,
-      jsonBody(CandidateRefSchema),
-      async (c) => c.json(await loom.dryRun(c.req.valid('param').id, candidateIdOf(c.req.valid('json')))),
+      jsonBody(CandidateRefSchema, '', { limits }),
+      async (c) => c.json(await as(c.var.actor).dryRun(c.req.valid('param').id, candidateIdOf(c.req.valid('json')))),
     )
 }

@@ -114,6 +114,7 @@ describe('GET /openapi.json', () => {
       'not_found',
       'conflict',
       'unauthorized',
+      'forbidden',
       'too_large',
       'unavailable',
     ])
@@ -131,8 +132,78 @@ describe('GET /openapi.json', () => {
     expect(guardedDoc.paths['/migrations/{id}/queue'].post.security).toEqual([{ operatorToken: [] }])
     expect(guardedDoc.paths['/event/{runId}'].post.security).toEqual([{ workerToken: [] }, { operatorToken: [] }])
     expect(guardedDoc.paths['/health'].get.security).toEqual([])
-    expect(Object.keys(guardedDoc.paths['/migrations/{id}/queue'].post.responses)).toEqual(['202', '400', '401', '404', '409', '413'])
+    expect(Object.keys(guardedDoc.paths['/migrations/{id}/queue'].post.responses)).toEqual([
+      '202',
+      '400',
+      '401',
+      '403',
+      '404',
+      '409',
+      '413',
+    ])
     await open.close()
     await guarded.close()
+  })
+
+  it('lists 403 forbidden wherever a worker can be refused, and only where workers exist', async () => {
+    const docOf = async (options: Parameters<typeof setup>[0]) => {
+      const t = await setup(options)
+      const doc = (await t.call('GET', '/openapi.json')).json
+      await t.close()
+      return doc
+    }
+    const forbidden = (doc: any) =>
+      Object.entries(doc.paths as Record<string, Record<string, any>>).flatMap(([path, item]) =>
+        Object.entries(item)
+          .filter(([, op]) => '403' in op.responses)
+          .map(([method]) => `${method.toUpperCase()} ${path}`),
+      )
+    const withWorkers = await docOf({ operators: 'alice:op', workers: 'charts:wk' })
+    // Every guarded route: operator routes refuse a worker's role, worker routes another worker's migration.
+    expect(forbidden(withWorkers)).toHaveLength(18)
+    expect(forbidden(withWorkers)).not.toContain('GET /health')
+    expect(withWorkers.paths['/event/{runId}'].post.responses['403'].description).toBe(
+      'forbidden: the migration belongs to another worker (the first worker to announce a migration owns it), or the step is a manual review, which only an operator approves or rejects',
+    )
+    expect(withWorkers.paths['/migrations'].get.responses['403'].description).toBe(
+      'forbidden: the caller is a worker; only operators call this route',
+    )
+    // No worker can authenticate: nobody is ever refused for a role.
+    expect(forbidden(await docOf({ token: 'op' }))).toEqual([])
+    expect(forbidden(await docOf({}))).toEqual([])
+    const hooked = await docOf({ authenticate: () => null })
+    expect(forbidden(hooked)).toHaveLength(18)
+    expect(Object.keys(hooked.paths['/migrations'].get.responses)).toEqual(['200', '400', '401', '403'])
+    expect(hooked.paths['/migrations'].get.security).toEqual([])
+  })
+
+  it('names the schemes each route takes, for bare and named tokens alike', async () => {
+    const schemesOf = async (options: Parameters<typeof setup>[0]) => {
+      const t = await setup(options)
+      const doc = (await t.call('GET', '/openapi.json')).json
+      await t.close()
+      return { operator: doc.paths['/migrations/{id}/queue'].post.security, worker: doc.paths['/registry/announce'].post.security }
+    }
+    const both = { operator: [{ operatorToken: [] }], worker: [{ workerToken: [] }, { operatorToken: [] }] }
+    expect(await schemesOf({ operators: 'alice:op', workers: { charts: 'wk' } })).toEqual(both)
+    expect(await schemesOf({ token: 'op', workers: { charts: 'wk' } })).toEqual(both)
+    // API 0.2's single token works on the worker routes too.
+    expect(await schemesOf({ token: 'op' })).toEqual({ operator: [{ operatorToken: [] }], worker: [{ operatorToken: [] }] })
+    // Only workers: the operator routes still need an operator's token, which nobody holds.
+    expect(await schemesOf({ workerToken: 'wk' })).toEqual({ operator: [{ operatorToken: [] }], worker: [{ workerToken: [] }] })
+  })
+
+  it('shows who owns a migration, and names the request schemas at the loom’s own limits', async () => {
+    const t = await setup({ token: 'op', deps: { limits: { steps: 5 } } })
+    const doc = (await t.call('GET', '/openapi.json')).json
+    expect(doc.components.schemas.RegisteredMigration.properties.owner).toEqual({ type: 'string' })
+    expect(doc.paths['/registry/announce'].post.requestBody.content['application/json'].schema).toEqual({
+      $ref: '#/components/schemas/AnnounceRequest',
+    })
+    expect(doc.paths['/event/{runId}'].post.requestBody.content['application/json'].schema).toEqual({
+      $ref: '#/components/schemas/StepCompletedEvent',
+    })
+    expect(doc.components.schemas.MigrationAnnouncement.required).toEqual(['id', 'name', 'steps'])
+    await t.close()
   })
 })

@@ -28,11 +28,14 @@ import { factsOf, type ParameterFact, type RouteDescription, type RouteFacts } f
 
 type Json = Record<string, unknown>
 
+type Definitions = Record<string, v.GenericSchema>
+
 /**
  * The named schemas of the document: core's, the same definitions that validate requests.
- * Wherever a route's schema is one of them, the document refers to it by name.
+ * Wherever a route's schema is one of them, the document refers to it by name. The request
+ * schemas an app validates with (held to its Loom's limits) come from its guards' facts.
  */
-const DEFINITIONS = {
+const DEFINITIONS: Definitions = {
   Slug: SlugSchema,
   CandidateStatus: CandidateStatusSchema,
   RegisteredMigration: RegisteredMigrationSchema,
@@ -65,14 +68,14 @@ const CONVERSION: ConversionConfig = {
 }
 
 /** The JSON Schema of one schema of a route, with references to the components. */
-function jsonSchemaOf(schema: v.GenericSchema): Json {
-  const { $schema: _, $defs: __, ...json } = toJsonSchema(schema, { ...CONVERSION, definitions: DEFINITIONS }) as Json
+function jsonSchemaOf(schema: v.GenericSchema, definitions: Definitions): Json {
+  const { $schema: _, $defs: __, ...json } = toJsonSchema(schema, { ...CONVERSION, definitions }) as Json
   return json
 }
 
 /** The components. Rules a JSON Schema cannot say (no `__` in an id, unique candidate ids) are in the descriptions. */
-function components(): Record<string, Json> {
-  const schemas = toJsonSchemaDefs(DEFINITIONS, CONVERSION) as unknown as Record<string, Json>
+function components(definitions: Definitions): Record<string, Json> {
+  const schemas = toJsonSchemaDefs(definitions, CONVERSION) as unknown as Record<string, Json>
   for (const schema of Object.values(schemas)) delete schema.$schema
   schemas.Slug!.description = '1–200 characters of A–Z a–z 0–9 . _ -; never "__", never starting or ending with "_", never "." or ".."'
   schemas.SubmitCandidatesRequest!.description = 'Candidate ids must be unique within the list.'
@@ -100,6 +103,7 @@ interface Operation {
   parameters: ParameterFact[]
   body?: NonNullable<RouteFacts['body']>
   errors: Map<LoomErrorCode, string[]>
+  definitions?: Definitions
 }
 
 /** `app.routes` grouped by method and path, in the order they were added, each with the facts of its chain. */
@@ -118,6 +122,7 @@ function operationsOf(app: Hono<any, any, any>): Operation[] {
     if (facts.route) op.route = facts.route
     if (facts.access) op.access = facts.access
     if (facts.body) op.body = facts.body
+    if (facts.definitions) op.definitions = facts.definitions
     op.parameters.push(...(facts.parameters ?? []), ...(facts.route?.parameters ?? []))
     addErrors(op, facts.errors)
   }
@@ -138,7 +143,7 @@ const ERROR_HINTS: Partial<Record<LoomErrorCode, string>> = {
   conflict: '`status` names the candidate’s status',
 }
 
-function operationObject(op: Operation): Json {
+function operationObject(op: Operation, definitions: Definitions): Json {
   const route = op.route
   if (!route) throw new Error(`${op.method.toUpperCase()} ${op.path} has no describeRoute(…): every route of the app is described`)
   const parameters = op.parameters.map((p) => ({
@@ -146,7 +151,7 @@ function operationObject(op: Operation): Json {
     in: p.in,
     required: p.required,
     ...((route.params?.[p.name] ?? p.description) ? { description: route.params?.[p.name] ?? p.description } : {}),
-    schema: jsonSchemaOf(p.schema),
+    schema: jsonSchemaOf(p.schema, definitions),
   }))
   for (const name of Object.keys(route.params ?? {})) {
     if (!op.parameters.some((p) => p.name === name))
@@ -157,7 +162,11 @@ function operationObject(op: Operation): Json {
     {
       description: r.description,
       ...(r.headers ? { headers: r.headers } : {}),
-      ...(r.body ? { content: { 'application/json': { schema: jsonSchemaOf(r.body) } } } : r.content ? { content: r.content } : {}),
+      ...(r.body
+        ? { content: { 'application/json': { schema: jsonSchemaOf(r.body, definitions) } } }
+        : r.content
+          ? { content: r.content }
+          : {}),
     },
   ])
   for (const [code, reasons] of op.errors) {
@@ -172,7 +181,12 @@ function operationObject(op: Operation): Json {
     tags: [op.access?.access ?? 'public'],
     ...(parameters.length ? { parameters } : {}),
     ...(op.body
-      ? { requestBody: { required: op.body.required, content: { 'application/json': { schema: jsonSchemaOf(op.body.schema) } } } }
+      ? {
+          requestBody: {
+            required: op.body.required,
+            content: { 'application/json': { schema: jsonSchemaOf(op.body.schema, definitions) } },
+          },
+        }
       : {}),
     responses: Object.fromEntries(responses.map(([status, response]) => [String(status), response])),
     security: op.access?.security ?? [],
@@ -191,9 +205,12 @@ function operationObject(op: Operation): Json {
  */
 export function openApiDocument(app: Hono<any, any, any>, options: { title?: string; version?: string } = {}): Json {
   const paths: Record<string, Record<string, Json>> = {}
-  for (const op of operationsOf(app)) {
+  const operations = operationsOf(app)
+  // The schemas of the app's guards (one set per loomApp); core's defaults where it has none.
+  const definitions = { ...DEFINITIONS, ...operations.find((op) => op.definitions)?.definitions }
+  for (const op of operations) {
     paths[op.path] ??= {}
-    paths[op.path]![op.method] = operationObject(op)
+    paths[op.path]![op.method] = operationObject(op, definitions)
   }
   return {
     openapi: '3.1.0',
@@ -202,21 +219,31 @@ export function openApiDocument(app: Hono<any, any, any>, options: { title?: str
       version: options.version ?? version,
       description:
         'Loom orchestrates migrations across many targets. Workers announce migrations, submit candidates and report steps; ' +
-        'operators queue, execute and cancel runs. Every error is {error, code}. An unknown route answers 404 `not_found`; ' +
+        'operators do all of that and queue, execute and cancel runs, and approve or reject manual reviews. A migration belongs ' +
+        'to the worker that first announced it: another worker changing it, or a worker deciding a manual review, is 403 `forbidden`. ' +
+        'Every error is {error, code}. An unknown route answers 404 `not_found`; ' +
         'a known path with a method it does not serve answers 405 `invalid` with an Allow header.',
     },
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
     tags: [
-      { name: 'operator', description: 'For consoles and operators; guarded by the operator token' },
-      { name: 'worker', description: 'For workers; guarded by the worker token (the operator token is accepted too)' },
+      { name: 'operator', description: 'For consoles and operators: an operator’s token; a worker’s is refused with 403' },
+      { name: 'worker', description: 'For workers: a worker’s token (on its own migrations) or an operator’s' },
       { name: 'public', description: 'Open to anyone' },
     ],
     paths,
     components: {
-      schemas: components(),
+      schemas: components(definitions),
       securitySchemes: {
-        operatorToken: { type: 'http', scheme: 'bearer', description: 'The `token` of loomApp' },
-        workerToken: { type: 'http', scheme: 'bearer', description: 'The `workerToken` of loomApp (defaults to `token`)' },
+        operatorToken: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'An operator’s token: the `token` of loomApp (operator `operator`) or one of its named `operators`',
+        },
+        workerToken: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'A worker’s token: the `workerToken` of loomApp (worker `worker`) or one of its named `workers`',
+        },
       },
     },
   }

@@ -1,20 +1,21 @@
-import { AnnounceRequestSchema, type Loom, RegisteredMigrationSchema } from '@loom/core'
+import { RegisteredMigrationSchema } from '@loom/core'
 import { Hono } from 'hono'
-import type { Guards } from './auth'
+import type { Served } from './app'
+import type { LoomEnv } from './auth'
 import { describeRoute } from './describe'
 import { jsonBody } from './validation'
 
 /** `/registry`: workers announce the migrations they run. */
-export function registryRoutes(loom: Loom, { worker }: Guards) {
-  return new Hono().post(
+export function registryRoutes({ loom, guards, schemas, limits }: Served) {
+  return new Hono<LoomEnv>().post(
     '/announce',
     describeRoute({
       operationId: 'announce',
-      summary: 'Registers or updates a migration by id (upsert)',
+      summary: 'Registers or updates a migration by id (upsert); a worker’s first announce makes it the owner',
       responses: { 200: { description: 'Registered', body: RegisteredMigrationSchema } },
     }),
-    worker,
-    jsonBody(AnnounceRequestSchema),
-    async (c) => c.json(await loom.announce(c.req.valid('json'))),
+    guards.allow('announce'),
+    jsonBody(schemas.AnnounceRequest, '', { limits }),
+    async (c) => c.json(await loom.as(c.var.actor).announce(c.req.valid('json'))),
   )
 }

@@ -1,7 +1,8 @@
-import { ExecuteOptionsSchema, type Loom, RunInfoSchema, StepCompletedEventSchema } from '@loom/core'
+import { ExecuteOptionsSchema, RunInfoSchema } from '@loom/core'
 import { Hono } from 'hono'
 import * as v from 'valibot'
-import type { Guards } from './auth'
+import type { Served } from './app'
+import type { LoomEnv } from './auth'
 import { describeRoute } from './describe'
 import { jsonBody, optionalJsonBody, runIdParam } from './validation'
 
@@ -14,8 +15,8 @@ const REPORT_ERRORS = {
 }
 
 /** `/runs`: an operator reads a run, dequeues, executes or cancels it. */
-export function runRoutes(loom: Loom, { operator }: Guards) {
-  return new Hono()
+export function runRoutes({ loom, guards, limits }: Served) {
+  return new Hono<LoomEnv>()
     .get(
       '/:runId',
       describeRoute({
@@ -24,9 +25,9 @@ export function runRoutes(loom: Loom, { operator }: Guards) {
         responses: { 200: { description: 'The run', body: RunInfoSchema } },
         errors: { not_found: 'the candidate is not_started' },
       }),
-      operator,
+      guards.allow('getRun'),
       runIdParam,
-      async (c) => c.json(await loom.getRun(c.req.valid('param').runId)),
+      async (c) => c.json(await loom.as(c.var.actor).getRun(c.req.valid('param').runId)),
     )
     .delete(
       '/:runId/dequeue',
@@ -36,10 +37,10 @@ export function runRoutes(loom: Loom, { operator }: Guards) {
         responses: { 204: { description: 'Dequeued' } },
         errors: { conflict: 'the candidate is not queued' },
       }),
-      operator,
+      guards.allow('dequeue'),
       runIdParam,
       async (c) => {
-        await loom.dequeue(c.req.valid('param').runId)
+        await loom.as(c.var.actor).dequeue(c.req.valid('param').runId)
         return c.body(null, 204)
       },
     )
@@ -58,10 +59,10 @@ export function runRoutes(loom: Loom, { operator }: Guards) {
           unavailable: 'the engine refused to start the run; the candidate stays queued',
         },
       }),
-      operator,
+      guards.allow('execute'),
       runIdParam,
-      optionalJsonBody(ExecuteOptionsSchema),
-      async (c) => c.json({ runId: await loom.execute(c.req.valid('param').runId, c.req.valid('json')) }, 202),
+      optionalJsonBody(ExecuteOptionsSchema, { limits }),
+      async (c) => c.json({ runId: await loom.as(c.var.actor).execute(c.req.valid('param').runId, c.req.valid('json')) }, 202),
     )
     .post(
       '/:runId/cancel',
@@ -71,18 +72,18 @@ export function runRoutes(loom: Loom, { operator }: Guards) {
         responses: { 204: { description: 'Cancelled' } },
         errors: { conflict: 'the candidate is neither queued nor running' },
       }),
-      operator,
+      guards.allow('cancel'),
       runIdParam,
       async (c) => {
-        await loom.cancel(c.req.valid('param').runId)
+        await loom.as(c.var.actor).cancel(c.req.valid('param').runId)
         return c.body(null, 204)
       },
     )
 }
 
 /** `/event`: workers report the outcome of a step, or a pull request opened on the way. */
-export function reportRoutes(loom: Loom, { worker }: Guards) {
-  return new Hono()
+export function reportRoutes({ loom, guards, schemas, limits }: Served) {
+  return new Hono<LoomEnv>()
     .post(
       '/:runId',
       describeRoute({
@@ -91,11 +92,11 @@ export function reportRoutes(loom: Loom, { worker }: Guards) {
         responses: { 202: { description: 'Accepted', body: AcceptedSchema } },
         errors: REPORT_ERRORS,
       }),
-      worker,
+      guards.allow('complete'),
       runIdParam,
-      jsonBody(StepCompletedEventSchema),
+      jsonBody(schemas.StepCompletedEvent, '', { limits }),
       async (c) => {
-        await loom.complete(c.req.valid('param').runId, c.req.valid('json'))
+        await loom.as(c.var.actor).complete(c.req.valid('param').runId, c.req.valid('json'))
         return c.json({ status: 'accepted' as const }, 202)
       },
     )
@@ -107,11 +108,11 @@ export function reportRoutes(loom: Loom, { worker }: Guards) {
         responses: { 202: { description: 'Accepted', body: AcceptedSchema } },
         errors: REPORT_ERRORS,
       }),
-      worker,
+      guards.allow('prOpened'),
       runIdParam,
-      jsonBody(StepCompletedEventSchema),
+      jsonBody(schemas.StepCompletedEvent, '', { limits }),
       async (c) => {
-        await loom.prOpened(c.req.valid('param').runId, c.req.valid('json'))
+        await loom.as(c.var.actor).prOpened(c.req.valid('param').runId, c.req.valid('json'))
         return c.json({ status: 'accepted' as const }, 202)
       },
     )

@@ -1,4 +1,4 @@
-import { DEFAULT_LIMITS, LoomError, SlugSchema, parse, readJson } from '@loom/core'
+import { DEFAULT_LIMITS, type Limits, LoomError, SlugSchema, parse, readJson } from '@loom/core'
 import type { MiddlewareHandler } from 'hono'
 import { validator } from 'hono/validator'
 import * as v from 'valibot'
@@ -28,8 +28,8 @@ const BODY_ERRORS = {
 
 /** How a JSON body is read. */
 export interface JsonBodyOptions {
-  /** Deepest nesting of objects and arrays accepted (`limits.depth`). Default `DEFAULT_LIMITS.depth`, 32. */
-  depth?: number
+  /** The limits the body is measured against while it is read: `depth`, and the lengths of `steps`, `candidates` and `files`. Default `DEFAULT_LIMITS`. */
+  limits?: Readonly<Limits>
 }
 
 /** The body's bytes (hono keeps them, so a later reader gets the same). */
@@ -43,7 +43,7 @@ const isBlank = (bytes: Uint8Array) => bytes.every((b) => b === 0x20 || b === 0x
 /**
  * Validates the JSON body; `label` prefixes field names (empty: the body's own fields).
  * The body is read as core reads every transport's JSON (`readJson`): bytes that are not
- * UTF-8 (refused, never turned into U+FFFD), nesting deeper than `options.depth` (measured
+ * UTF-8 (refused, never turned into U+FFFD), nesting deeper than `limits.depth` or lists longer than theirs (measured
  * before parsing) and malformed JSON are each refused with `invalid` naming `body`, before
  * the schema sees anything.
  */
@@ -52,10 +52,10 @@ export function jsonBody<S extends v.GenericSchema>(
   label = '',
   options: JsonBodyOptions = {},
 ): Validated<'json', v.InferInput<S>, v.InferOutput<S>> {
-  const depth = options.depth ?? DEFAULT_LIMITS.depth
+  const limits = options.limits ?? DEFAULT_LIMITS
   const middleware: MiddlewareHandler = async (c, next) => {
     requireJsonType(c.req.header('content-type'))
-    const value = readJson(await bytesOf(c), { ...DEFAULT_LIMITS, depth }, 'body')
+    const value = readJson(await bytesOf(c), limits, 'body')
     c.req.addValidatedData('json', parse(schema, value, label) as object)
     await next()
   }
@@ -74,13 +74,13 @@ export function optionalJsonBody<S extends v.GenericSchema>(
   schema: S,
   options: JsonBodyOptions = {},
 ): OptionalValidated<'json', v.InferInput<S>, v.InferOutput<S>> {
-  const depth = options.depth ?? DEFAULT_LIMITS.depth
+  const limits = options.limits ?? DEFAULT_LIMITS
   const middleware: MiddlewareHandler = async (c, next) => {
     const bytes = await bytesOf(c)
     let value: unknown = {}
     if (!isBlank(bytes)) {
       requireJsonType(c.req.header('content-type'))
-      value = readJson(bytes, { ...DEFAULT_LIMITS, depth }, 'body')
+      value = readJson(bytes, limits, 'body')
       // valibot's object schemas take an array, and one whose fields are all optional would let `[true]` through as `{}`.
       if (typeof value !== 'object' || value === null || Array.isArray(value)) {
         throw new LoomError('invalid', 'body: must be a JSON object', { details: { field: 'body' } })

@@ -3,7 +3,7 @@ import { DEFAULT_LIMITS, type MigrationStore, memoryStore } from '@loom/core'
 import { migrate, pglite, postgresStore } from '@loom/postgres'
 import type { AddressInfo } from 'node:net'
 import postgres from 'postgres'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { M, announcement, setup } from './helpers'
 
 /**
@@ -54,6 +54,11 @@ const concat = (...parts: Array<string | number[]>) =>
   new Uint8Array(parts.flatMap((part) => (typeof part === 'string' ? [...new TextEncoder().encode(part)] : part)))
 
 describe.each(STORES)('on $name', ({ store: storeOf }) => {
+  // Opening the store (PGlite starts in seconds on a loaded machine) is not part of any test's time.
+  beforeAll(async () => {
+    await storeOf()
+  }, 60_000)
+
   async function app() {
     const t = await setup({ store: await storeOf() })
     cleanups.push(() => t.close())
