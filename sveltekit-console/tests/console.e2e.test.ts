@@ -25,6 +25,8 @@ let discovered: string[]
 let browser: Browser
 let context: BrowserContext
 let page: Page
+/** What the browser refused under the console's Content-Security-Policy, on every page the tests showed. */
+const cspViolations: string[] = []
 
 const row = (p: Page, candidateId: string) => p.locator(`tr[data-candidate="${candidateId}"]`)
 const toast = (p: Page, text: string | RegExp) => p.locator('[data-testid="toast"]', { hasText: text })
@@ -57,6 +59,9 @@ beforeAll(async () => {
   browser = await launchBrowser()
   context = await browser.newContext({ viewport: { width: 1360, height: 900 } })
   page = await context.newPage()
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) cspViolations.push(message.text())
+  })
 })
 
 afterAll(async () => {
@@ -321,5 +326,13 @@ describe('the console in Chromium', () => {
     await hydrated(page)
     await screenshot(page, '13-overview-light')
     await expectAccessible(page)
+  })
+
+  it('serves every page under a Content-Security-Policy that its own scripts and styles keep to', async () => {
+    const response = await page.goto(server.url)
+    await hydrated(page)
+    expect(response?.headers()['content-security-policy']).toMatch(/script-src 'self' 'nonce-[^']+'/)
+    // Every page above (previews, live updates, toasts, both themes) ran without a refusal.
+    expect(cspViolations).toEqual([])
   })
 })

@@ -12,6 +12,8 @@ export const load: LayoutServerLoad = async ({ locals, depends, url }) => {
     theme: locals.theme,
     authRequired: locals.authRequired,
     signedIn: locals.signedIn,
+    // Who the console acts for: shown in the sidebar, and the actor of every action taken here.
+    actor: locals.actor,
     path: url.pathname + url.search,
     migrations,
     // One clock for server and browser, so relative times render the same on both.

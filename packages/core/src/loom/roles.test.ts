@@ -96,7 +96,9 @@ describe('ownership', () => {
 
   it('takes reports from the owner only, and leaves approving a manual review to operators', async () => {
     const { loom, worker } = setup()
-    await loom.as(teamA).announce(announcement('app-chart', { steps: ['update-chart', 'review'], manual: ['review'], candidates: [candidate] }))
+    await loom
+      .as(teamA)
+      .announce(announcement('app-chart', { steps: ['update-chart', 'review'], manual: ['review'], candidates: [candidate] }))
     const runId = await loom.queue('app-chart', 'billing-api')
     await loom.execute(runId)
     await eventually(() => expect(worker.stepsOf(runId)).toEqual(['update-chart']))
@@ -122,13 +124,20 @@ describe('ownership', () => {
     await loom.dryRun('app-chart', 'billing-api')
     const runId = await loom.queue('app-chart', 'billing-api')
     await loom.execute(runId)
-    await eventually(() => expect(worker.dispatched[0]?.target).toEqual({ workerApp: 'charts', workerUrl: 'http://127.0.0.1:9/worker', owner: 'team-a' }))
+    await eventually(() =>
+      expect(worker.dispatched[0]?.target).toEqual({ workerApp: 'charts', workerUrl: 'http://127.0.0.1:9/worker', owner: 'team-a' }),
+    )
   })
 })
 
 describe('token identities', () => {
   it('names each token holder, and is open with none', () => {
-    const ids = tokenIdentities({ token: 'op-token', workerToken: 'w-token', operators: 'alice:alice-token,bob:bob-token', workers: { 'team-a': 'a-token' } })
+    const ids = tokenIdentities({
+      token: 'op-token',
+      workerToken: 'w-token',
+      operators: 'alice:alice-token,bob:bob-token',
+      workers: { 'team-a': 'a-token' },
+    })
     expect(ids.open).toBe(false)
     expect(ids.authenticate('op-token')).toEqual({ kind: 'operator', name: 'operator' })
     expect(ids.authenticate('alice-token')).toEqual(alice)
@@ -151,7 +160,9 @@ describe('token identities', () => {
   it('refuses malformed or ambiguous settings, naming them', () => {
     expect(() => parseNamedTokens('alice', 'LOOM_OPERATORS')).toThrow(/LOOM_OPERATORS: each entry must be name:token/)
     expect(() => parseNamedTokens('alice:x,alice:y', 'LOOM_OPERATORS')).toThrow(/LOOM_OPERATORS: alice is named twice/)
-    expect(() => tokenIdentities({ operators: 'alice:same', workers: 'team-a:same' })).toThrow(/workers: the token of worker team-a is also operator alice's/)
+    expect(() => tokenIdentities({ operators: 'alice:same', workers: 'team-a:same' })).toThrow(
+      /workers: the token of worker team-a is also operator alice's/,
+    )
     expect(() => tokenIdentities({ workers: { 'team-a': 'has space' } })).toThrow(/workers: the token of team-a must be a bearer token/)
   })
 })

@@ -5,15 +5,37 @@
  */
 import { hostname } from 'node:os'
 import path from 'node:path'
-import { MAX_STEP_TIMEOUT_MS, parseDuration } from '@loom/core'
+import {
+  LoomError,
+  MAX_STEP_TIMEOUT_MS,
+  parseDuration,
+  parseNamedTokens,
+  redactUrl,
+  tokenIdentities,
+  workerUrlPolicy,
+  type Identities,
+  type NamedTokens,
+} from '@loom/core'
+import { DEFAULT_SESSION_TTL } from './session'
 
 export interface ConsoleConfig {
   /** A remote Loom API (`LOOM_URL`); when set the console hosts nothing and talks to it. */
   loomUrl?: string
-  /** Bearer token for operators (`LOOM_TOKEN`); when set the console asks for it before showing anything. */
+  /**
+   * The single operator token (`LOOM_TOKEN`), whose holder is operator `operator`. In
+   * remote mode it is also what this console presents to the remote Loom.
+   */
   token?: string
-  /** Bearer token for worker routes (`LOOM_WORKER_TOKEN`); defaults to `token` in the API. */
+  /** The single worker token (`LOOM_WORKER_TOKEN`), whose holder is worker `worker`. */
   workerToken?: string
+  /** Operators by name (`LOOM_OPERATORS="alice:<token>,bob:<token>"`); each signs in with their own token. */
+  operators?: NamedTokens
+  /** Workers by name (`LOOM_WORKERS="app-charts:<token>,topics:<token>"`). */
+  workers?: NamedTokens
+  /** The worker URLs Loom may call (`LOOM_WORKER_URLS`, comma-separated origins or prefixes); unset, any http(s) URL. */
+  allowedWorkerUrls?: string[]
+  /** How long a sign-in lasts (`LOOM_SESSION_TTL`, default `12h`, at most 30 days), in milliseconds. */
+  sessionTtlMs: number
   /** PostgreSQL server (`DATABASE_URL`); otherwise PGlite in `dataDir`. */
   databaseUrl?: string
   /** The PostgreSQL schema holding Loom's tables (`LOOM_DB_SCHEMA`, default `loom`). */
@@ -73,6 +95,51 @@ function duration(name: string, value: string | undefined, fallback: string): st
   return v
 }
 
+/** The longest sign-in `LOOM_SESSION_TTL` may ask for. */
+const MAX_SESSION_TTL_MS = 30 * 24 * 3600_000
+
+function sessionTtl(value: string | undefined): number {
+  const v = nonEmpty(value) ?? DEFAULT_SESSION_TTL
+  const ms = parseDuration(v)
+  if (ms === undefined || ms < 60_000 || ms > MAX_SESSION_TTL_MS) {
+    throw new Error(`LOOM_SESSION_TTL: "${v}" must be a whole number of minutes or hours from 1 minute to 30 days ("30m", "12h")`)
+  }
+  return ms
+}
+
+/** The variable each of `tokenIdentities`' option names comes from, for its error messages. */
+const VARIABLE_OF_OPTION: Record<string, string> = {
+  token: 'LOOM_TOKEN',
+  workerToken: 'LOOM_WORKER_TOKEN',
+  operators: 'LOOM_OPERATORS',
+  workers: 'LOOM_WORKERS',
+}
+
+function namedTokens(name: string, value: string | undefined): NamedTokens | undefined {
+  const v = nonEmpty(value)
+  if (v === undefined) return undefined
+  const named = parseNamedTokens(v, name)
+  return Object.keys(named).length > 0 ? named : undefined
+}
+
+function workerUrls(value: string | undefined): string[] | undefined {
+  const v = nonEmpty(value)
+  if (v === undefined) return undefined
+  const list = v
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean)
+  for (const entry of list) {
+    try {
+      workerUrlPolicy([entry])
+    } catch (error) {
+      const reason = LoomError.is(error) ? error.message.replace(/^[^:]*: /, '') : String(error)
+      throw new Error(`LOOM_WORKER_URLS: "${redactUrl(entry)}" ${reason}`)
+    }
+  }
+  return list.length > 0 ? list : undefined
+}
+
 function url(name: string, value: string | undefined, protocols: string[]): string | undefined {
   const v = nonEmpty(value)
   if (v === undefined) return undefined
@@ -107,12 +174,21 @@ export function readConfig(env: Env, cwd = process.cwd()): ConsoleConfig {
     dataDir: path.resolve(cwd, nonEmpty(env.LOOM_DATA_DIR) ?? '.loom-data'),
     instanceId: nonEmpty(env.LOOM_INSTANCE_ID) ?? `${hostname()}:${port}`,
     stepTimeout: duration('LOOM_STEP_TIMEOUT', env.LOOM_STEP_TIMEOUT, '24h'),
+    sessionTtlMs: sessionTtl(env.LOOM_SESSION_TTL),
   }
   if (loomUrl) config.loomUrl = loomUrl.replace(/\/+$/, '')
   const token = bearerToken('LOOM_TOKEN', env.LOOM_TOKEN)
   if (token) config.token = token
   const workerToken = bearerToken('LOOM_WORKER_TOKEN', env.LOOM_WORKER_TOKEN)
   if (workerToken) config.workerToken = workerToken
+  const operators = namedTokens('LOOM_OPERATORS', env.LOOM_OPERATORS)
+  if (operators) config.operators = operators
+  const workers = namedTokens('LOOM_WORKERS', env.LOOM_WORKERS)
+  if (workers) config.workers = workers
+  // Token syntax and one actor per token, checked now so a bad value stops the start.
+  identitiesOf(config)
+  const allowedWorkerUrls = workerUrls(env.LOOM_WORKER_URLS)
+  if (allowedWorkerUrls) config.allowedWorkerUrls = allowedWorkerUrls
   const databaseUrl = url('DATABASE_URL', env.DATABASE_URL, ['postgres:', 'postgresql:'])
   if (databaseUrl) config.databaseUrl = databaseUrl
   const temporalAddress = nonEmpty(env.TEMPORAL_ADDRESS)
@@ -125,14 +201,50 @@ export function readConfig(env: Env, cwd = process.cwd()): ConsoleConfig {
   return config
 }
 
+/**
+ * Who holds which of the configured tokens: core's `tokenIdentities` over `LOOM_TOKEN`,
+ * `LOOM_WORKER_TOKEN`, `LOOM_OPERATORS` and `LOOM_WORKERS`. Throws an error naming the
+ * variable for a token given twice or one a bearer header could not carry.
+ */
+export function identitiesOf(config: Pick<ConsoleConfig, 'token' | 'workerToken' | 'operators' | 'workers'>): Identities {
+  try {
+    return tokenIdentities({ token: config.token, workerToken: config.workerToken, operators: config.operators, workers: config.workers })
+  } catch (error) {
+    if (!LoomError.is(error)) throw error
+    throw new Error(error.message.replace(/^(\w+):/, (_whole, option: string) => `${VARIABLE_OF_OPTION[option] ?? option}:`))
+  }
+}
+
+/** The operators who may sign in to this console, by name: `operator` for `LOOM_TOKEN`, then the named ones. */
+export function operatorNames(config: Pick<ConsoleConfig, 'token' | 'operators'>): string[] {
+  return [...(config.token ? ['operator'] : []), ...Object.keys(config.operators ?? {})]
+}
+
+/** What the console asks of its callers, in one line for the start banner. */
+function describeAuth(config: ConsoleConfig): string {
+  const operators = operatorNames(config)
+  const workers = [...(config.workerToken ? ['worker'] : []), ...Object.keys(config.workers ?? {})]
+  if (operators.length === 0 && workers.length === 0) {
+    return 'open: no token is set (LOOM_TOKEN, LOOM_OPERATORS, LOOM_WORKER_TOKEN, LOOM_WORKERS), so anyone who reaches this console acts as operator "anonymous"'
+  }
+  const parts = [
+    operators.length > 0
+      ? `operators ${operators.join(', ')} sign in with their tokens`
+      : 'no operator token is set (LOOM_TOKEN or LOOM_OPERATORS), so no one can sign in',
+  ]
+  if (workers.length > 0) parts.push(`workers ${workers.join(', ')}`)
+  return parts.join('; ')
+}
+
 /** One line per part, for the start banner: what this console runs on. */
 export function describeConfig(config: ConsoleConfig): string[] {
-  if (config.loomUrl) return [`Loom API: remote, ${config.loomUrl}`]
+  if (config.loomUrl) return [`Loom API: remote, ${config.loomUrl}`, `auth: ${describeAuth(config)}`]
   return [
     `store: ${config.databaseUrl ? `PostgreSQL (${redact(config.databaseUrl)})` : `PGlite in ${config.dataDir}`}`,
     `engine: ${config.temporalAddress ? `Temporal at ${config.temporalAddress}` : 'local (in-process)'}`,
     `announcements: ${config.mqttUrl ? `MQTT at ${redact(config.mqttUrl)}` : 'HTTP'}`,
-    `auth: ${config.token ? 'LOOM_TOKEN required' : 'open (set LOOM_TOKEN to require a token)'}`,
+    `auth: ${describeAuth(config)}`,
+    ...(config.allowedWorkerUrls ? [`worker URLs: only ${config.allowedWorkerUrls.map(redactUrl).join(', ')}`] : []),
   ]
 }
 
