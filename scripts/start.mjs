@@ -163,8 +163,7 @@ if (await until(healthy)) {
     const exited = start('The example worker', join(root, 'examples/worker/dist/bin.js'), {
       ...env,
       LOOM_URL: api,
-      // The worker's token is the one the console's API takes from workers.
-      LOOM_TOKEN: env.LOOM_WORKER_TOKEN || env.LOOM_TOKEN || '',
+      // The worker reads the tokens as the console does and presents its own (LOOM_WORKERS' app-charts, else LOOM_WORKER_TOKEN, else LOOM_TOKEN).
       WORKER_PORT: String(workerPort),
       LOOM_DATA_DIR: join(dataDir, 'example-worker'),
       AUTO_MERGE_MS: String(autoMergeMs),

@@ -8,16 +8,32 @@
  * newcomer sees announce, discovery, queue, dry run, execute, pull requests merging and the
  * manual review in the log; the API stays up to try the other candidates.
  *
- * Environment: LOOM_URL, LOOM_TOKEN, LOOM_PORT (3000), WORKER_PORT (4000), MQTT_URL (announce
- * over MQTT), LOOM_DATA_DIR (.loom-data/example-worker), AUTO_MERGE_MS (3000; 0 = never),
- * DEMO (1 without LOOM_URL; 0 to skip the walk-through).
+ * Environment: LOOM_URL, LOOM_PORT (3000), WORKER_PORT (4000), HOST (where both listen;
+ * default every interface), MQTT_URL (announce over MQTT), LOOM_DATA_DIR
+ * (.loom-data/example-worker), AUTO_MERGE_MS (3000; 0 = never), DEMO (1 without LOOM_URL; 0 to
+ * skip the walk-through), and the tokens, read as the console reads them: LOOM_TOKEN and
+ * LOOM_OPERATORS (`name:<token>,…`) for operators, LOOM_WORKER_TOKEN and LOOM_WORKERS for
+ * workers. The worker presents its own token: the one LOOM_WORKERS names for `app-charts`, else
+ * LOOM_WORKER_TOKEN, else LOOM_TOKEN. Its own Loom (without LOOM_URL) accepts all of them, and
+ * presents each worker its own token on dispatches and dry runs.
  *
  * Started by another process with an IPC channel (`npm start` runs it beside the console this
  * way), it sends `{ type: 'ready', url }` once its migration is announced, and stops when that
  * process goes away.
  */
 import { serve } from '@hono/node-server'
-import { createLoom, httpDispatcher, httpDryRunner, localEngine, memoryStore, type Loom, type LoomEvent } from '@loom/core'
+import {
+  createLoom,
+  httpDispatcher,
+  httpDryRunner,
+  localEngine,
+  memoryStore,
+  parseNamedTokens,
+  tokenIdentities,
+  type Loom,
+  type LoomEvent,
+  type WorkerTarget,
+} from '@loom/core'
 import { loomApp } from '@loom/hono'
 import { mqttAnnouncements } from '@loom/mqtt'
 import { Hono } from 'hono'
@@ -26,10 +42,26 @@ import { MIGRATION_ID } from './app-chart'
 import { createExampleWorker } from './example-worker'
 
 const env = process.env
-const token = env.LOOM_TOKEN || undefined
+const WORKER_APP = 'app-charts'
+// Loom's tokens, under the names the console and loomApp give them; blank variables count as unset.
+const tokens = {
+  token: env.LOOM_TOKEN || undefined,
+  workerToken: env.LOOM_WORKER_TOKEN || undefined,
+  operators: env.LOOM_OPERATORS || undefined,
+  workers: env.LOOM_WORKERS || undefined,
+}
+const identities = tokenIdentities(tokens)
+// What this worker presents to Loom and expects on dispatches: its own token (see above).
+const token = identities.workerToken(WORKER_APP)
+// What the printed curl commands use: an operator's token.
+const operatorToken = tokens.token ?? Object.values(parseNamedTokens(tokens.operators ?? '', 'LOOM_OPERATORS'))[0]
+// Loom presents each worker its own token: the migration's owner's.
+const ownersToken = (target: Pick<WorkerTarget, 'owner'>) => identities.workerToken(target.owner)
 const workerPort = Number(env.WORKER_PORT ?? 4000)
 const loomPort = Number(env.LOOM_PORT ?? 3000)
 const autoMergeMs = Number(env.AUTO_MERGE_MS ?? 3000)
+// HOST narrows where both servers listen (127.0.0.1, say); unset, every interface, as Node's default.
+const listenOn = env.HOST ? { hostname: env.HOST } : {}
 const log = (message: string) => console.log(`${new Date().toISOString().slice(11, 19)}  ${message}`)
 
 const client = env.MQTT_URL ? await mqtt.connectAsync(env.MQTT_URL, { protocolVersion: 4 }) : undefined
@@ -41,17 +73,17 @@ if (!loomUrl) {
   const loom = createLoom({
     store: memoryStore(),
     engine: localEngine(),
-    dispatcher: httpDispatcher(token ? { token } : {}),
-    dryRunner: httpDryRunner(token ? { token } : {}),
+    dispatcher: httpDispatcher({ token: ownersToken }),
+    dryRunner: httpDryRunner({ token: ownersToken }),
   })
   ownLoom = loom
-  const server = serve({ fetch: new Hono().route('/api', loomApp(loom, token ? { token } : {})).fetch, port: loomPort })
+  const server = serve({ fetch: new Hono().route('/api', loomApp(loom, tokens)).fetch, port: loomPort, ...listenOn })
   closers.push(
     () => new Promise((resolve) => server.close(resolve)),
     () => loom.close(),
   )
   if (client) {
-    const announcements = mqttAnnouncements(client, loom, token ? { token } : {})
+    const announcements = mqttAnnouncements(client, loom, tokens)
     await announcements.ready
     closers.unshift(() => announcements.stop())
   }
@@ -68,7 +100,7 @@ const example = await createExampleWorker({
   ...(autoMergeMs > 0 ? { autoMergeMs } : {}),
   ...(client ? { announce: { mqtt: client } } : {}),
 })
-const workerServer = serve({ fetch: example.fetch, port: workerPort })
+const workerServer = serve({ fetch: example.fetch, port: workerPort, ...listenOn })
 closers.unshift(
   () => example.stop(),
   () => new Promise((resolve) => workerServer.close(resolve)),
@@ -143,7 +175,7 @@ async function demo(loom: Loom) {
 
 function printHelp() {
   const api = loomUrl
-  const auth = token ? ` -H 'authorization: Bearer ${token}'` : ''
+  const auth = operatorToken ? ` -H 'authorization: Bearer ${operatorToken}'` : ''
   console.log(`
 Try the other candidates (pull requests ${autoMergeMs > 0 ? `merge after ${autoMergeMs / 1000} s` : `wait for POST http://localhost:${workerPort}/prs/merge?branch=…`}):
   curl -s${auth} ${api}/migrations/${MIGRATION_ID}/candidates

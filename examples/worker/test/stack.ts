@@ -125,11 +125,14 @@ export async function startStack(brokerUrl: string): Promise<Stack> {
 
   const serverClient = await connect(brokerUrl)
   const workerClient = await connect(brokerUrl)
+  // Loom is swapped on restart: hand announcements to whichever is current, as its sender.
   const announcements: MqttSubscription = mqttAnnouncements(
     serverClient,
-    { announce: (a) => loom.announce(a) },
+    { as: (actor) => loom.as(actor) },
     {
-      token: WORKER_TOKEN,
+      // The same identities as the API: the worker announces with its own token, not the operator's.
+      token: OPERATOR_TOKEN,
+      workerToken: WORKER_TOKEN,
       topicPrefix: prefix,
       logger: { warn: () => {}, error: () => {} },
       onInvalid: (skipped) => invalid.push(skipped),

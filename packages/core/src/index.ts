@@ -33,7 +33,7 @@ export {
   type NamedTokens,
   type TokenOptions,
 } from './actors'
-export { DEFAULT_LIMITS, RESERVED_KEYS, readJson, type Limits } from './limits'
+export { DEFAULT_LIMITS, RESERVED_KEYS, readJson, topLevelStrings, type Limits } from './limits'
 export { redactUrl, workerUrlPolicy, type WorkerUrlPolicy } from './worker-urls'
 export { parse } from './validate'
 export {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { LoomError } from './errors'
-import { DEFAULT_LIMITS, readJson } from './limits'
+import { DEFAULT_LIMITS, readJson, topLevelStrings } from './limits'
 import { localEngine } from './local-engine'
 import { createLoom, type LoomInstance } from './loom/index'
 import { memoryStore } from './memory-store'
@@ -320,5 +320,16 @@ describe('readJson measuring lists', () => {
     expect(catchOf(() => readJson('[1,2,3,4]', limits, 'message')).message).toBe(
       'message: more than the limit of 3 items (limits.candidates)',
     )
+  })
+})
+
+describe('topLevelStrings', () => {
+  it('finds the string values of top-level keys without reading the rest', () => {
+    const text = `{"steps":[${'{"replyTo":"nested"},'.repeat(3)}{}],"meta":{"token":"inner"},"replyTo":"loom/replies/a\\u0062","token":"t-1","correlationId":7}`
+    expect(topLevelStrings(text, ['replyTo', 'token', 'correlationId'])).toEqual({ replyTo: 'loom/replies/ab', token: 't-1' })
+    expect(topLevelStrings('{"a":"replyTo","replyTo":"x"}', ['replyTo'])).toEqual({ replyTo: 'x' })
+    expect(topLevelStrings('{"k\\"":"v","constructor":"c"}', ['k"', 'constructor'])).toEqual({ 'k"': 'v', constructor: 'c' })
+    expect(topLevelStrings('[{"replyTo":"x"}]', ['replyTo'])).toEqual({})
+    expect(topLevelStrings(new Uint8Array([0x7b, 0xff, 0x7d]), ['replyTo'])).toEqual({})
   })
 })

@@ -110,11 +110,7 @@ function measure(text: string, limits: Partial<Limits> & Pick<Limits, 'depth'>, 
     if (top?.list && top.items === 0 && c !== 93 /* ] */) top.items = 1
     if (c === 34 /* " */) {
       const start = i + 1
-      for (i = start; i < text.length; i++) {
-        const d = text.charCodeAt(i)
-        if (d === 92 /* \ */) i++
-        else if (d === 34) break
-      }
+      i = endOfString(text, i)
       lastString = text.slice(start, Math.min(i, start + 200))
     } else if (c === 58 /* : */) {
       if (top && !top.list) top.key = lastString
@@ -140,5 +136,73 @@ function measure(text: string, limits: Partial<Limits> & Pick<Limits, 'depth'>, 
     } else if (c === 125 /* } */ || c === 93 /* ] */) {
       stack.pop()
     }
+  }
+}
+
+/** The index of the quote that closes the string opening at `open`, or the text's length when none does. */
+function endOfString(text: string, open: number): number {
+  for (let i = open + 1; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 92 /* \ */) i++
+    else if (c === 34 /* " */) return i
+  }
+  return text.length
+}
+
+/**
+ * The string values of `keys` among the top-level fields of a JSON object, found by one scan
+ * that builds nothing else: what a receiver needs to answer a message it refuses to read in
+ * full (an MQTT request carries its reply topic in its body). Keys that are absent, or whose
+ * value is not a string, are left out; so is everything when the text is not valid UTF-8.
+ */
+export function topLevelStrings(input: Uint8Array | string, keys: readonly string[]): Record<string, string> {
+  let text: string
+  try {
+    text = typeof input === 'string' ? input : fatalUtf8.decode(input)
+  } catch {
+    return {}
+  }
+  const found: Record<string, string> = {}
+  let level = 0
+  let key: string | undefined
+  let expectKey = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 34 /* " */) {
+      const end = endOfString(text, i)
+      if (level === 1) {
+        const value = text.slice(i, end + 1)
+        if (expectKey) key = value
+        else if (key !== undefined) {
+          const name = safeString(key)
+          if (name !== undefined && keys.includes(name) && !Object.hasOwn(found, name)) {
+            const parsed = safeString(value)
+            if (parsed !== undefined) found[name] = parsed
+          }
+          key = undefined
+        }
+      }
+      i = end
+    } else if (c === 123 /* { */ || c === 91 /* [ */) {
+      level++
+      if (level === 1) expectKey = c === 123
+      else if (level === 2) key = undefined
+    } else if (c === 125 /* } */ || c === 93 /* ] */) level--
+    else if (level === 1 && c === 58 /* : */) expectKey = false
+    else if (level === 1 && c === 44 /* , */) {
+      expectKey = true
+      key = undefined
+    }
+  }
+  return found
+}
+
+/** A JSON string literal's value, or undefined when it is not one. */
+function safeString(literal: string): string | undefined {
+  try {
+    const value: unknown = JSON.parse(literal)
+    return typeof value === 'string' ? value : undefined
+  } catch {
+    return undefined
   }
 }

@@ -7,7 +7,11 @@ import { encode } from './wire'
 export interface MqttAnnouncerOptions {
   /** The first topic level(s); default `loom`. Servers and workers must agree on it. */
   topicPrefix?: string
-  /** Sent in each announcement's `token` field, for servers configured with a token. */
+  /**
+   * Sent in each announcement's `token` field, for servers configured with tokens: this
+   * worker's own token (named in the server's `workers`, or the single worker token). The
+   * server announces as the worker it names, so the migration becomes that worker's.
+   */
   token?: string
   /** How long `announce` waits for the broker (or, with `awaitAcceptance`, for Loom). Default 10 s. */
   timeoutMs?: number
@@ -16,7 +20,8 @@ export interface MqttAnnouncerOptions {
 export interface AnnounceOptions {
   /**
    * Wait until a Loom server has accepted the announcement, not just the broker. It then
-   * throws the server's error when it refuses (`invalid` naming the field, `unauthorized`),
+   * throws the server's error when it refuses (`invalid` naming the field, `too_large`,
+   * `unauthorized` for a token it does not know, `forbidden` for another worker's migration),
    * and `unavailable` when no server answered in time. A worker waits for this before it
    * discovers and submits candidates.
    */
@@ -51,7 +56,7 @@ export interface MqttAnnouncer {
  * import { mqttAnnouncer } from '@loom/mqtt'
  *
  * const client = await mqtt.connectAsync(process.env.MQTT_URL ?? 'mqtt://127.0.0.1:1883')
- * const announcer = mqttAnnouncer(client, { token: process.env.LOOM_TOKEN })
+ * const announcer = mqttAnnouncer(client, { token: process.env.LOOM_WORKER_TOKEN })
  * await announcer.announce(
  *   { id: 'app-chart', name: 'App chart', steps: [{ name: 'bump-chart', workerApp: 'charts' }] },
  *   { awaitAcceptance: true },

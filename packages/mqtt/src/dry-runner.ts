@@ -1,14 +1,19 @@
-import type { DryRunRequest } from '@loom/core'
+import type { DryRunRequest, DryRunTarget } from '@loom/core'
 import { type DryRunner, dryRunAcrossApps } from '@loom/core/engine'
 import type { MqttClient } from 'mqtt'
 import { createRequester } from './requester'
 import { topicPrefix, topics, workerAppLevel } from './topics'
+import { tokenFor, type WorkerTokenOption } from './wire'
 
 export interface MqttDryRunnerOptions {
   /** The first topic level(s); default `loom`. Servers and workers must agree on it. */
   topicPrefix?: string
-  /** Sent in each request's `token` field; workers configured with a token refuse other requests. */
-  token?: string
+  /**
+   * Sent in each request's `token` field; workers configured with a token refuse other
+   * requests. One token for every worker, or a function of the worker app asked
+   * (`{ workerApp, workerUrl?, owner? }`, `owner` being the migration's), as `mqttDispatcher`'s.
+   */
+  token?: WorkerTokenOption
   /** How long to wait for each worker app's answer. Default 60 s. */
   timeoutMs?: number
 }
@@ -36,20 +41,24 @@ export interface MqttDryRunner extends DryRunner {
  */
 export function mqttDryRunner(client: MqttClient, options: MqttDryRunnerOptions = {}): MqttDryRunner {
   const prefix = topicPrefix(options.topicPrefix)
-  const token = options.token || undefined
   const timeoutMs = options.timeoutMs ?? 60_000
   const requester = createRequester(client, prefix)
 
-  const ask = async (workerApp: string, request: DryRunRequest): Promise<unknown> => {
+  const ask = async (target: DryRunTarget, workerApp: string, request: DryRunRequest): Promise<unknown> => {
     const what = `dry run of ${request.migrationId} for ${request.candidate.id} by worker app ${workerApp}`
     const topic = topics.dryRun(prefix, workerAppLevel(workerApp))
+    const token = tokenFor(options.token, {
+      workerApp,
+      ...(target.workerUrl === undefined ? {} : { workerUrl: target.workerUrl }),
+      ...(target.owner === undefined ? {} : { owner: target.owner }),
+    })
     const reply = await requester.request(topic, { ...request, ...(token ? { token } : {}) }, { timeoutMs, what })
     if (!reply.ok) throw new Error(`${what}: the worker refused (${reply.code}): ${reply.error}`)
     return reply.result
   }
 
   return {
-    dryRun: (target, request) => dryRunAcrossApps(target, request, (workerApp) => ask(workerApp, request)),
+    dryRun: (target, request) => dryRunAcrossApps(target, request, (workerApp) => ask(target, workerApp, request)),
     close: () => requester.close(),
   }
 }

@@ -4,14 +4,22 @@
  * subscribes and registers them (`mqttAnnouncements`); the server dispatches steps
  * (`mqttDispatcher`) and asks for dry runs (`mqttDryRunner`), which workers receive with
  * `onDispatch` and `serveDryRun`. Requests carry their reply topic, correlation id and token
- * in the JSON body, so everything works on MQTT 3.1.1 and 5 alike. Nothing here closes the
- * client it is given.
+ * in the JSON body, so everything works on MQTT 3.1.1 and 5 alike. An announcement's token
+ * names its sender (a worker or an operator, as core's `tokenIdentities` reads it) and Loom
+ * holds it to that actor's role and ownership. Nothing here closes the client it is given.
  */
-export { mqttAnnouncements, type MqttAnnouncementsOptions, type InvalidAnnouncement } from './announcements'
+export { mqttAnnouncements, type AnnouncingLoom, type MqttAnnouncementsOptions, type InvalidAnnouncement } from './announcements'
 export { mqttAnnouncer, type MqttAnnouncer, type MqttAnnouncerOptions, type AnnounceOptions } from './announcer'
 export { mqttDispatcher, type MqttDispatcherOptions, type MqttStepDispatcher } from './dispatcher'
 export { mqttDryRunner, type MqttDryRunner, type MqttDryRunnerOptions } from './dry-runner'
 export { onDispatch, serveDryRun, type ReceiverOptions, type OnDispatchOptions, type ServeDryRunOptions } from './receivers'
 export type { MqttSubscription } from './subscription'
 export { DEFAULT_TOPIC_PREFIX, topicMatches } from './topics'
-export type { MqttLogger, TransportFields, Reply, ReplyBody } from './wire'
+export {
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  type MqttLogger,
+  type TransportFields,
+  type Reply,
+  type ReplyBody,
+  type WorkerTokenOption,
+} from './wire'

@@ -1,4 +1,5 @@
 import {
+  DEFAULT_LIMITS,
   DispatchStepRequestSchema,
   DryRunRequestSchema,
   LoomError,
@@ -10,13 +11,33 @@ import {
 import type { MqttClient } from 'mqtt'
 import { subscription, type MqttSubscription } from './subscription'
 import { topicPrefix, topics, workerAppLevel } from './topics'
-import { answer, checkToken, consoleLogger, decode, failure, type MqttLogger, type TransportFields } from './wire'
+import {
+  answer,
+  checkToken,
+  consoleLogger,
+  decode,
+  failure,
+  peekTransport,
+  maxPayloadBytesOf,
+  type MqttLogger,
+  type PayloadLimits,
+  type TransportFields,
+} from './wire'
 
 export interface ReceiverOptions {
   /** The worker app whose messages to receive. */
   workerApp: string
-  /** When set, messages whose `token` field differs are refused (answered `unauthorized`) and not handled. */
+  /**
+   * When set, messages whose `token` field differs are refused (answered `unauthorized`) and
+   * not handled. With named worker tokens Loom sends each worker its own (see
+   * `mqttDispatcher`'s `token`), so this is the worker's own token.
+   */
   token?: string
+  /**
+   * Largest message read, in bytes. A larger one is refused `too_large` unread, and logged; it
+   * gets no answer, its reply topic being inside it. Default 4 MiB, as the HTTP body limit.
+   */
+  maxPayloadBytes?: number
   /** The first topic level(s); default `loom`. Servers and workers must agree on it. */
   topicPrefix?: string
   /** Where refused and failed messages are reported. Default: console. */
@@ -40,9 +61,10 @@ export interface ServeDryRunOptions extends ReceiverOptions {
 
 /**
  * Receives steps dispatched to a worker app over MQTT (by `mqttDispatcher`), on
- * `{prefix}/workers/{workerApp}/dispatch`. Each message is checked (token, then the
- * `DispatchStepRequest` shape) before `handler` sees it, and answered on its `replyTo` topic:
- * accepted once `handler` resolves, refused with the reason otherwise.
+ * `{prefix}/workers/{workerApp}/dispatch`. Each message is checked (its size, UTF-8 and
+ * nesting, the token, then the `DispatchStepRequest` shape) before `handler` sees it, and
+ * answered on its `replyTo` topic: accepted once `handler` resolves, refused with the reason
+ * otherwise.
  *
  * @example
  * const receiver = onDispatch(client, {
@@ -87,17 +109,22 @@ function serve(
   const app = workerAppLevel(options.workerApp)
   const token = options.token || undefined
   const logger = options.logger ?? consoleLogger
+  const limits: PayloadLimits = { maxPayloadBytes: maxPayloadBytesOf(options.maxPayloadBytes), limits: DEFAULT_LIMITS }
   const filter = kind === 'dispatch' ? topics.dispatch(prefix, app) : topics.dryRun(prefix, app)
 
   return subscription(client, filter, async (topic, payload) => {
     let transport: TransportFields = {}
+    let read = false
     try {
-      const decoded = decode(payload)
+      const decoded = decode(payload, limits)
       transport = decoded.transport
+      read = true
       checkToken(transport, token)
       const result = await handle(decoded.body)
       await answer(client, transport, result === undefined ? { ok: true } : { ok: true, result }, logger, `a ${kind} request`)
     } catch (error) {
+      // A message refused before it was read still names its reply topic: the sender learns why.
+      if (!read) transport = peekTransport(payload, limits)
       const refusal = failure(error)
       if (LoomError.is(error)) logger.warn(`${kind} message on ${topic} refused: ${refusal.error}`)
       else logger.error(`${kind} message on ${topic} failed: ${refusal.error}`, error)

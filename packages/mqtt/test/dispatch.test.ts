@@ -1,4 +1,4 @@
-import type { DispatchStepRequest, DryRunRequest, DryRunResult } from '@loom/core'
+import { tokenIdentities, type DispatchStepRequest, type DryRunRequest, type DryRunResult, type WorkerTarget } from '@loom/core'
 import { expectLoomError } from '@loom/core/testing'
 import type { MqttClient } from 'mqtt'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -119,6 +119,51 @@ describe.each(pairings(broker.versions))(
         await Promise.all([anonymous.close(), wrong.close(), right.close()])
       })
 
+      it('sends each worker its own token when the token is a function of the target', async () => {
+        const identities = tokenIdentities({ workers: { 'team-a': 'tok-a', 'team-b': 'tok-b' } })
+        const received: string[] = []
+        const logger = recordingLogger()
+        const receivers = [
+          onDispatch(worker, {
+            workerApp: 'charts',
+            topicPrefix: prefix,
+            token: 'tok-a',
+            logger,
+            handler: (r) => void received.push(`charts:${r.runId}`),
+          }),
+          onDispatch(worker, {
+            workerApp: 'topics',
+            topicPrefix: prefix,
+            token: 'tok-b',
+            logger,
+            handler: (r) => void received.push(`topics:${r.runId}`),
+          }),
+        ]
+        await Promise.all(receivers.map((r) => r.ready))
+        const targets: WorkerTarget[] = []
+        const dispatcher = mqttDispatcher(server, {
+          topicPrefix: prefix,
+          timeoutMs: 5_000,
+          token: (target) => {
+            targets.push(target)
+            return identities.workerToken(target.owner)
+          },
+        })
+        await dispatcher.dispatch({ workerApp: 'charts', owner: 'team-a', workerUrl: 'http://charts.internal' }, request)
+        await dispatcher.dispatch({ workerApp: 'topics', owner: 'team-b' }, request)
+        expect(received).toEqual(['charts:app-chart__billing-api', 'topics:app-chart__billing-api'])
+        expect(targets).toEqual([
+          { workerApp: 'charts', owner: 'team-a', workerUrl: 'http://charts.internal' },
+          { workerApp: 'topics', owner: 'team-b' },
+        ])
+        // Team B's token does not open team A's worker.
+        const crossed = await expectLoomError(dispatcher.dispatch({ workerApp: 'charts', owner: 'team-b' }, request), 'unauthorized')
+        expect(crossed.message).toMatch(/the worker refused \(unauthorized\): token: does not match$/)
+        expect(received).toHaveLength(2)
+        await dispatcher.close()
+        await Promise.all(receivers.map((r) => r.stop()))
+      })
+
       it('answers an invalid dispatch message with the field, without calling the handler', async () => {
         const received: unknown[] = []
         const receiver = onDispatch(worker, {
@@ -144,6 +189,31 @@ describe.each(pairings(broker.versions))(
           error: 'candidate: is required',
         })
         expect(received).toEqual([])
+      })
+
+      it('reads no dispatch over maxPayloadBytes: the handler never sees it and the refusal is logged', async () => {
+        const received: unknown[] = []
+        const logger = recordingLogger()
+        const receiver = onDispatch(worker, {
+          workerApp: 'charts',
+          topicPrefix: prefix,
+          maxPayloadBytes: 200,
+          logger,
+          handler: (r) => void received.push(r),
+        })
+        await receiver.ready
+        const dispatcher = mqttDispatcher(server, { topicPrefix: prefix, timeoutMs: 500 })
+        // Its reply topic is inside the unread payload: the dispatcher hears nothing and gives up.
+        await expectLoomError(dispatcher.dispatch({ workerApp: 'charts' }, request), 'unavailable')
+        expect(received).toEqual([])
+        expect(logger.warnings).toEqual([
+          expect.stringMatching(
+            new RegExp(
+              `^dispatch message on ${prefix}/workers/charts/dispatch refused: body: \\d+ bytes, larger than the limit of 200 bytes \\(maxPayloadBytes\\)$`,
+            ),
+          ),
+        ])
+        await dispatcher.close()
       })
 
       it('handles a dispatch published without a reply topic (fire and forget)', async () => {
@@ -223,6 +293,37 @@ describe.each(pairings(broker.versions))(
           'dry run of app-chart for billing-api by worker app charts: the worker refused (unavailable): repository not found',
         )
         await dryRunner.close()
+      })
+
+      it('asks each worker app with the token the function chooses for it and the migration’s owner', async () => {
+        const tokens: Record<string, string> = { charts: 'tok-charts', values: 'tok-values' }
+        const responders = Object.entries(tokens).map(([workerApp, token]) =>
+          serveDryRun(worker, {
+            workerApp,
+            topicPrefix: prefix,
+            token,
+            logger: recordingLogger(),
+            handler: answering(workerApp === 'charts' ? 'bump-chart' : 'update-values', `from ${workerApp}`),
+          }),
+        )
+        await Promise.all(responders.map((r) => r.ready))
+        const asked: WorkerTarget[] = []
+        const dryRunner = mqttDryRunner(server, {
+          topicPrefix: prefix,
+          timeoutMs: 5_000,
+          token: (target) => {
+            asked.push(target)
+            return tokens[target.workerApp]
+          },
+        })
+        const result = await dryRunner.dryRun({ workerApps: ['charts', 'values'], owner: 'team-a' }, dryRunRequest)
+        expect(result.steps.map((s) => s.files?.[0]?.after)).toEqual(['from charts', 'from values'])
+        expect(asked.sort((a, b) => a.workerApp.localeCompare(b.workerApp))).toEqual([
+          { workerApp: 'charts', owner: 'team-a' },
+          { workerApp: 'values', owner: 'team-a' },
+        ])
+        await dryRunner.close()
+        await Promise.all(responders.map((r) => r.stop()))
       })
 
       it('takes a worker refusing the token for an unavailable worker, naming it, never an unauthorized operator', async () => {

@@ -20,8 +20,12 @@ export interface WorkerOptions {
   /** Where Loom's HTTP API is, e.g. `http://localhost:3000/api`; the worker talks to it with `@loom/client`. */
   loomUrl?: string
   /**
-   * The bearer token. Sent with every call to Loom (its worker token) and, unless
-   * `dispatchToken` says otherwise, required on every dispatch and dry-run Loom sends here.
+   * This worker's token: its own named one (`LOOM_WORKERS="charts:<token>"` on Loom's side) or
+   * the single worker token. Sent with every call to Loom, over HTTP and in each MQTT
+   * announcement, so Loom knows which worker it is: the migrations it announces first become
+   * its own, and no other worker may change them. Unless `dispatchToken` says otherwise, every
+   * dispatch and dry run Loom sends here must carry it too; a Loom with named worker tokens
+   * presents each worker its own, so the default fits.
    */
   token?: string
   /** The token Loom's dispatcher sends; dispatches without it are refused. Default: `token`. */

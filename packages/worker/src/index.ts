@@ -4,8 +4,9 @@
  * announces the migrations to Loom (over HTTP or MQTT), discovers and submits candidates
  * once an announcement is accepted, runs the steps Loom dispatches (over HTTP with a Hono
  * app you mount, or over MQTT) and reports each outcome back, and answers dry runs with
- * the diffs of every step stacked on the ones before it. Calls both ways carry the bearer
- * token, and a dispatch without it is refused.
+ * the diffs of every step stacked on the ones before it. Calls both ways carry the worker's
+ * own token: Loom knows the worker by it (and gives it the migrations it announces), and a
+ * dispatch without it is refused.
  */
 export {
   defineMigration,

@@ -13,8 +13,8 @@ export interface RetryOptions {
 /**
  * True for failures that a later try may not meet: Loom unreachable (`unavailable`, or a
  * plain error from fetch), or, while an announce over MQTT is still on its way, the
- * migration not found yet. Everything else (`invalid`, `conflict`, `unauthorized`) is a
- * final answer.
+ * migration not found yet. Everything else (`invalid`, `conflict`, `unauthorized`,
+ * `forbidden`) is a final answer.
  */
 export type RetryWhen = (error: unknown) => boolean
 

@@ -72,7 +72,7 @@ export interface Worker {
  * const worker = createWorker({
  *   app: 'charts',
  *   loomUrl: 'http://localhost:3000/api',
- *   token: process.env.LOOM_TOKEN,
+ *   token: process.env.LOOM_WORKER_TOKEN, // this worker's own token (LOOM_WORKERS on Loom's side)
  *   url: 'http://localhost:4000',
  *   migrations: [appChart],
  * })
