@@ -52,7 +52,7 @@ const tokens = {
 }
 const identities = tokenIdentities(tokens)
 // What this worker presents to Loom and expects on dispatches: its own token (see above).
-const token = identities.workerToken(WORKER_APP)
+const token = parseNamedTokens(tokens.workers ?? '', 'LOOM_WORKERS')[WORKER_APP] ?? tokens.workerToken ?? tokens.token
 // What the printed curl commands use: an operator's token.
 const operatorToken = tokens.token ?? Object.values(parseNamedTokens(tokens.operators ?? '', 'LOOM_OPERATORS'))[0]
 // Loom presents each worker its own token: the migration's owner's.

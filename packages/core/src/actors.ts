@@ -22,6 +22,7 @@ export const ActorSchema = v.object({
     v.string('must be a string'),
     v.minLength(1, 'must not be empty'),
     v.maxLength(MAX_ACTOR_NAME_LENGTH, `must be at most ${MAX_ACTOR_NAME_LENGTH} characters`),
+    v.regex(/^\S(.*\S)?$/s, 'must not be blank or start or end with white space'),
   ),
 })
 
@@ -35,11 +36,15 @@ export const SYSTEM_ACTOR: Actor = Object.freeze({ kind: 'system', name: 'loom' 
 export const ANONYMOUS_OPERATOR: Actor = Object.freeze({ kind: 'operator', name: 'anonymous' })
 
 /** The methods of `Loom` a worker may call: announce, submit candidates, report steps (and ask for health). */
-const WORKER_METHODS = new Set(['announce', 'submitCandidates', 'complete', 'prOpened', 'health'])
+const WORKER_METHODS: ReadonlySet<string> = new Set(['announce', 'submitCandidates', 'complete', 'prOpened', 'health'])
+
+/** What each kind of actor may call: everything, or the listed methods. An actor of any other kind may call nothing. */
+const RIGHTS: Record<ActorKind, 'all' | ReadonlySet<string>> = { operator: 'all', system: 'all', worker: WORKER_METHODS }
 
 /** Whether `actor` may call `method` at all; what it may then do to a given migration is {@link checkOwner}'s. */
 export function mayCall(actor: Actor, method: string): boolean {
-  return actor.kind !== 'worker' || WORKER_METHODS.has(method)
+  const rights = Object.hasOwn(RIGHTS, actor.kind) ? RIGHTS[actor.kind] : undefined
+  return rights === 'all' || (rights?.has(method) ?? false)
 }
 
 /** Throws `forbidden` unless `actor` may call `method`. */
@@ -47,24 +52,25 @@ export function authorize(actor: Actor, method: string): void {
   if (!mayCall(actor, method)) {
     throw new LoomError(
       'forbidden',
-      `worker ${actor.name} may not call ${method}: a worker announces migrations, submits their candidates and reports steps; everything else is an operator's`,
+      `${actor.kind} ${actor.name} may not call ${method}: a worker announces migrations, submits their candidates and reports steps; everything else is an operator's`,
       { details: { actor, method } },
     )
   }
 }
 
 /**
- * Throws `forbidden` when `actor` is a worker and the migration belongs to another worker.
- * A migration belongs to the worker that first announced it; one no worker announced (an
- * operator registered it) is claimed by the first worker that announces it.
+ * Throws `forbidden` when `actor` is a worker and the migration is not its own. A migration
+ * belongs to the worker that first announced it; one no worker announced yet (an operator
+ * registered it) is claimed by the first worker that announces it, and until then no worker
+ * may submit its candidates or report on its runs.
  */
 export function checkOwner(actor: Actor, migration: { id: string; owner?: string | undefined }, what: string): void {
-  if (actor.kind !== 'worker' || migration.owner === undefined || migration.owner === actor.name) return
-  throw new LoomError(
-    'forbidden',
-    `worker ${actor.name} may not ${what} migration ${migration.id}: it belongs to worker ${migration.owner}`,
-    { details: { actor, owner: migration.owner, migrationId: migration.id } },
-  )
+  if (actor.kind !== 'worker' || migration.owner === actor.name) return
+  const whose =
+    migration.owner === undefined ? 'it belongs to no worker yet; announce it to claim it' : `it belongs to worker ${migration.owner}`
+  throw new LoomError('forbidden', `worker ${actor.name} may not ${what} migration ${migration.id}: ${whose}`, {
+    details: { actor, migrationId: migration.id, ...(migration.owner === undefined ? {} : { owner: migration.owner }) },
+  })
 }
 
 /** Named tokens: name → token. */
@@ -95,7 +101,11 @@ export interface Identities {
    * while tokens are configured). Every configured token is compared in constant time.
    */
   authenticate(presented: string | undefined): Actor | null
-  /** The token of worker `name`, else the single worker token: what Loom presents when it calls that worker. */
+  /**
+   * What Loom presents when it calls the worker that owns a migration: that worker's own token
+   * (none when it has none); for a migration no worker owns, the single worker token. With no
+   * worker token configured at all (API 0.2), the operator token.
+   */
   workerToken(name?: string | undefined): string | undefined
 }
 
@@ -188,7 +198,12 @@ export function tokenIdentities(options: TokenOptions): Identities {
       return found
     },
     workerToken(name) {
-      return (name === undefined ? undefined : workerTokens.get(name)) ?? workerTokens.get('worker') ?? options.token ?? undefined
+      // API 0.2: with no worker token at all, workers hold the operator's, and Loom shows them that.
+      if (workerTokens.size === 0) return options.token || undefined
+      // A named owner gets its own token or none: never another worker's, never the operator's
+      // (a worker removed from the list must not be handed a token it no longer has).
+      if (name !== undefined) return workerTokens.get(name)
+      return workerTokens.get('worker')
     },
   }
 }

@@ -40,7 +40,13 @@ export async function dryRunAcrossApps(
       try {
         return { workerApp, result: parse(DryRunResultSchema, body, '') }
       } catch (error) {
-        return { workerApp, error: `worker app ${workerApp} answered an invalid dry run: ${(error as Error).message}` }
+        // The field only: the schema's own message may quote what the worker sent, and a worker
+        // URL can be turned against a service that answers with secrets.
+        const field = LoomError.is(error) ? String(error.details?.field ?? 'body') : 'body'
+        return {
+          workerApp,
+          error: `worker app ${workerApp} answered an invalid dry run: ${field} does not have the shape of a dry-run result`,
+        }
       }
     }),
   )

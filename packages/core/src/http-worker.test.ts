@@ -115,7 +115,7 @@ describe('httpDryRunner', () => {
       .dryRun({ workerApps: ['charts'], workerUrl: 'http://w' }, dryRunRequest)
       .catch((e) => e)
     expect(LoomError.is(error, 'unavailable')).toBe(true)
-    expect(error.message).toBe('worker app charts answered an invalid dry run: steps.0.skipped: must be a boolean')
+    expect(error.message).toBe('worker app charts answered an invalid dry run: steps.0.skipped does not have the shape of a dry-run result')
   })
 
   it('asks each distinct worker URL once: the configured one of an app, else the announced one', async () => {
@@ -171,6 +171,40 @@ describe('what a worker call never repeats or follows', () => {
     expect(LoomError.is(dryRun, 'unavailable')).toBe(true)
     expect(dryRun.message).toBe(`worker app charts at http://127.0.0.1:4309/admin/dry-run answered ${status}`)
     for (const error of [dispatched, dryRun]) expect(JSON.stringify({ m: error.message, d: error.details })).not.toMatch(/SECRET|hunter2/)
+  })
+
+  it.each([
+    ['a JSON string', JSON.stringify(secret)],
+    ['a list of strings', JSON.stringify({ steps: [secret] })],
+    ['a field of the wrong type', JSON.stringify({ steps: [{ stepName: secret, skipped: secret }] })],
+    ['text that is not JSON', `<html>${secret}</html>`],
+  ])('never quotes a 2xx dry-run answer of the wrong shape: %s', async (_what, body) => {
+    const { fetch } = fakeFetch(() => new Response(body, { status: 200 }))
+    const error = await httpDryRunner({ fetch })
+      .dryRun({ workerApps: ['charts'], workerUrl: 'http://127.0.0.1:4309/admin' }, dryRunRequest)
+      .catch((e) => e)
+    expect(LoomError.is(error, 'unavailable')).toBe(true)
+    expect(error.message).toMatch(/^worker app charts (at http:\/\/127\.0\.0\.1:4309\/admin\/dry-run )?answered /)
+    expect(JSON.stringify({ m: error.message, d: error.details })).not.toMatch(/SECRET|hunter2/)
+  })
+
+  it('stops reading a dry-run answer past maxResponseBytes, and fails that app', async () => {
+    let pulled = 0
+    const endless = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled++
+        controller.enqueue(new Uint8Array(64 * 1024).fill(0x20))
+      },
+    })
+    const { fetch } = fakeFetch(() => new Response(endless, { status: 200 }))
+    const error = await httpDryRunner({ fetch, maxResponseBytes: 1024 * 1024 })
+      .dryRun({ workerApps: ['charts'], workerUrl: 'http://127.0.0.1:4309/w' }, dryRunRequest)
+      .catch((e) => e)
+    expect(LoomError.is(error, 'unavailable')).toBe(true)
+    expect(error.message).toBe(
+      'worker app charts at http://127.0.0.1:4309/w/dry-run answered more than 1048576 bytes (maxResponseBytes); the answer was not read',
+    )
+    expect(pulled).toBeLessThan(40)
   })
 
   it.each([301, 302, 303, 307, 308])('refuses a %i redirect as invalid without following it or quoting where it points', async (status) => {

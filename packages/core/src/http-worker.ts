@@ -1,17 +1,11 @@
 import { dryRunAcrossApps } from './dry-runs'
 import { LoomError, type LoomErrorCode } from './errors'
-import type { DryRunner, StepDispatcher } from './ports'
+import { DEFAULT_LIMITS, readJson } from './limits'
+import type { DryRunner, StepDispatcher, WorkerTarget } from './ports'
 import { redactUrl } from './worker-urls'
 
-/** The worker a call goes to, as `HttpWorkerOptions.token` sees it: whose token to present. */
-interface WorkerTokenTarget {
-  /** The worker app of the step (of a dry run: the first app asked at this URL). */
-  workerApp: string
-  /** The URL the migration was announced with, if any. */
-  workerUrl?: string
-  /** The worker the migration belongs to, if any (`RegisteredMigration.owner`). */
-  owner?: string
-}
+/** The largest answer to a dry run read by default: 8 MiB. */
+const DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
 export interface HttpWorkerOptions {
   /**
@@ -20,11 +14,13 @@ export interface HttpWorkerOptions {
    * tokens: `(target) => identities.workerToken(target.owner)`). No token, or a function
    * answering `undefined`: no `Authorization` header at all.
    */
-  token?: string | ((target: WorkerTokenTarget) => string | undefined)
+  token?: string | ((target: WorkerTarget) => string | undefined)
   /** Worker URLs by worker app, overriding the `workerUrl` a migration was announced with. */
   workerUrls?: Record<string, string>
   /** How long to wait for the worker to answer. Default 10 s for dispatch, 60 s for dry-run. */
   timeoutMs?: number
+  /** The largest dry-run answer read; a longer one is cut off and the app's dry run fails. Default 8 MiB. */
+  maxResponseBytes?: number
   /** The fetch to use; defaults to the global one. */
   fetch?: typeof fetch
 }
@@ -57,7 +53,7 @@ function redactAll(text: string): string {
 }
 
 /** The token for `target`, if any. */
-function tokenFor(target: WorkerTokenTarget, options: HttpWorkerOptions): string | undefined {
+function tokenFor(target: WorkerTarget, options: HttpWorkerOptions): string | undefined {
   return typeof options.token === 'function' ? options.token(target) : options.token
 }
 
@@ -67,13 +63,7 @@ function tokenFor(target: WorkerTokenTarget, options: HttpWorkerOptions): string
  * never quotes what the worker sent: the URL may be any host the announcer could name, and its
  * answer is not Loom's to repeat. Redirects are not followed.
  */
-async function post(
-  url: string,
-  body: unknown,
-  target: WorkerTokenTarget,
-  options: HttpWorkerOptions,
-  timeoutMs: number,
-): Promise<Response> {
+async function post(url: string, body: unknown, target: WorkerTarget, options: HttpWorkerOptions, timeoutMs: number): Promise<Response> {
   const headers: Record<string, string> = { 'content-type': 'application/json' }
   const token = tokenFor(target, options)
   if (token) headers.authorization = `Bearer ${token}`
@@ -138,16 +128,20 @@ export function httpDryRunner(options: HttpWorkerOptions = {}): DryRunner {
       // Apps served at one URL share its answer: each URL is asked once.
       const asked = new Map<string, Promise<unknown>>()
       const ask = async (url: string, workerApp: string) => {
-        const to: WorkerTokenTarget = {
+        const to: WorkerTarget = {
           workerApp,
           ...(target.workerUrl ? { workerUrl: target.workerUrl } : {}),
           ...(target.owner ? { owner: target.owner } : {}),
         }
         const response = await post(url, request, to, options, options.timeoutMs ?? 60_000)
+        const who = `worker app ${workerApp} at ${redactUrl(url)}`
+        const bytes = await readCapped(response, options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES, who)
         try {
-          return await response.json()
-        } catch {
-          throw new LoomError('unavailable', `worker app ${workerApp} at ${redactUrl(url)} answered a dry run that is not JSON`)
+          return readJson(bytes, DEFAULT_LIMITS, 'body')
+        } catch (error) {
+          // The field and the reason only (UTF-8, depth, a list too long, not JSON): never the worker's text.
+          const field = LoomError.is(error) ? String(error.details?.field ?? 'body') : 'body'
+          throw new LoomError('unavailable', `${who} answered a dry run that is not JSON of the expected size (${field})`)
         }
       }
       return dryRunAcrossApps(target, request, (workerApp) => {
@@ -157,4 +151,29 @@ export function httpDryRunner(options: HttpWorkerOptions = {}): DryRunner {
       })
     },
   }
+}
+
+/** The body of `response`, at most `maxBytes` of it: a longer one is cancelled, and the call is `unavailable`. */
+async function readCapped(response: Response, maxBytes: number, who: string): Promise<Uint8Array> {
+  const reader = response.body?.getReader()
+  if (!reader) return new Uint8Array()
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    size += value.byteLength
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => {})
+      throw new LoomError('unavailable', `${who} answered more than ${maxBytes} bytes (maxResponseBytes); the answer was not read`)
+    }
+    chunks.push(value)
+  }
+  const bytes = new Uint8Array(size)
+  let offset = 0
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset)
+    offset += chunk.byteLength
+  }
+  return bytes
 }

@@ -333,3 +333,34 @@ describe('topLevelStrings', () => {
     expect(topLevelStrings(new Uint8Array([0x7b, 0xff, 0x7d]), ['replyTo'])).toEqual({})
   })
 })
+
+describe('readJson, as the review of issue 13 tried it', () => {
+  it('judges a key written with escapes by what it says', () => {
+    const limits = { ...DEFAULT_LIMITS, steps: 2 }
+    expect(catchOf(() => readJson('{"st\\u0065ps":[{},{},{}]}', limits)).message).toBe(
+      'steps: more than the limit of 2 steps (limits.steps)',
+    )
+  })
+
+  it('holds an object to the most keys a map may have plus a shape’s fields', () => {
+    const keys = (n: number) => `{${Array.from({ length: n }, (_, i) => `"k${i}":1`).join(',')}}`
+    expect(readJson(keys(DEFAULT_LIMITS.mapKeys + 16), DEFAULT_LIMITS)).toBeDefined()
+    expect(catchOf(() => readJson(`{"x":${keys(DEFAULT_LIMITS.mapKeys + 17)}}`, DEFAULT_LIMITS))).toMatchObject({
+      message: 'x: more than the limit of 116 keys (limits.mapKeys)',
+      details: { field: 'x' },
+    })
+  })
+
+  it('stops at the first wrong value: a million of them cost what one does', async () => {
+    const { loom } = setup()
+    const metadata = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [String(i), 1]))
+    const list = Array.from({ length: 5_000 }, (_, i) => ({ id: `c${i}`, metadata }))
+    await loom.announce({ id: 'x', name: 'x', steps: [{ name: 's', workerApp: 'w' }] })
+    const started = performance.now()
+    const error = await expectLoomError(loom.submitCandidates('x', list as never), 'invalid')
+    const ms = performance.now() - started
+    console.info(`500,000 wrong metadata values refused in ${ms.toFixed(1)} ms`)
+    expect(error.message).toBe('candidates.0.metadata.0: must be a string')
+    expect(ms).toBeLessThan(500)
+  })
+})

@@ -79,16 +79,17 @@ const LIST_LIMITS = { steps: 'steps', candidates: 'candidates', files: 'files' }
 
 interface Frame {
   list: boolean
-  /** Items seen so far (lists). */
+  /** Items (lists) or keys (objects) seen so far. */
   items: number
   /** The key being read (objects). */
   key: string
   /** Where the frame is, as a dotted path. */
   path: string
-  /** The most items this list may hold; Infinity for objects. */
+  /** The most items or keys it may hold. */
   max: number
-  /** The limit that `max` comes from. */
+  /** The limit that `max` comes from, and what it counts. */
   limit: keyof Limits | undefined
+  what: string
 }
 
 /**
@@ -99,25 +100,29 @@ interface Frame {
 function measure(text: string, limits: Partial<Limits> & Pick<Limits, 'depth'>, field: string): void {
   const stack: Frame[] = []
   const listed = limits.candidates !== undefined
-  const largest = Math.max(limits.steps ?? 0, limits.candidates ?? 0, limits.files ?? 0)
+  // Any other list is held to the largest list limit, and any object to the most keys a map may have plus the fields of a shape.
+  const lists = (['steps', 'candidates', 'files'] as const).filter((key) => limits[key] !== undefined)
+  const largest = lists.reduce<keyof Limits | undefined>((a, b) => (a === undefined || limits[b]! > limits[a]! ? b : a), undefined)
+  const maxKeys = (limits.mapKeys ?? 0) + 16
   let lastString = ''
   const at = (path: string) => (path ? (field === 'body' ? path : `${field}.${path}`) : field)
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
     if (c === 32 || c === 10 || c === 13 || c === 9) continue
     const top = stack[stack.length - 1]
-    // The first character of a value inside a list counts one item.
-    if (top?.list && top.items === 0 && c !== 93 /* ] */) top.items = 1
+    // The first character of a value inside a list, or of a key inside an object, counts one.
+    if (top && top.items === 0 && c !== 93 /* ] */ && c !== 125 /* } */) top.items = 1
     if (c === 34 /* " */) {
-      const start = i + 1
+      const start = i
       i = endOfString(text, i)
-      lastString = text.slice(start, Math.min(i, start + 200))
+      const raw = text.slice(start + 1, Math.min(i, start + 201))
+      // A key written with escapes (`"st\u0065ps"`) is judged by what it says.
+      lastString = raw.includes('\\') ? (safeString(text.slice(start, i + 1)) ?? raw) : raw
     } else if (c === 58 /* : */) {
       if (top && !top.list) top.key = lastString
     } else if (c === 44 /* , */) {
-      if (top?.list && ++top.items > top.max) {
-        const what = top.limit === undefined ? 'items' : top.limit
-        throw new LoomError('invalid', `${at(top.path)}: more than the limit of ${top.max} ${what} (limits.${top.limit ?? 'candidates'})`, {
+      if (top && ++top.items > top.max) {
+        throw new LoomError('invalid', `${at(top.path)}: more than the limit of ${top.max} ${top.what} (limits.${top.limit})`, {
           details: { field: at(top.path) },
         })
       }
@@ -130,9 +135,15 @@ function measure(text: string, limits: Partial<Limits> & Pick<Limits, 'depth'>, 
       const name = top === undefined ? '' : top.list ? String(top.items - 1) : top.key
       const path = top?.path ? `${top.path}.${name}` : name
       const list = c === 91
-      const limit = list && listed && Object.hasOwn(LIST_LIMITS, name) ? LIST_LIMITS[name as keyof typeof LIST_LIMITS] : undefined
-      const max = !list || !listed ? Number.POSITIVE_INFINITY : limit ? (limits[limit] as number) : largest
-      stack.push({ list, items: 0, key: '', path, max, limit })
+      const own = list && Object.hasOwn(LIST_LIMITS, name) ? LIST_LIMITS[name as keyof typeof LIST_LIMITS] : undefined
+      let frame: Frame = { list, items: 0, key: '', path, max: Number.POSITIVE_INFINITY, limit: undefined, what: '' }
+      if (listed && list) {
+        const limit = own && limits[own] !== undefined ? own : largest
+        frame = { ...frame, max: limit ? limits[limit]! : frame.max, limit, what: own ? own : 'items' }
+      } else if (listed && limits.mapKeys !== undefined) {
+        frame = { ...frame, max: maxKeys, limit: 'mapKeys', what: 'keys' }
+      }
+      stack.push(frame)
     } else if (c === 125 /* } */ || c === 93 /* ] */) {
       stack.pop()
     }
@@ -175,9 +186,11 @@ export function topLevelStrings(input: Uint8Array | string, keys: readonly strin
         if (expectKey) key = value
         else if (key !== undefined) {
           const name = safeString(key)
-          if (name !== undefined && keys.includes(name) && !Object.hasOwn(found, name)) {
+          if (name !== undefined && keys.includes(name)) {
+            // The last of duplicate keys counts, as for JSON.parse.
             const parsed = safeString(value)
             if (parsed !== undefined) found[name] = parsed
+            else delete found[name]
           }
           key = undefined
         }

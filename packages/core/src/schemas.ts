@@ -82,6 +82,8 @@ function workerUrlIssue(text: string): string | undefined {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must be an http or https URL'
   if (url.username || url.password) return 'must not carry credentials (user:password@); workers are called with the worker token'
   if (url.search || url.hash || text.includes('?') || text.includes('#')) return 'must not have a query or a fragment'
+  // A server or proxy that decodes these before routing would see another path than the allow-list did.
+  if (/%(2f|2e|5c)/i.test(url.pathname)) return 'must not encode "/", "." or "\\" in its path (%2F, %2E, %5C)'
   return undefined
 }
 

@@ -72,6 +72,9 @@ describe('workerUrlPolicy', () => {
     ['https://a.internal/?x=1', 0, 'must not have a query or a fragment'],
     ['https://a.internal/#top', 0, 'must not have a query or a fragment'],
     ['a.internal', 0, 'must be an absolute URL'],
+    ['https://a.internal/loom/..%2fadmin', 0, 'must not encode'],
+    ['https://a.internal/loom%5Cadmin', 0, 'must not encode'],
+    ['https://a.internal/loom/x%2Ey/admin', 0, 'must not encode'],
   ])('refuses the entry %j at once, naming it', (entry, _, says) => {
     for (const [entries, index] of [
       [[entry], 0],

@@ -19,7 +19,8 @@ const bodies: Record<string, unknown> = {
 describe('bearer tokens', () => {
   it('guards every route as the OpenAPI document declares it: operator, worker or public', async () => {
     const t = await setup({ token: 'op-secret', workerToken: 'wk-secret' })
-    await t.loom.announce(announcement(M, { candidates: candidates(2) }))
+    // The worker announces, so the migration is its own and its worker routes are open to it.
+    await t.loom.as({ kind: 'worker', name: 'worker' }).announce(announcement(M, { candidates: candidates(2) }))
     await t.loom.queue(M, 'svc-0')
     const operations = Object.entries(openApiDocument(t.app).paths as Record<string, Record<string, any>>).flatMap(([path, item]) =>
       Object.entries(item).map(([method, op]) => ({ method, path, operationId: op.operationId as string, access: op.tags[0] as string })),

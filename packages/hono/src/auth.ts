@@ -134,13 +134,14 @@ function refuse(c: Context, message: string): Response {
   return errorResponse(c, new LoomError('unauthorized', message), CHALLENGE)
 }
 
-/** The actor an `authenticate` hook answered, checked: anything but an actor or null is the embedding service's bug (500). */
+/** The actor an `authenticate` hook answered, checked: anything but an operator, a worker or null is the embedding service's bug (500). */
 function actorFrom(answer: unknown): Actor | null {
   if (answer === null || answer === undefined) return null
   const result = v.safeParse(ActorSchema, answer)
-  if (!result.success) {
+  // `system` is Loom itself: no request speaks for it, so what the activity records stays true.
+  if (!result.success || result.output.kind === 'system') {
     throw new Error(
-      `loomApp: authenticate returned ${JSON.stringify(answer)}, which is not an actor {kind: "operator" | "worker" | "system", name}`,
+      `loomApp: authenticate returned ${JSON.stringify(answer)}, which is not the actor of a request {kind: "operator" | "worker", name}`,
     )
   }
   return result.output

@@ -184,6 +184,7 @@ describe('authenticate: the embedding service says who calls', () => {
         const user = request.headers.get('x-user')
         if (user === 'expired') throw new LoomError('unauthorized', 'unauthorized: the session has expired')
         if (user === 'odd') return { kind: 'admin', name: 'root' } as unknown as Actor
+        if (user === 'loom') return { kind: 'system', name: 'loom' }
         return user ? { kind: 'operator', name: user } : null
       },
     })
@@ -192,7 +193,10 @@ describe('authenticate: the embedding service says who calls', () => {
     expect([expired.status, expired.json]).toEqual([401, { code: 'unauthorized', error: 'unauthorized: the session has expired' }])
     const odd = await t.app.request('/migrations', { headers: { 'x-user': 'odd' } })
     expect(odd.status).toBe(500)
-    expect(String(errors[0])).toMatch(/authenticate returned .*"admin".*, which is not an actor/)
+    expect(String(errors[0])).toMatch(/authenticate returned .*"admin".*, which is not the actor of a request/)
+    // No request speaks for Loom itself.
+    expect((await t.app.request('/migrations', { headers: { 'x-user': 'loom' } })).status).toBe(500)
+    expect(String(errors[1])).toMatch(/authenticate returned .*"system".*, which is not the actor of a request/)
   })
 
   it('is refused together with tokens, naming the option', () => {

@@ -4,7 +4,7 @@
  * that move them (`runs.ts`), the API 0.2 response shapes (`shapes.ts`) and what they all
  * share (`context.ts`).
  */
-import { type Actor, authorize, SYSTEM_ACTOR } from '../actors'
+import { type Actor, ActorSchema, authorize, SYSTEM_ACTOR } from '../actors'
 import { LoomError } from '../errors'
 import { type Limits, resolveLimits } from '../limits'
 import { httpDispatcher, httpDryRunner } from '../http-worker'
@@ -25,6 +25,7 @@ import type {
   StepCompletedEvent,
 } from '../schemas'
 import { limitedSchemas } from '../schemas'
+import { parse } from '../validate'
 import { type WorkerUrlPolicy, workerUrlPolicy } from '../worker-urls'
 import { loomContext } from './context'
 import { reconciler } from './reconciler'
@@ -233,9 +234,11 @@ export function createLoom(deps: LoomDeps): LoomInstance {
     await check('engine', () => engine.health?.())
     return { status: 'ok' }
   }
-  const actingAs = (actor: Actor): Loom => {
+  const actingAs = (input: Actor): Loom => {
+    // Actors come from tokens, hooks and messages: one of another kind, or blank, acts for no one.
+    const actor = parse(ActorSchema, input, 'actor')
     const methods: Loom = { ...migrationMethods(ctx, actor), ...runMethods(ctx, actor), subscribe, health }
-    if (actor.kind !== 'worker') return methods
+    if (actor.kind === 'operator' || actor.kind === 'system') return methods
     // The role rule, applied before any work: a call the actor may not make changes nothing.
     const held = {} as Record<string, unknown>
     for (const [name, method] of Object.entries(methods) as Array<[string, (...args: unknown[]) => unknown]>) {

@@ -2,7 +2,15 @@ import { LoomError } from '../errors'
 import { joinRunId } from '../ids'
 import type { MigrationSummary } from '../ports'
 import { type Actor, checkOwner } from '../actors'
-import { CandidateQuerySchema, SlugSchema, type Candidate, type MigrationAnnouncement, type RegisteredMigration } from '../schemas'
+import {
+  CandidateQuerySchema,
+  SlugSchema,
+  type Candidate,
+  type MigrationAnnouncement,
+  type RegisteredMigration,
+  type StepDefinition,
+} from '../schemas'
+import { isManualReview } from '../steps'
 import { parse } from '../validate'
 import type { LoomContext } from './context'
 import type { Loom } from './index'
@@ -35,6 +43,7 @@ export function migrationMethods(ctx: LoomContext, actor: Actor): MigrationMetho
   const upsert = async (definition: Omit<MigrationAnnouncement, 'candidates'>, candidates: Candidate[] | undefined) => {
     const { id, name, description, steps, workerUrl } = definition
     if (workerUrl !== undefined) ctx.checkWorkerUrl(workerUrl)
+    if (actor.kind === 'worker') keepsReviews(actor, await store.getMigration(id), steps)
     // A worker's announce claims the migration in the same atomic write; one owned by another worker is left as it was.
     const claimant = actor.kind === 'worker' ? actor.name : undefined
     const stored = await store.upsertMigration(
@@ -139,6 +148,24 @@ export function migrationMethods(ctx: LoomContext, actor: Actor): MigrationMetho
     },
   }
   return methods
+}
+
+/**
+ * A manual review is the operators' gate on a migration: a worker re-announcing it may add
+ * reviews but not remove or retype one (else it could turn the review it waits on into a step
+ * it reports itself). An owner's own check comes first, so another worker hears whose it is.
+ */
+function keepsReviews(actor: Actor, existing: MigrationSummary | undefined, steps: StepDefinition[]): void {
+  if (!existing) return
+  if (existing.owner !== undefined) checkOwner(actor, existing, 'announce')
+  for (const review of existing.steps.filter(isManualReview)) {
+    if (steps.some((step) => step.name === review.name && isManualReview(step))) continue
+    throw new LoomError(
+      'forbidden',
+      `worker ${actor.name} may not remove or change the manual-review step "${review.name}" of migration ${existing.id}: only an operator may`,
+      { details: { actor, migrationId: existing.id, stepName: review.name } },
+    )
+  }
 }
 
 /** A slug from the migration's name plus a random suffix, for migrations registered without an id. */

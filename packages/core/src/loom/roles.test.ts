@@ -146,7 +146,12 @@ describe('token identities', () => {
     expect(ids.authenticate('nope')).toBeNull()
     expect(ids.authenticate(undefined)).toBeNull()
     expect(ids.workerToken('team-a')).toBe('a-token')
-    expect(ids.workerToken('someone-else')).toBe('w-token')
+    expect(ids.workerToken('worker')).toBe('w-token')
+    // A migration no worker owns gets the single worker token; an owner without a token of its own (one
+    // removed from the list, say) gets none: never another worker's, never the operator's.
+    expect(ids.workerToken(undefined)).toBe('w-token')
+    expect(ids.workerToken('someone-else')).toBeUndefined()
+    expect(tokenIdentities({ token: 'op-token', workers: { b: 'b-token' } }).workerToken('a')).toBeUndefined()
     expect(tokenIdentities({}).authenticate(undefined)).toEqual(ANONYMOUS_OPERATOR)
     expect(tokenIdentities({ workerToken: 'w-token' }).authenticate(undefined)).toBeNull()
   })
@@ -154,7 +159,10 @@ describe('token identities', () => {
   it('keeps API 0.2 single-token setups: the one token is the operator, and what Loom presents to workers', () => {
     const ids = tokenIdentities({ token: 'shared', workerToken: 'shared' })
     expect(ids.authenticate('shared')).toEqual({ kind: 'operator', name: 'operator' })
-    expect(ids.workerToken('team-a')).toBe('shared')
+    expect(ids.workerToken(undefined)).toBe('shared')
+    // With the operator token alone, workers hold it, and Loom shows it to every worker.
+    expect(tokenIdentities({ token: 'only' }).workerToken(undefined)).toBe('only')
+    expect(tokenIdentities({ token: 'only' }).workerToken('anyone')).toBe('only')
   })
 
   it('refuses malformed or ambiguous settings, naming them', () => {
@@ -164,5 +172,62 @@ describe('token identities', () => {
       /workers: the token of worker team-a is also operator alice's/,
     )
     expect(() => tokenIdentities({ workers: { 'team-a': 'has space' } })).toThrow(/workers: the token of team-a must be a bearer token/)
+  })
+})
+
+describe('what the review of issue 13 found', () => {
+  it('keeps a worker from removing or retyping the manual review it waits on, so it cannot approve it', async () => {
+    const { loom, worker } = setup()
+    const reviewed = announcement('app-chart', { steps: ['update-chart', 'review'], manual: ['review'], candidates: [candidate] })
+    await loom.as(teamA).announce(reviewed)
+    const runId = await loom.queue('app-chart', 'billing-api')
+    await loom.execute(runId)
+    await eventually(() => expect(worker.stepsOf(runId)).toEqual(['update-chart']))
+    await loom.as(teamA).complete(runId, { stepName: 'update-chart', candidate, success: true })
+
+    const retyped = { ...reviewed, steps: reviewed.steps.map((s) => ({ ...s, config: { chart: 'app' } })) }
+    const refused = await expectLoomError(loom.as(teamA).announce(retyped), 'forbidden')
+    expect(refused.message).toBe(
+      'worker team-a may not remove or change the manual-review step "review" of migration app-chart: only an operator may',
+    )
+    const removed = { ...reviewed, steps: reviewed.steps.filter((s) => s.name !== 'review') }
+    await expectLoomError(loom.as(teamA).announce(removed), 'forbidden')
+    expect((await loom.getMigration('app-chart')).steps.find((s) => s.name === 'review')?.config?.type).toBe('manual-review')
+    await expectLoomError(loom.as(teamA).complete(runId, { stepName: 'review', candidate, success: true }), 'forbidden')
+    expect((await loom.getRun(runId)).status).toBe('running')
+
+    // Adding a review is fine; an operator may change them.
+    await loom
+      .as(teamA)
+      .announce({ ...reviewed, steps: [...reviewed.steps, { name: 'sign-off', workerApp: 'charts', config: { type: 'manual-review' } }] })
+    await loom.as(alice).announce(retyped)
+  })
+
+  it('lets no worker submit candidates to, or report on, a migration no worker owns', async () => {
+    const { loom, worker } = setup()
+    await loom.as(alice).announce(announcement('app-chart', { candidates: [candidate] }))
+    const refused = await expectLoomError(loom.as(teamB).submitCandidates('app-chart', [{ id: 'evil' }]), 'forbidden')
+    expect(refused.message).toBe(
+      'worker team-b may not submit candidates to migration app-chart: it belongs to no worker yet; announce it to claim it',
+    )
+    expect((await loom.listCandidates('app-chart')).map((c) => c.id)).toEqual(['billing-api'])
+    const runId = await loom.queue('app-chart', 'billing-api')
+    await loom.execute(runId)
+    await eventually(() => expect(worker.stepsOf(runId)).toEqual(['update-chart']))
+    await expectLoomError(loom.as(teamB).complete(runId, { stepName: 'update-chart', candidate, success: false }), 'forbidden')
+    expect((await loom.getRun(runId)).status).toBe('running')
+  })
+
+  it('acts for no one of an unknown kind or a blank name', () => {
+    const { loom } = setup()
+    for (const actor of [
+      { kind: 'Worker', name: 'x' },
+      { kind: 'worker ', name: 'x' },
+      { kind: 'operator', name: ' ' },
+      { kind: 'operator', name: '' },
+    ]) {
+      expect(() => loom.as(actor as Actor)).toThrow(LoomError)
+    }
+    expect(mayCall({ kind: 'Operator' } as unknown as Actor, 'listMigrations')).toBe(false)
   })
 })

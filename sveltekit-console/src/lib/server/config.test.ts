@@ -113,7 +113,8 @@ describe('readConfig', () => {
     expect(ids.authenticate('nope')).toBeNull()
     expect(ids.authenticate(undefined)).toBeNull()
     expect(ids.workerToken('topics')).toBe('tok-t')
-    expect(ids.workerToken('unnamed')).toBe('tok-w')
+    expect(ids.workerToken('unnamed')).toBeUndefined()
+    expect(ids.workerToken(undefined)).toBe('tok-w')
     expect(operatorNames(config)).toEqual(['operator', 'alice', 'bob'])
     expect(describeConfig(config)).toContain(
       'auth: operators operator, alice, bob sign in with their tokens; workers worker, app-charts, topics',
