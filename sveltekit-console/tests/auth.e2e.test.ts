@@ -121,6 +121,41 @@ describe('a console with tokens', () => {
     await context.close()
   })
 
+  it('records who cancelled, with the reason: the run page and the overview name the signed-in operator', async () => {
+    const context = await browser.newContext({ viewport: { width: 1360, height: 900 } })
+    const page = await signIn(context, ALICE, '/migrations/app-chart')
+    // checkout is queued by an earlier test; billing-api is untouched.
+    await page.click('button[aria-label="Queue billing-api"]')
+    await page.locator('tr[data-candidate="billing-api"][data-status="queued"]').waitFor()
+    await page.click('tr[data-candidate="billing-api"] summary[aria-label="Cancel the run of billing-api"]')
+    await page.fill('tr[data-candidate="billing-api"] input[name="reason"]', 'alice has second thoughts')
+    await page
+      .getByRole('form', { name: 'Confirm cancelling the run of billing-api' })
+      .getByRole('button', { name: 'Cancel the run' })
+      .click()
+    await page.locator('[data-testid="toast"]', { hasText: 'Cancelled the run of billing-api' }).waitFor()
+
+    await page.goto(`${server.url}/runs/app-chart__billing-api`)
+    await hydrated(page)
+    const attempt = page.locator('[data-testid="attempt"]').first()
+    await expect(attempt.getAttribute('data-outcome')).resolves.toBe('cancelled')
+    await expect(attempt.textContent()).resolves.toContain('Queued by alice')
+    await expect(attempt.locator('[data-testid="attempt-ended"]').textContent()).resolves.toMatch(/^\s*Cancelled by alice/)
+    await expect(attempt.locator('[data-testid="attempt-reason"]').textContent()).resolves.toBe('alice has second thoughts')
+
+    await page.goto(server.url)
+    await hydrated(page)
+    const entry = page.locator('[data-testid="activity-entry"][data-type="run.cancel"]').first()
+    await expect(entry.locator('.actor').textContent()).resolves.toBe('alice')
+    await expect(entry.textContent()).resolves.toContain('cancelled billing-api (reason: alice has second thoughts)')
+    // The worker's announce is in the feed under the worker's name.
+    await expect(
+      page.locator('[data-testid="activity-entry"][data-type="migration.announced"] .actor').first().textContent(),
+    ).resolves.toBe('worker')
+    await screenshot(page, '21b-activity-by-alice')
+    await context.close()
+  })
+
   it('refuses a session cookie once its operator has signed out', async () => {
     const context = await browser.newContext()
     const page = await signIn(context, BOB)

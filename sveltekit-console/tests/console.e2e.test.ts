@@ -19,6 +19,7 @@ const unique = `console_e2e_${process.pid}_${Date.now().toString(36)}`
 const COMPLETE = 'billing-api'
 const CANCEL = 'checkout'
 const REJECT = 'search-api'
+const CANCEL_REASON = 'wrong chart version for checkout'
 
 let server: ConsoleServer
 let discovered: string[]
@@ -214,7 +215,20 @@ describe('the console in Chromium', () => {
     await hydrated(page)
     await page.click('button[aria-label="Queue checkout"]')
     await toast(page, 'Queued checkout').waitFor()
-    await page.click('button[aria-label="Cancel the run of checkout"]')
+    // Cancel asks first, with an optional reason; "Keep it" closes the question and cancels nothing.
+    const cancel = page.locator('tr[data-candidate="checkout"] summary[aria-label="Cancel the run of checkout"]')
+    await cancel.click()
+    const confirm = page.getByRole('form', { name: 'Confirm cancelling the run of checkout' })
+    await confirm.getByRole('button', { name: 'Keep it' }).click()
+    await expect(confirm.isVisible()).resolves.toBe(false)
+    await expect(row(page, CANCEL).getAttribute('data-status')).resolves.toBe('queued')
+    await cancel.click()
+    // The reason field has the focus once the question opens.
+    await expect(page.evaluate(() => document.activeElement?.getAttribute('name'))).resolves.toBe('reason')
+    await page.keyboard.type(CANCEL_REASON)
+    await screenshot(page, '06a-cancel-confirm')
+    await expectAccessible(page)
+    await confirm.getByRole('button', { name: 'Cancel the run' }).click()
     await toast(page, 'Cancelled the run of checkout').waitFor()
     await row(page, 'checkout').and(page.locator('[data-status="not_started"]')).waitFor()
     const attempts = page.locator('[data-testid="cancelled-attempts"]')
@@ -228,8 +242,34 @@ describe('the console in Chromium', () => {
     await page.waitForURL(`**/runs/${MIGRATION}__checkout`)
     await hydrated(page)
     await expect(page.locator('[data-testid="run-status"]').getAttribute('data-status')).resolves.toBe('not_started')
-    await expect(page.locator('section.cancelled').textContent()).resolves.toContain('Cancelled')
+    // Its attempts, newest first: cancelled by the operator (anonymous: no token is configured), with the reason.
+    const attempt = page.locator('[data-testid="attempt"]').first()
+    await expect(attempt.getAttribute('data-outcome')).resolves.toBe('cancelled')
+    const ended = await attempt.locator('[data-testid="attempt-ended"]').textContent()
+    expect(ended).toMatch(/^\s*Cancelled by anonymous/)
+    await expect(attempt.locator('[data-testid="attempt-reason"]').textContent()).resolves.toBe(CANCEL_REASON)
+    await expect(attempt.textContent()).resolves.toContain('Queued by anonymous')
+    // When: relative, with the exact time as its title.
+    const time = attempt.locator('[data-testid="attempt-ended"] time')
+    const exact = await time.getAttribute('datetime')
+    expect(Date.now() - Date.parse(exact ?? '')).toBeLessThan(60_000)
+    await expect(time.getAttribute('title')).resolves.toBe(exact)
+    await screenshot(page, '06b-run-cancelled-attempts')
     await expectAccessible(page)
+
+    // The overview's activity feed says who cancelled which run, why, and links to the run.
+    await page.goto(server.url)
+    await hydrated(page)
+    const feed = page.locator('[data-testid="activity-feed"]')
+    const entry = feed.locator('[data-testid="activity-entry"][data-type="run.cancel"]').first()
+    await expect(entry.textContent()).resolves.toContain(`anonymous`)
+    await expect(entry.textContent()).resolves.toContain(`cancelled checkout (reason: ${CANCEL_REASON})`)
+    // Newest first: the cancel comes before the queue that preceded it.
+    const types = await feed.locator('[data-testid="activity-entry"]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-type')))
+    expect(types.indexOf('run.cancel')).toBeLessThan(types.lastIndexOf('run.queue'))
+    await entry.getByRole('link', { name: `View run ${MIGRATION}__checkout` }).click()
+    await page.waitForURL(`**/runs/${MIGRATION}__checkout`)
+    await screenshot(page, '06c-overview-activity')
   })
 
   it('rejects a manual-review step: the candidate goes back to not_started', async () => {
@@ -250,6 +290,17 @@ describe('the console in Chromium', () => {
     const review = page.locator('[data-testid="timeline-step"][data-step="verify-sync"]')
     await expect(review.getAttribute('data-state')).resolves.toBe('failed')
     await expect(review.textContent()).resolves.toContain('prod is Degraded in Argo CD')
+    // The attempt history: failed at the review, each step with its times and who reported it.
+    const attempt = page.locator('[data-testid="attempt"]').first()
+    await expect(attempt.getAttribute('data-outcome')).resolves.toBe('failed')
+    await expect(attempt.textContent()).resolves.toContain('Executed by anonymous')
+    const reviewRow = attempt.locator('tr[data-step="verify-sync"]')
+    await expect(reviewRow.locator('[data-testid="step-by"]').textContent()).resolves.toBe('anonymous')
+    await expect(reviewRow.textContent()).resolves.toContain('Failed')
+    await expect(reviewRow.textContent()).resolves.toContain('prod is Degraded in Argo CD')
+    const chartRow = attempt.locator('tr[data-step="create-app-chart"]')
+    await expect(chartRow.locator('time').count()).resolves.toBe(2)
+    await expect(chartRow.getByRole('link', { name: 'PR' }).getAttribute('href')).resolves.toMatch(/^https?:\/\//)
     // It can be queued again.
     await expect(page.locator('button[aria-label="Queue search-api"]').count()).resolves.toBe(1)
     await screenshot(page, '07-run-rejected')

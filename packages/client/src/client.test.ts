@@ -97,6 +97,63 @@ describe('requests', () => {
     expect(error.details?.field).toBe('resume')
   })
 
+  it('sends cancel’s reason as its body only when there are options, as API 0.2 servers expect', async () => {
+    const { client, loom, requests } = await over()
+    await loom.announce(announcement(M, { candidates: candidates(2) }))
+    await client.cancel(await loom.queue(M, 'svc-0'))
+    await client.cancel(await loom.queue(M, 'svc-1'), { reason: 'wrong chart version' })
+    expect(requests.map((r) => [r.method, new URL(r.url).pathname, r.headers.get('content-type')])).toEqual([
+      ['POST', `/api/runs/${M}__svc-0/cancel`, null],
+      ['POST', `/api/runs/${M}__svc-1/cancel`, 'application/json'],
+    ])
+    expect(await requests[0]!.text()).toBe('')
+    expect(await requests[1]!.text()).toBe('{"reason":"wrong chart version"}')
+    const cancelled = (await loom.getMigration(M)).cancelledAttempts ?? []
+    expect(cancelled.map((a) => [a.candidateId, a.reason])).toEqual([
+      ['svc-0', undefined],
+      ['svc-1', 'wrong chart version'],
+    ])
+    await loom.queue(M, 'svc-0')
+    const error = await expectLoomError(client.cancel(`${M}__svc-0`, { reason: 'x'.repeat(2001) }), 'invalid')
+    expect(error.details).toEqual({ httpStatus: 400, field: 'reason' })
+    expect((await loom.getRun(`${M}__svc-0`)).status).toBe('queued')
+  })
+
+  it('reads the activity log with its cursor and limit in the query, and a run’s history', async () => {
+    const { client, loom, requests } = await over()
+    await loom.announce(announcement(M, { candidates: candidates(2) }))
+    const runId = await loom.queue(M, 'svc-0')
+    await loom.cancel(runId, { reason: 'not yet' })
+    const first = await client.activity(M, { limit: 2 })
+    expect(first.entries.map((e) => e.type)).toEqual(['migration.announced', 'run.queue'])
+    const rest = await client.activity(M, { after: first.next!, limit: 2 })
+    expect(rest).toEqual({ entries: [expect.objectContaining({ type: 'run.cancel', detail: { reason: 'not yet' } })] })
+    expect(await client.activity(M)).toEqual(await loom.activity(M))
+    expect(requests.map((r) => new URL(r.url).pathname + new URL(r.url).search)).toEqual([
+      `/api/migrations/${M}/activity?limit=2`,
+      `/api/migrations/${M}/activity?after=${first.next}&limit=2`,
+      `/api/migrations/${M}/activity`,
+    ])
+    expect(await client.history(runId)).toEqual(await loom.history(runId))
+    expect(new URL(requests.at(-1)!.url).pathname).toBe(`/api/runs/${runId}/history`)
+    const bad = await expectLoomError(client.activity(M, { after: 'abc' }), 'invalid')
+    expect(bad.details).toEqual({ httpStatus: 400, field: 'query.after' })
+    // An id that would change the route is refused before sending.
+    const count = requests.length
+    await expectLoomError(client.activity(''), 'invalid')
+    await expectLoomError(client.activity('a/b'), 'invalid')
+    expect(requests).toHaveLength(count)
+    await expectLoomError(client.history(`${M}__ghost`), 'not_found')
+  })
+
+  it('maps a worker’s 403 on activity and history to forbidden', async () => {
+    const { client, loom } = await over({ token: 'wk', app: { token: 'op', workerToken: 'wk' } })
+    await loom.announce(announcement(M, { candidates: candidates(1) }))
+    await expectLoomError(client.activity(M), 'forbidden')
+    await expectLoomError(client.history(`${M}__svc-0`), 'forbidden')
+    await expectLoomError(client.cancel(await loom.queue(M, 'svc-0'), { reason: 'mine' }), 'forbidden')
+  })
+
   it('pages a search with its query and reads the total from X-Total-Count', async () => {
     const { client, loom, requests } = await over()
     await loom.announce(announcement(M, { candidates: candidates(5) }))

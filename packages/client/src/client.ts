@@ -2,6 +2,9 @@ import {
   LoomError,
   SlugSchema,
   parse,
+  type ActivityPage,
+  type ActivityQueryInput,
+  type CancelOptions,
   type Candidate,
   type CandidateQuery,
   type CandidateSearchResult,
@@ -15,6 +18,7 @@ import {
   type MigrationOverview,
   type RegisteredMigration,
   type RegisterMigrationRequest,
+  type RunHistory,
   type RunInfo,
   type RunStatusResponse,
   type StepCompletedEvent,
@@ -204,10 +208,7 @@ export function createClient(options: ClientOptions): LoomClient {
     },
 
     async searchCandidates(migrationId: string, query: CandidateQuery): Promise<CandidateSearchResult> {
-      const params = new URLSearchParams()
-      for (const [key, value] of Object.entries(query ?? {})) if (value !== undefined) params.set(key, String(value))
-      const search = params.size > 0 ? `?${params}` : ''
-      const response = await call('GET', `/migrations/${segment(migrationId)}/candidates${search}`)
+      const response = await call('GET', `/migrations/${segment(migrationId)}/candidates${searchOf(query)}`)
       const candidates = (await response.json()) as CandidateWithStatus[]
       const total = Number(response.headers.get('x-total-count') ?? Number.NaN)
       return { candidates, total: Number.isInteger(total) ? total : candidates.length }
@@ -227,7 +228,10 @@ export function createClient(options: ClientOptions): LoomClient {
       return (await json<{ runId: string }>('POST', `/runs/${segment(runId)}/execute`, options)).runId
     },
 
-    cancel: (runId: string) => none('POST', `/runs/${segment(runId)}/cancel`),
+    async cancel(runId: string, options?: CancelOptions): Promise<void> {
+      // Without options, no body: what API 0.2 servers expect.
+      await none('POST', `/runs/${segment(runId)}/cancel`, options)
+    },
 
     complete: (runId: string, event: StepCompletedEvent) => none('POST', `/event/${segment(runId)}`, event),
 
@@ -236,6 +240,14 @@ export function createClient(options: ClientOptions): LoomClient {
     getRun: (runId: string) => json<RunInfo>('GET', `/runs/${segment(runId)}`),
 
     runStatus: (runId: string) => json<RunStatusResponse>('GET', `/status/${segment(runId)}`),
+
+    async activity(migrationId: string, query: ActivityQueryInput = {}): Promise<ActivityPage> {
+      // Checked here as createLoom checks it: an empty id would otherwise reach another route.
+      parse(SlugSchema, migrationId, 'migrationId')
+      return json<ActivityPage>('GET', `/migrations/${segment(migrationId)}/activity${searchOf(query)}`)
+    },
+
+    history: (runId: string) => json<RunHistory>('GET', `/runs/${segment(runId)}/history`),
 
     async dryRun(migrationId: string, candidateId: string): Promise<DryRunResult> {
       parse(SlugSchema, migrationId, 'migrationId')
@@ -259,6 +271,13 @@ export function createClient(options: ClientOptions): LoomClient {
       stop()
     },
   }
+}
+
+/** A query string of the fields that are set (`?a=1&b=x`), or nothing when none is. */
+function searchOf(query: object | undefined): string {
+  const params = new URLSearchParams()
+  for (const [key, value] of Object.entries(query ?? {})) if (value !== undefined) params.set(key, String(value))
+  return params.size > 0 ? `?${params}` : ''
 }
 
 /**

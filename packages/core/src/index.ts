@@ -43,7 +43,11 @@ export {
   limitedSchemas,
   type LimitedSchemas,
   WorkerUrlSchema,
+  ActivityEntrySchema,
+  ActivityPageSchema,
+  ActivityQuerySchema,
   AnnounceRequestSchema,
+  CancelOptionsSchema,
   CandidateQuerySchema,
   CandidateRefSchema,
   CandidateStatusSchema,
@@ -57,6 +61,7 @@ export {
   MigrationAnnouncementSchema,
   RegisteredMigrationSchema,
   RegisterMigrationRequestSchema,
+  RunHistorySchema,
   RunInfoSchema,
   RunStatusResponseSchema,
   SlugSchema,
@@ -65,7 +70,7 @@ export {
   SubmitCandidatesRequestSchema,
 } from './schemas'
 export type * from './schemas'
-export type { MigrationStore, Engine, StepDispatcher, DryRunner, WorkerTarget, DryRunTarget } from './ports'
+export type { MigrationStore, Engine, StepDispatcher, DryRunner, WorkerTarget, DryRunTarget, ActivityEntry, ActivityType } from './ports'
 export { MANUAL_REVIEW, MAX_STEP_TIMEOUT_MS, isManualReview, parseDuration } from './steps'
 export { memoryStore } from './memory-store'
 export { localEngine, type LocalEngineOptions } from './local-engine'

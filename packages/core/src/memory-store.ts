@@ -1,4 +1,6 @@
 import type {
+  ActivityDraft,
+  ActivityEntry,
   CandidatePage,
   MigrationDefinition,
   MigrationRecord,
@@ -43,6 +45,20 @@ export function memoryStore(): MigrationStore {
     return until === undefined || Date.parse(until) < Date.parse(at)
   }
 
+  /** The activity log, per migration and per candidate; an entry's id is its position in the whole log. */
+  const activity = new Map<string, ActivityEntry[]>()
+  let logged = 0
+  const append = (key: string, entry: ActivityEntry) => {
+    const entries = activity.get(key)
+    if (entries) entries.push(entry)
+    else activity.set(key, [entry])
+  }
+  const log = (draft: ActivityDraft) => {
+    const entry = { ...structuredClone(draft), id: String(++logged) }
+    append(draft.migrationId, entry)
+    if (draft.candidateId !== undefined) append(`${draft.migrationId}\u0000${draft.candidateId}`, entry)
+  }
+
   const summary = (m: StoredMigration): MigrationSummary => {
     const counts = emptyCounts()
     for (const id of m.candidates.keys()) counts[candidateStatusOf(m.runs.get(id)?.state)]++
@@ -60,10 +76,11 @@ export function memoryStore(): MigrationStore {
   }
 
   return {
-    async upsertMigration(definition: MigrationDefinition, candidates?: Candidate[], claimant?: string) {
+    async upsertMigration(definition: MigrationDefinition, candidates?: Candidate[], claimant?: string, activity?: ActivityDraft) {
       const existing = migrations.get(definition.id)
       const owner = existing?.record.owner ?? claimant
       if (existing && claimant !== undefined && owner !== claimant) return clone(existing.record)
+      if (activity) log(activity)
       const record: MigrationRecord = {
         ...clone(definition),
         ...(owner === undefined ? {} : { owner }),
@@ -90,18 +107,20 @@ export function memoryStore(): MigrationStore {
       return [...migrations.values()].map(summary)
     },
 
-    async deleteMigration(id) {
+    async deleteMigration(id, activity) {
       const m = migrations.get(id)
       if (!m) return 'not_found'
       for (const run of m.runs.values()) if (run.state === 'running') return 'running'
       migrations.delete(id)
+      if (activity) log(activity)
       return 'deleted'
     },
 
-    async replaceCandidates(migrationId, candidates) {
+    async replaceCandidates(migrationId, candidates, activity) {
       const m = migrations.get(migrationId)
       if (!m) return false
       replace(m, candidates)
+      if (activity) log(activity)
       return true
     },
 
@@ -139,6 +158,7 @@ export function memoryStore(): MigrationStore {
       const run: RunRecord = { ...structuredClone(decision.next), attempt: decision.attempt === 'new' ? ++attempts : decision.attempt }
       m.runs.set(request.candidateId, run)
       if (decision.cancelledAttempt) m.cancelledAttempts.push(decision.cancelledAttempt)
+      log({ ...decision.activity, attempt: run.attempt })
       return { ok: true, run: clone(run), previous: decision.previous }
     },
 
@@ -147,7 +167,10 @@ export function memoryStore(): MigrationStore {
       if (!m?.candidates.has(request.candidateId)) return { outcome: 'not_found' }
       const decision = decideStepReport(m.runs.get(request.candidateId), request)
       if (decision.outcome === 'not_running') return decision
-      if (decision.outcome === 'recorded') m.runs.set(request.candidateId, decision.run)
+      if (decision.outcome === 'recorded') {
+        m.runs.set(request.candidateId, decision.run)
+        log(decision.activity)
+      }
       return { outcome: decision.outcome, run: clone(decision.run) }
     },
 
@@ -155,7 +178,8 @@ export function memoryStore(): MigrationStore {
       const runs = migrations.get(request.migrationId)?.runs
       const next = decideStepProgress(runs?.get(request.candidateId), request)
       if (!runs || !next) return false
-      runs.set(request.candidateId, next)
+      runs.set(request.candidateId, next.run)
+      if (next.activity) log(next.activity)
       return true
     },
 
@@ -183,8 +207,27 @@ export function memoryStore(): MigrationStore {
       return claimed
     },
 
+    async listActivity({ migrationId, candidateId, after, limit }) {
+      const entries = activity.get(candidateId === undefined ? migrationId : `${migrationId}\u0000${candidateId}`) ?? []
+      // Ids are positions in the log, so the first entry after the cursor is found by bisection.
+      const from = after === undefined ? 0 : firstAfter(entries, Number(after))
+      return entries.slice(from, from + limit).map((entry) => structuredClone(entry))
+    },
+
     async ping() {},
   }
+}
+
+/** The index of the first entry whose id is greater than `after`. */
+function firstAfter(entries: ActivityEntry[], after: number): number {
+  let low = 0
+  let high = entries.length
+  while (low < high) {
+    const middle = (low + high) >>> 1
+    if (Number(entries[middle]!.id) <= after) low = middle + 1
+    else high = middle
+  }
+  return low
 }
 
 /**

@@ -18,6 +18,7 @@ import type {
   StepResult,
 } from './schemas'
 import type { StatusAction } from './rules'
+import type { Actor } from './actors'
 
 // ---------------------------------------------------------------------------------------
 // Records the store keeps
@@ -99,6 +100,53 @@ export interface RunRecord {
   updatedAt: string
 }
 
+/**
+ * What an activity entry records: a run moving (`run.<action>`), a step dispatched or reported,
+ * a migration announced or deleted, candidates submitted.
+ */
+export type ActivityType =
+  | `run.${StatusAction}`
+  | 'step.dispatched'
+  | 'step.reported'
+  | 'migration.announced'
+  | 'migration.deleted'
+  | 'candidates.submitted'
+
+/** One change, as the activity log keeps it, before the store gives it its place. */
+export interface ActivityDraft {
+  at: string
+  /** Who caused it. */
+  actor: Actor
+  type: ActivityType
+  migrationId: string
+  runId?: string
+  candidateId?: string
+  /** The run's attempt. For a transition that starts a new attempt, the store sets the one it draws. */
+  attempt?: number
+  /** What else is known: a step's name and outcome, an error, a reason, a count. JSON values only. */
+  detail: Record<string, unknown>
+}
+
+/** An entry of the activity log. */
+export interface ActivityEntry extends ActivityDraft {
+  /**
+   * Its place in the store's log: entries written later have greater ids, whichever process
+   * wrote them. Opaque: compare ids only through the store (`listActivity`'s `after`).
+   */
+  id: string
+}
+
+/** Which entries of the log to read, oldest first. */
+export interface ActivityQuery {
+  migrationId: string
+  /** Only this candidate's entries (its run's history). */
+  candidateId?: string
+  /** Only entries after this id (a cursor from an earlier read). */
+  after?: string
+  /** At most this many. */
+  limit: number
+}
+
 /** A request to move a candidate's run by one action of the status rules, applied as one compare-and-set. */
 export interface TransitionRequest {
   migrationId: string
@@ -113,6 +161,10 @@ export interface TransitionRequest {
   owner?: string
   /** `execute` only: carry over the run's `resumable` steps and start at the first step after them. */
   resume?: boolean
+  /** Who asks; recorded in the activity log with the change. Default: Loom itself. */
+  by?: Actor
+  /** Why, in the operator's words (a cancel's reason); recorded with the change. */
+  reason?: string
 }
 
 /** A step of a running run moving on: begun (now in flight), or dispatched (its worker accepted it). */
@@ -149,6 +201,8 @@ export interface RecordStepRequest {
   /** True for a step's final outcome, false for a progress update. */
   done: boolean
   at: string
+  /** Who reports; recorded in the activity log with the report. Default: Loom itself. */
+  by?: Actor
 }
 
 export type RecordStepOutcome =
@@ -189,8 +243,15 @@ export interface MigrationStore {
    * another worker is left exactly as it was, and the record returned names that owner. Of
    * two workers announcing a new migration at once, exactly one owns it. Without a claimant
    * the owner is kept (a new migration has none). The owner never changes once set.
+   *
+   * `activity` is written to the log in the same atomic operation, when the upsert applied.
    */
-  upsertMigration(definition: MigrationDefinition, candidates?: Candidate[], claimant?: string): Promise<MigrationRecord>
+  upsertMigration(
+    definition: MigrationDefinition,
+    candidates?: Candidate[],
+    claimant?: string,
+    activity?: ActivityDraft,
+  ): Promise<MigrationRecord>
 
   /** The migration, or undefined when there is none with this id. */
   getMigration(id: string): Promise<MigrationSummary | undefined>
@@ -200,16 +261,19 @@ export interface MigrationStore {
 
   /**
    * Deletes the migration with its candidates, runs and cancelled attempts. Atomic: it
-   * refuses (`running`) while any candidate is running, so a delete never races a run.
+   * refuses (`running`) while any candidate is running, so a delete never races a run. Its
+   * activity log is kept (it is the record of what happened, the delete included): `activity`
+   * is written in the same atomic operation when the migration was deleted.
    */
-  deleteMigration(id: string): Promise<'deleted' | 'not_found' | 'running'>
+  deleteMigration(id: string, activity?: ActivityDraft): Promise<'deleted' | 'not_found' | 'running'>
 
   /**
    * Replaces the candidate list of a migration. A candidate whose run is `queued`,
    * `running` or `completed` is kept with its run even when the new list omits it.
-   * Returns false when the migration does not exist.
+   * Returns false when the migration does not exist. `activity` is written to the log in the
+   * same atomic operation when the list was replaced.
    */
-  replaceCandidates(migrationId: string, candidates: Candidate[]): Promise<boolean>
+  replaceCandidates(migrationId: string, candidates: Candidate[], activity?: ActivityDraft): Promise<boolean>
 
   /**
    * The migration's candidates joined with their status, in submission order, filtered by
@@ -251,6 +315,16 @@ export interface MigrationStore {
 
   /** Every run in the given state, across migrations (the reconciler reads the `running` ones). */
   listRuns(state: RunState): Promise<RunRecord[]>
+
+  /**
+   * The activity log of a migration (or of one of its candidates), oldest first, after the
+   * `after` cursor, at most `limit` entries. Every change the store makes writes its entry in
+   * the same atomic operation: a transition (the entry of `decideTransition`), a step report
+   * (of `decideStepReport`), a step dispatched (of `decideStepProgress`), and the drafts given
+   * to `upsertMigration`, `replaceCandidates` and `deleteMigration`. A refused change writes
+   * none. Costs time in proportion to the page, not to the log.
+   */
+  listActivity(query: ActivityQuery): Promise<ActivityEntry[]>
 
   /**
    * Records that process `owner` is alive until `until` (ISO 8601). A process renews this

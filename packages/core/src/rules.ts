@@ -7,7 +7,8 @@
  * repeat or late are all answered here.
  */
 import { joinRunId } from './ids'
-import type { RecordedStep, RecordStepRequest, RunRecord, RunState, StepProgressRequest, TransitionRequest } from './ports'
+import { SYSTEM_ACTOR } from './actors'
+import type { ActivityDraft, RecordedStep, RecordStepRequest, RunRecord, RunState, StepProgressRequest, TransitionRequest } from './ports'
 import type { CancelledAttempt, CandidateStatus, StatusCounts } from './schemas'
 
 /** The candidate status a run state shows as: a run that failed, was cancelled or dequeued is `not_started`. */
@@ -52,6 +53,8 @@ export type TransitionDecision =
       attempt: number | 'new'
       /** The audit record to store in the same write, when the transition implies one (a cancel). */
       cancelledAttempt?: CancelledAttempt
+      /** The activity entry to write in the same write (its `attempt` is the drawn one when `attempt` is `'new'`). */
+      activity: ActivityDraft
     }
   | {
       ok: false
@@ -95,7 +98,7 @@ export function decideTransition(run: RunRecord | undefined, request: Transition
     }
     const resumable = run && resumableOf(run)
     if (resumable?.length) next.resumable = resumable
-    return { ok: true, previous, attempt: 'new', next }
+    return { ok: true, previous, attempt: 'new', next, activity: transitionActivity(request, next.runId, undefined) }
   }
   if (!run)
     throw new Error(`${request.action} of ${joinRunId(migrationId, candidateId)} allowed without a run: the status rules are broken`)
@@ -114,9 +117,35 @@ export function decideTransition(run: RunRecord | undefined, request: Transition
     next.steps = []
     next.currentStep = 0
   }
-  const decision: TransitionDecision = { ok: true, previous, attempt, next }
-  if (rule.to === 'cancelled') decision.cancelledAttempt = { runId: run.runId, candidateId, cancelledAt: at }
+  const decision: TransitionDecision = { ok: true, previous, attempt, next, activity: transitionActivity(request, run.runId, attempt) }
+  if (rule.to === 'cancelled') {
+    decision.cancelledAttempt = {
+      runId: run.runId,
+      candidateId,
+      cancelledAt: at,
+      attempt,
+      cancelledBy: request.by ?? SYSTEM_ACTOR,
+      ...(request.reason === undefined ? {} : { reason: request.reason }),
+    }
+  }
   return decision
+}
+
+/** The activity entry of a transition. */
+function transitionActivity(request: TransitionRequest, runId: string, attempt: number | undefined): ActivityDraft {
+  const detail: Record<string, unknown> = {}
+  if (request.reason !== undefined) detail.reason = request.reason
+  if (request.action === 'execute' && request.resume) detail.resume = true
+  return {
+    at: request.at,
+    actor: request.by ?? SYSTEM_ACTOR,
+    type: `run.${request.action}`,
+    migrationId: request.migrationId,
+    runId,
+    candidateId: request.candidateId,
+    ...(attempt === undefined ? {} : { attempt }),
+    detail,
+  }
 }
 
 /**
@@ -138,8 +167,11 @@ function resumableOf(run: RunRecord): RecordedStep[] | undefined {
 
 /** What a step report does to a run, or why it changes nothing. */
 export type StepReportDecision =
-  /** New: store `run` (its steps and `updatedAt` changed); `step` is the entry at `position` of its steps. */
-  | { outcome: 'recorded'; run: RunRecord; step: RecordedStep; position: number }
+  /**
+   * New: store `run` (its steps and `updatedAt` changed); `step` is the entry at `position` of
+   * its steps; `activity` is the log entry to write with it.
+   */
+  | { outcome: 'recorded'; run: RunRecord; step: RecordedStep; position: number; activity: ActivityDraft }
   /** The same final outcome is already stored: nothing to write. */
   | { outcome: 'duplicate'; run: RunRecord }
   /** The step already ended with another outcome, or a progress update came after its end: refused. */
@@ -173,28 +205,56 @@ export function decideStepReport(run: RunRecord | undefined, request: RecordStep
   const steps = [...run.steps]
   const position = found < 0 ? steps.length : found
   steps[position] = step
-  return { outcome: 'recorded', run: { ...run, steps, updatedAt: request.at }, step, position }
+  const { metadata } = request.result
+  const detail: Record<string, unknown> = { stepName: name, success: request.result.success, done: request.done }
+  for (const key of ['phase', 'error', 'prUrl', 'note'] as const) if (metadata?.[key] !== undefined) detail[key] = metadata[key]
+  const activity: ActivityDraft = {
+    at: request.at,
+    actor: request.by ?? SYSTEM_ACTOR,
+    type: 'step.reported',
+    migrationId: run.migrationId,
+    runId: run.runId,
+    candidateId: run.candidateId,
+    attempt: run.attempt,
+    detail,
+  }
+  return { outcome: 'recorded', run: { ...run, steps, updatedAt: request.at }, step, position, activity }
 }
 
 /**
  * What a step moving on does to a running run, or undefined when it changes nothing because
  * the run is not running at the request's attempt (or, for `dispatched`, not at its step).
  * `begun` on the step already in flight keeps its `stepStartedAt`, so a run resumed after a
- * restart keeps its step's deadline; `dispatched` is recorded once.
+ * restart keeps its step's deadline; `dispatched` is recorded once, with its activity entry.
  */
-export function decideStepProgress(run: RunRecord | undefined, request: StepProgressRequest): RunRecord | undefined {
+export function decideStepProgress(
+  run: RunRecord | undefined,
+  request: StepProgressRequest,
+): { run: RunRecord; activity?: ActivityDraft } | undefined {
   if (run?.state !== 'running' || run.attempt !== request.attempt) return undefined
   const next: RunRecord = { ...run, updatedAt: request.at }
   if (request.phase === 'dispatched') {
     if (run.currentStep !== request.index) return undefined
     next.stepDispatchedAt = run.stepDispatchedAt ?? request.at
-    return next
+    // The first acceptance is the dispatch the log records; a repeat changes nothing it shows.
+    if (run.stepDispatchedAt !== undefined) return { run: next }
+    const activity: ActivityDraft = {
+      at: request.at,
+      actor: SYSTEM_ACTOR,
+      type: 'step.dispatched',
+      migrationId: run.migrationId,
+      runId: run.runId,
+      candidateId: run.candidateId,
+      attempt: run.attempt,
+      detail: { step: request.index },
+    }
+    return { run: next, activity }
   }
-  if (run.currentStep === request.index && run.stepStartedAt) return next
+  if (run.currentStep === request.index && run.stepStartedAt) return { run: next }
   next.currentStep = request.index
   next.stepStartedAt = request.at
   delete next.stepDispatchedAt
-  return next
+  return { run: next }
 }
 
 /** Zeroed counts, one per candidate status. */

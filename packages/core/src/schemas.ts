@@ -5,9 +5,16 @@
  * TypeScript types below are inferred from them.
  */
 import * as v from 'valibot'
+import { ActorSchema } from './actors'
 import { LOOM_ERROR_CODES } from './errors'
 import { DEFAULT_LIMITS, type Limits, RESERVED_KEYS } from './limits'
 import { MAX_STEP_TIMEOUT_MS, parseDuration } from './steps'
+
+/** Most activity entries in one page. */
+export const MAX_ACTIVITY_PAGE = 1000
+
+/** Longest reason an operator may give (a cancel's). */
+export const MAX_REASON_LENGTH = 2000
 
 /** Longest migration or candidate id accepted. */
 export const MAX_ID_LENGTH = 200
@@ -30,6 +37,15 @@ export const SlugSchema = v.pipe(
 
 const NonEmpty = (max: number) =>
   v.pipe(v.string('must be a string'), v.minLength(1, 'must not be empty'), v.maxLength(max, `must be at most ${max} characters`))
+
+/** A whole number from `min` to `max`, as a page's `limit` or `offset`. */
+const IntegerIn = (min: number, max: number) =>
+  v.pipe(
+    v.number('must be a number'),
+    v.integer('must be an integer'),
+    v.minValue(min, `must be at least ${min}`),
+    v.maxValue(max, `must be at most ${max}`),
+  )
 
 const Text = (max: number, field?: string) =>
   v.pipe(v.string('must be a string'), v.maxLength(max, `must be at most ${max} characters${field ? ` (limits.${field})` : ''}`))
@@ -252,6 +268,12 @@ export const CancelledAttemptSchema = v.object({
   runId: v.string(),
   candidateId: v.string(),
   cancelledAt: v.string(),
+  /** The attempt that was cancelled (an addition to API 0.2). */
+  attempt: v.optional(v.number()),
+  /** Who cancelled it (an addition to API 0.2). */
+  cancelledBy: v.optional(ActorSchema),
+  /** Why, as the operator wrote it (an addition to API 0.2). */
+  reason: v.optional(v.string()),
 })
 
 export const StatusCountsSchema = v.object({
@@ -294,22 +316,8 @@ export const MAX_OFFSET = 2_147_483_647
 export const CandidateQuerySchema = v.object({
   status: v.optional(CandidateStatusSchema),
   q: v.optional(Text(500)),
-  limit: v.optional(
-    v.pipe(
-      v.number('must be a number'),
-      v.integer('must be an integer'),
-      v.minValue(1, 'must be at least 1'),
-      v.maxValue(10_000, 'must be at most 10000'),
-    ),
-  ),
-  offset: v.optional(
-    v.pipe(
-      v.number('must be a number'),
-      v.integer('must be an integer'),
-      v.minValue(0, 'must be at least 0'),
-      v.maxValue(MAX_OFFSET, `must be at most ${MAX_OFFSET}`),
-    ),
-  ),
+  limit: v.optional(IntegerIn(1, 10_000)),
+  offset: v.optional(IntegerIn(0, MAX_OFFSET)),
 })
 
 /**
@@ -356,6 +364,12 @@ export const DispatchStepRequestSchema = v.object({
   attempt: v.optional(AttemptSchema),
 })
 
+/** The body of `POST /runs/{runId}/cancel` (an addition to API 0.2, which sends none). */
+export const CancelOptionsSchema = v.pipe(
+  v.object({ reason: v.optional(Text(MAX_REASON_LENGTH)) }, 'must be an object'),
+  v.check((options) => !Array.isArray(options), 'must be an object'),
+)
+
 /** The body of `POST /runs/{runId}/execute` (an addition to API 0.2, which sends none). */
 export const ExecuteOptionsSchema = v.pipe(
   v.object(
@@ -395,6 +409,69 @@ export const ErrorBodySchema = v.object({
   code: v.picklist(LOOM_ERROR_CODES),
 })
 
+/** A cursor of the activity log: the id of the last entry read. */
+const ActivityCursorSchema = v.pipe(
+  v.string('must be a string'),
+  v.regex(/^[0-9]{1,20}$/, 'must be a cursor from an earlier page (digits)'),
+)
+
+/** The query of `GET /migrations/{id}/activity`. */
+export const ActivityQuerySchema = v.object({
+  after: v.optional(ActivityCursorSchema),
+  limit: v.optional(IntegerIn(1, MAX_ACTIVITY_PAGE)),
+})
+
+export const ActivityEntrySchema = v.object({
+  id: v.string(),
+  at: v.string(),
+  actor: ActorSchema,
+  type: v.string(),
+  migrationId: v.string(),
+  runId: v.optional(v.string()),
+  candidateId: v.optional(v.string()),
+  attempt: v.optional(v.number()),
+  detail: v.record(v.string(), v.unknown()),
+})
+
+/** A page of the activity log, oldest first; `next` is the cursor of the following page, when there may be one. */
+export const ActivityPageSchema = v.object({ entries: v.array(ActivityEntrySchema), next: v.optional(v.string()) })
+
+const StepHistorySchema = v.object({
+  stepName: v.string(),
+  dispatchedAt: v.optional(v.string()),
+  reportedAt: v.optional(v.string()),
+  reportedBy: v.optional(ActorSchema),
+  success: v.optional(v.boolean()),
+  done: v.boolean(),
+  /** Milliseconds from dispatch to the final report. */
+  durationMs: v.optional(v.number()),
+  detail: v.record(v.string(), v.unknown()),
+})
+
+const AttemptHistorySchema = v.object({
+  attempt: v.number(),
+  /** Where the attempt stands or how it ended. */
+  outcome: v.picklist(['queued', 'running', 'completed', 'failed', 'cancelled', 'dequeued']),
+  queuedAt: v.string(),
+  queuedBy: ActorSchema,
+  startedAt: v.optional(v.string()),
+  startedBy: v.optional(ActorSchema),
+  endedAt: v.optional(v.string()),
+  endedBy: v.optional(ActorSchema),
+  /** Milliseconds from start to end. */
+  durationMs: v.optional(v.number()),
+  reason: v.optional(v.string()),
+  steps: v.array(StepHistorySchema),
+})
+
+/** `GET /runs/{runId}/history`: every attempt of the candidate, oldest first. */
+export const RunHistorySchema = v.object({
+  runId: v.string(),
+  migrationId: v.string(),
+  candidateId: v.string(),
+  attempts: v.array(AttemptHistorySchema),
+})
+
 export type Slug = v.InferOutput<typeof SlugSchema>
 export type StringMap = v.InferOutput<typeof StringMapSchema>
 export type CandidateStatus = v.InferOutput<typeof CandidateStatusSchema>
@@ -404,6 +481,11 @@ export type FileGroup = v.InferOutput<typeof FileGroupSchema>
 export type Candidate = v.InferOutput<typeof CandidateSchema>
 export type StepDefinition = v.InferOutput<typeof StepDefinitionSchema>
 export type ExecuteOptions = v.InferOutput<typeof ExecuteOptionsSchema>
+export type CancelOptions = v.InferOutput<typeof CancelOptionsSchema>
+export type ActivityQueryInput = v.InferOutput<typeof ActivityQuerySchema>
+export type ActivityPage = v.InferOutput<typeof ActivityPageSchema>
+export type RunHistory = v.InferOutput<typeof RunHistorySchema>
+export type AttemptHistory = v.InferOutput<typeof AttemptHistorySchema>
 export type CandidateRun = v.InferOutput<typeof CandidateRunSchema>
 export type CancelledAttempt = v.InferOutput<typeof CancelledAttemptSchema>
 export type StatusCounts = v.InferOutput<typeof StatusCountsSchema>

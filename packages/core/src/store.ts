@@ -29,6 +29,10 @@ export {
 export { matchesQuery } from './candidate-query'
 export { joinRunId } from './ids'
 export type {
+  ActivityDraft,
+  ActivityEntry,
+  ActivityQuery,
+  ActivityType,
   CandidatePage,
   ClaimRunsRequest,
   MigrationDefinition,

@@ -480,7 +480,10 @@ describe('POST /runs/{runId}/cancel', () => {
     const runId = await bring('running')
     expect((await t.call('POST', `/runs/${runId}/cancel`)).status).toBe(204)
     expect(await statusOf('svc-0')).toBe('not_started')
-    expect((await t.loom.getMigration(M)).cancelledAttempts).toEqual([{ runId, candidateId: 'svc-0', cancelledAt: expect.any(String) }])
+    // Without a body (API 0.2), the attempt is recorded with who cancelled it and no reason.
+    expect((await t.loom.getMigration(M)).cancelledAttempts).toEqual([
+      { runId, candidateId: 'svc-0', cancelledAt: expect.any(String), attempt: 1, cancelledBy: { kind: 'operator', name: 'anonymous' } },
+    ])
   })
 
   it('404 for an unknown run, 409 when not queued or running', async () => {

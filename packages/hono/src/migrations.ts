@@ -1,4 +1,6 @@
 import {
+  ActivityPageSchema,
+  ActivityQuerySchema,
   CandidateQuerySchema,
   CandidateRefSchema,
   CandidateWithStatusSchema,
@@ -139,6 +141,26 @@ export function migrationRoutes({ loom, guards, schemas, limits }: Served, lists
         const { candidates, total } = await caller.searchCandidates(id, c.req.valid('query'))
         return c.json(candidates, 200, { 'X-Total-Count': String(total) })
       },
+    )
+    .get(
+      '/:id/activity',
+      describeRoute({
+        operationId: 'activity',
+        summary: 'The migration’s activity log, oldest first, one page after a cursor',
+        description:
+          'Each entry is one change (an announce, a submission, a status transition, a step dispatched or reported), ' +
+          'with who made it, when, and the attempt it belongs to. Without `after` the page starts at the oldest entry; ' +
+          'pass the page’s `next` as `after` to read on. A page without `next` is the last one so far.',
+        params: {
+          after: 'The `next` of the previous page (the id of the last entry read)',
+          limit: 'Most entries in the page (1–1000, default 100)',
+        },
+        responses: { 200: { description: 'A page of the log', body: ActivityPageSchema } },
+      }),
+      guards.allow('activity'),
+      migrationId,
+      queryOf(ActivityQuerySchema, numbersIn),
+      async (c) => c.json(await as(c.var.actor).activity(c.req.valid('param').id, c.req.valid('query'))),
     )
     .get(
       '/:id/candidates/:candidateId',

@@ -35,7 +35,7 @@ describe('GET /openapi.json', () => {
       ...new Set(t.app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`)),
     ].sort()
     expect(documented).toEqual(served)
-    expect(documented).toHaveLength(20)
+    expect(documented).toHaveLength(22)
     await t.close()
   })
 
@@ -92,6 +92,45 @@ describe('GET /openapi.json', () => {
     expect(doc.components.schemas.ExecuteOptions).toEqual({ type: 'object', properties: { resume: { type: 'boolean' } }, required: [] })
     expect(Object.keys(execute.responses)).toEqual(['202', '400', '404', '409', '413', '503'])
     expect(doc.paths['/migrations'].post.requestBody.required).toBe(true)
+    await t.close()
+  })
+
+  it('describes what happened: the activity page and its query, a run’s history, and cancel’s optional {reason}', async () => {
+    const t = await setup({ operators: 'alice:op', workers: 'charts:wk' })
+    const { paths, components } = (await t.call('GET', '/openapi.json')).json
+    const activity = paths['/migrations/{id}/activity'].get
+    expect(activity.operationId).toBe('activity')
+    expect(activity.tags).toEqual(['operator'])
+    expect(activity.parameters.map((p: any) => [p.name, p.in, p.required])).toEqual([
+      ['id', 'path', true],
+      ['after', 'query', false],
+      ['limit', 'query', false],
+    ])
+    expect(activity.parameters[2].schema).toMatchObject({ type: 'integer', minimum: 1, maximum: 1000 })
+    expect(activity.parameters[1].schema).toMatchObject({ type: 'string', pattern: '^[0-9]{1,20}$' })
+    expect(activity.responses['200'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/ActivityPage' })
+    expect(Object.keys(activity.responses)).toEqual(['200', '400', '401', '403', '404'])
+    expect(components.schemas.ActivityPage.properties.entries).toEqual({
+      type: 'array',
+      items: { $ref: '#/components/schemas/ActivityEntry' },
+    })
+
+    const history = paths['/runs/{runId}/history'].get
+    expect(history.responses['200'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/RunHistory' })
+    expect(Object.keys(history.responses)).toEqual(['200', '401', '403', '404'])
+    expect(components.schemas.RunHistory.required).toEqual(['runId', 'migrationId', 'candidateId', 'attempts'])
+
+    const cancel = paths['/runs/{runId}/cancel'].post
+    expect(cancel.requestBody).toEqual({
+      required: false,
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/CancelOptions' } } },
+    })
+    expect(components.schemas.CancelOptions).toEqual({
+      type: 'object',
+      properties: { reason: expect.objectContaining({ type: 'string', maxLength: 2000 }) },
+      required: [],
+    })
+    expect(Object.keys(cancel.responses)).toEqual(['204', '400', '401', '403', '404', '409', '413'])
     await t.close()
   })
 
@@ -160,7 +199,7 @@ describe('GET /openapi.json', () => {
       )
     const withWorkers = await docOf({ operators: 'alice:op', workers: 'charts:wk' })
     // Every guarded route: operator routes refuse a worker's role, worker routes another worker's migration.
-    expect(forbidden(withWorkers)).toHaveLength(18)
+    expect(forbidden(withWorkers)).toHaveLength(20)
     expect(forbidden(withWorkers)).not.toContain('GET /health')
     expect(withWorkers.paths['/event/{runId}'].post.responses['403'].description).toBe(
       'forbidden: the migration belongs to another worker (the first worker to announce a migration owns it), or the step is a manual review, which only an operator approves or rejects',
@@ -172,7 +211,7 @@ describe('GET /openapi.json', () => {
     expect(forbidden(await docOf({ token: 'op' }))).toEqual([])
     expect(forbidden(await docOf({}))).toEqual([])
     const hooked = await docOf({ authenticate: () => null })
-    expect(forbidden(hooked)).toHaveLength(18)
+    expect(forbidden(hooked)).toHaveLength(20)
     expect(Object.keys(hooked.paths['/migrations'].get.responses)).toEqual(['200', '400', '401', '403'])
     expect(hooked.paths['/migrations'].get.security).toEqual([])
   })

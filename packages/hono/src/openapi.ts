@@ -1,5 +1,8 @@
 import {
+  ActivityEntrySchema,
+  ActivityPageSchema,
   AnnounceRequestSchema,
+  CancelOptionsSchema,
   CandidateRefSchema,
   CandidateStatusSchema,
   CandidateWithStatusSchema,
@@ -12,6 +15,7 @@ import {
   MigrationAnnouncementSchema,
   RegisteredMigrationSchema,
   RegisterMigrationRequestSchema,
+  RunHistorySchema,
   RunInfoSchema,
   RunStatusResponseSchema,
   SlugSchema,
@@ -44,6 +48,7 @@ const DEFINITIONS: Definitions = {
   RegisterMigrationRequest: RegisterMigrationRequestSchema,
   SubmitCandidatesRequest: SubmitCandidatesRequestSchema,
   ExecuteOptions: ExecuteOptionsSchema,
+  CancelOptions: CancelOptionsSchema,
   CandidateRef: CandidateRefSchema,
   CandidateWithStatus: CandidateWithStatusSchema,
   StepCompletedEvent: StepCompletedEventSchema,
@@ -51,6 +56,9 @@ const DEFINITIONS: Definitions = {
   RunInfo: RunInfoSchema,
   RunStatusResponse: RunStatusResponseSchema,
   DryRunResult: DryRunResultSchema,
+  ActivityEntry: ActivityEntrySchema,
+  ActivityPage: ActivityPageSchema,
+  RunHistory: RunHistorySchema,
   LoomEvent: LoomEventSchema,
   Error: v.object({
     ...ErrorBodySchema.entries,
@@ -219,7 +227,8 @@ export function openApiDocument(app: Hono<any, any, any>, options: { title?: str
       version: options.version ?? version,
       description:
         'Loom orchestrates migrations across many targets. Workers announce migrations, submit candidates and report steps; ' +
-        'operators do all of that and queue, execute and cancel runs, and approve or reject manual reviews. A migration belongs ' +
+        'operators do all of that and queue, execute and cancel runs, approve or reject manual reviews, and read what happened ' +
+        '(a migration’s activity log, a run’s history, each entry with who and when). A migration belongs ' +
         'to the worker that first announced it: another worker changing it, or a worker deciding a manual review, is 403 `forbidden`. ' +
         'Every error is {error, code}. An unknown route answers 404 `not_found`; ' +
         'a known path with a method it does not serve answers 405 `invalid` with an Allow header.',

@@ -1,4 +1,4 @@
-import { ExecuteOptionsSchema, RunInfoSchema } from '@loom/core'
+import { CancelOptionsSchema, ExecuteOptionsSchema, RunHistorySchema, RunInfoSchema } from '@loom/core'
 import { Hono } from 'hono'
 import * as v from 'valibot'
 import type { Served } from './app'
@@ -14,7 +14,7 @@ const REPORT_ERRORS = {
   conflict: 'the run is not running, or the step has already ended',
 }
 
-/** `/runs`: an operator reads a run, dequeues, executes or cancels it. */
+/** `/runs`: an operator reads a run and its history, dequeues, executes or cancels it. */
 export function runRoutes({ loom, guards, limits }: Served) {
   return new Hono<LoomEnv>()
     .get(
@@ -28,6 +28,21 @@ export function runRoutes({ loom, guards, limits }: Served) {
       guards.allow('getRun'),
       runIdParam,
       async (c) => c.json(await loom.as(c.var.actor).getRun(c.req.valid('param').runId)),
+    )
+    .get(
+      '/:runId/history',
+      describeRoute({
+        operationId: 'history',
+        summary: 'Every attempt of the run’s candidate, oldest first, with who and when',
+        description:
+          'Each attempt says how it stands or ended, who queued, executed and ended it, when, how long it ran, the reason ' +
+          'of a cancel, and each step with its dispatch and report times and result. A candidate that was never queued has no attempts.',
+        responses: { 200: { description: 'The run’s history', body: RunHistorySchema } },
+        errors: { not_found: 'the migration or the candidate does not exist' },
+      }),
+      guards.allow('history'),
+      runIdParam,
+      async (c) => c.json(await loom.as(c.var.actor).history(c.req.valid('param').runId)),
     )
     .delete(
       '/:runId/dequeue',
@@ -69,13 +84,17 @@ export function runRoutes({ loom, guards, limits }: Served) {
       describeRoute({
         operationId: 'cancel',
         summary: 'Cancel: queued or running → not_started, recording a cancelled attempt',
+        description:
+          'The body is optional (API 0.2 clients send none). `{"reason": "…"}` (at most 2000 characters) is kept with the ' +
+          'cancelled attempt and in the activity log, together with who cancelled.',
         responses: { 204: { description: 'Cancelled' } },
         errors: { conflict: 'the candidate is neither queued nor running' },
       }),
       guards.allow('cancel'),
       runIdParam,
+      optionalJsonBody(CancelOptionsSchema, { limits }),
       async (c) => {
-        await loom.as(c.var.actor).cancel(c.req.valid('param').runId)
+        await loom.as(c.var.actor).cancel(c.req.valid('param').runId, c.req.valid('json'))
         return c.body(null, 204)
       },
     )

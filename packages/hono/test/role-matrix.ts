@@ -138,6 +138,12 @@ const ROWS: Row[] = [
     request: async (seed) => ({ method: 'GET', path: `/migrations/${M}/candidates/${seed.fresh()}` }),
   },
   {
+    route: 'GET /migrations/{id}/activity',
+    row: 'read m-a’s activity log',
+    expect: operatorsOnly(200),
+    request: async () => ({ method: 'GET', path: `/migrations/${M}/activity?limit=10` }),
+  },
+  {
     route: 'POST /migrations/{id}/queue',
     row: 'queue a candidate',
     expect: operatorsOnly(202),
@@ -156,6 +162,12 @@ const ROWS: Row[] = [
     request: async (seed) => ({ method: 'GET', path: `/runs/${await seed.queued()}` }),
   },
   {
+    route: 'GET /runs/{runId}/history',
+    row: 'read a queued run’s history',
+    expect: operatorsOnly(200),
+    request: async (seed) => ({ method: 'GET', path: `/runs/${await seed.queued()}/history` }),
+  },
+  {
     route: 'DELETE /runs/{runId}/dequeue',
     row: 'dequeue',
     expect: operatorsOnly(204),
@@ -172,6 +184,12 @@ const ROWS: Row[] = [
     row: 'cancel a running run',
     expect: operatorsOnly(204),
     request: async (seed) => ({ method: 'POST', path: `/runs/${await seed.running()}/cancel` }),
+  },
+  {
+    route: 'POST /runs/{runId}/cancel',
+    row: 'cancel a queued run with a reason',
+    expect: operatorsOnly(204),
+    request: async (seed) => ({ method: 'POST', path: `/runs/${await seed.queued()}/cancel`, body: { reason: 'wrong chart version' } }),
   },
   {
     route: 'POST /event/{runId}',

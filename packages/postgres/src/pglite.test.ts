@@ -34,7 +34,13 @@ describe('pglite({ dataDir })', () => {
       expect(migration.name).toBe('Written by a child process')
       expect(migration.counts).toEqual({ not_started: 1, queued: 1, running: 0, completed: 0 })
       expect(migration.cancelledAttempts).toEqual([
-        { runId: 'from-child__svc-0', candidateId: 'svc-0', cancelledAt: '2026-05-06T07:08:09.010Z' },
+        {
+          runId: 'from-child__svc-0',
+          candidateId: 'svc-0',
+          cancelledAt: '2026-05-06T07:08:09.010Z',
+          attempt: 1,
+          cancelledBy: { kind: 'system', name: 'loom' },
+        },
       ])
       expect((await store.getCandidate('from-child', 'svc-0'))!.candidate.metadata).toEqual({ written: 'by child \u0000 🚀' })
       const run = await store.transition({
@@ -50,8 +56,18 @@ describe('pglite({ dataDir })', () => {
 
     const second = await pglite({ dataDir: folder })
     try {
-      const [running] = await postgresStore(second.sql).listRuns('running')
+      const store = postgresStore(second.sql)
+      const [running] = await store.listRuns('running')
       expect(running).toMatchObject({ runId: 'from-child__svc-1', state: 'running' })
+      // The log of both processes, in order: transaction ids, and so the entries' ids, go on from the folder's.
+      const entries = await store.listActivity({ migrationId: 'from-child', limit: 10 })
+      expect(entries.map((e) => [e.type, e.candidateId])).toEqual([
+        ['run.queue', 'svc-0'],
+        ['run.cancel', 'svc-0'],
+        ['run.queue', 'svc-1'],
+        ['run.execute', 'svc-1'],
+      ])
+      expect(await store.listActivity({ migrationId: 'from-child', after: entries[2]!.id, limit: 10 })).toEqual([entries[3]])
     } finally {
       await second.close()
     }

@@ -2,6 +2,7 @@ import { LoomError } from '@loom/core'
 import type { MigrationStore } from '@loom/core/store'
 import type { Sql } from 'postgres'
 import { migrate, schemaName, type MigrateResult } from './schema'
+import { activityMethods } from './store/activity'
 import { candidateMethods } from './store/candidates'
 import { storeContext } from './store/context'
 import { migrationMethods } from './store/migrations'
@@ -40,12 +41,16 @@ const DEFAULT_TIMEOUT_MS = 5_000
  * `@loom/core/store`; no status rule is restated here), and writes the decision with one
  * conditional statement — `UPDATE … WHERE version = $read`, or an insert that yields to a
  * concurrent one — which also draws a new attempt's number, rewrites the steps when the
- * decision changes them (cleared, or carried over by a resume) and writes the cancelled attempt. Of concurrent changes to one run exactly one write
+ * decision changes them (cleared, or carried over by a resume), writes the cancelled attempt
+ * and the change's activity entry. Of concurrent changes to one run exactly one write
  * matches; the others read again and answer from what they find. Rewrites of many rows
  * (upsert, replace candidates, delete) are single calls of functions the schema defines,
  * which lock before they check; an upsert with a claimant claims the migration in its own
- * insert, and writes nothing when the migration is another worker's. No client-side transaction is ever left open, so a
- * connection that dies mid-call leaves nothing half-applied. Listing joins statuses,
+ * insert, and writes nothing when the migration is another worker's; each writes the
+ * activity draft it is given when, and only when, it applied. `listActivity` reads a page of
+ * the log below a horizon no running transaction can write under (see version 4 of the
+ * schema). No client-side transaction is ever left open, so a connection that dies mid-call
+ * leaves nothing half-applied. Listing joins statuses,
  * filters, counts and pages in one query. A database that cannot be reached, or does not
  * answer within `timeoutMs` (5 s by default), surfaces as an `unavailable` LoomError; build
  * the client with `clientOptions` so that a killed connection fails its calls at once.
@@ -83,6 +88,7 @@ export function postgresStore(sql: Sql<any>, options: PostgresStoreOptions = {})
     ...migrationMethods(ctx),
     ...candidateMethods(ctx),
     ...runMethods(ctx),
+    ...activityMethods(ctx),
     async ping() {
       await ctx.call(() => sql`select 1`)
     },

@@ -273,6 +273,121 @@ const MIGRATIONS: readonly SchemaMigration[] = [
       $$;
     `,
   },
+  {
+    version: 4,
+    name: 'activity log, who cancelled and why',
+    sql: `
+      -- Who cancelled an attempt, and why. Nullable, so the table is not rewritten: an attempt
+      -- cancelled before version 4 has its run, candidate, attempt and time, and no actor.
+      alter table {schema}.cancelled_attempts
+        add column cancelled_by_kind text,
+        add column cancelled_by_name text,
+        add column reason text;
+
+      -- The activity log's ids: (the writing transaction's id, xid8, + shift) * 100,000 + the
+      -- entry's rank among that transaction's entries (at most 100,000, counted in a
+      -- transaction-local setting). PostgreSQL hands out transaction ids in order, and every
+      -- transaction still running holds one at least as large as a snapshot's xmin, while any
+      -- that starts writing later gets a larger one. So a reader that takes only ids below
+      -- (xmin + shift) * 100,000 of its own snapshot never passes an entry that commits after it
+      -- read: whatever it has not seen yet has, or will get, a greater id. And a write that
+      -- starts after another committed has a greater id, so a run's entries follow its changes.
+      -- shift stays 0 unless the database is restored into a new cluster, whose transaction
+      -- ids start over: migrate then raises it so that new ids stay above the log's.
+      create table {schema}.activity_clock (shift bigint not null);
+      insert into {schema}.activity_clock (shift) values (0);
+
+      create function {schema}.activity_id() returns bigint language plpgsql volatile as $$
+      declare
+        v_rank bigint := coalesce(nullif(current_setting('loom.activity_rank', true), ''), '0')::bigint;
+      begin
+        if v_rank >= 100000 then
+          raise exception 'one transaction may write at most 100000 activity entries';
+        end if;
+        perform set_config('loom.activity_rank', (v_rank + 1)::text, true);
+        return (pg_current_xact_id()::text::bigint + (select shift from {schema}.activity_clock)) * 100000 + v_rank;
+      end
+      $$;
+
+      -- Every id a transaction still running (or yet to start) can write is at least this.
+      -- Stable, so it reads the snapshot of the statement that calls it: the snapshot whose
+      -- committed entries that statement reads.
+      create function {schema}.activity_horizon() returns bigint language sql stable as $$
+        select (pg_snapshot_xmin(pg_current_snapshot())::text::bigint + (select shift from {schema}.activity_clock)) * 100000
+      $$;
+
+      -- No foreign key to migrations: a deleted migration's log is kept. Fixed-width columns
+      -- first, so no padding sits between them. Ids are unique by how they are made; the two
+      -- indexes are the two ways the log is read, a migration's and a candidate's, each from a
+      -- cursor on. There is no index on id alone: it follows the table's physical order, which
+      -- makes it look cheap to a generic plan that does not know the candidate it reads, and
+      -- that plan would then filter its way through every other candidate's entries.
+      create table {schema}.activity (
+        id bigint not null default {schema}.activity_id(),
+        at timestamptz not null,
+        attempt bigint,
+        migration_id text not null,
+        candidate_id text,
+        run_id text,
+        type text not null,
+        actor_kind text not null,
+        actor_name text not null,
+        detail json not null,
+        primary key (migration_id, id)
+      );
+      create index activity_by_candidate on {schema}.activity (migration_id, candidate_id, id) where candidate_id is not null;
+
+      -- A draft as core builds it (ActivityDraft as JSON); p_attempt, when set, overrides its attempt.
+      create function {schema}.log_activity(p_draft json, p_attempt bigint) returns void language sql as $$
+        insert into {schema}.activity (at, attempt, migration_id, candidate_id, run_id, type, actor_kind, actor_name, detail)
+        select (p_draft->>'at')::timestamptz, coalesce(p_attempt, (p_draft->>'attempt')::bigint), p_draft->>'migrationId',
+          p_draft->>'candidateId', p_draft->>'runId', p_draft->>'type', p_draft->'actor'->>'kind', p_draft->'actor'->>'name',
+          coalesce(p_draft->'detail', '{}'::json)
+        where p_draft is not null
+      $$;
+
+      -- The rewrites with their log entry, written in the same call when the rewrite applied. The
+      -- functions of earlier versions stay as they were, for a process not yet upgraded: it
+      -- writes no entries.
+      create function {schema}.replace_candidates(p_migration text, p_candidates json, p_activity json)
+      returns boolean language plpgsql as $$
+      begin
+        if not {schema}.replace_candidates(p_migration, p_candidates) then
+          return false;
+        end if;
+        perform {schema}.log_activity(p_activity, null);
+        return true;
+      end
+      $$;
+
+      create function {schema}.upsert_migration(
+        p_id text, p_name text, p_description text, p_worker_url text, p_now timestamptz,
+        p_steps json, p_candidates json, p_claimant text, p_activity json,
+        out o_applied boolean, out o_created timestamptz, out o_owner text,
+        out o_name text, out o_description text, out o_worker_url text, out o_steps json
+      ) language plpgsql as $$
+      begin
+        select u.o_applied, u.o_created, u.o_owner, u.o_name, u.o_description, u.o_worker_url, u.o_steps
+          into o_applied, o_created, o_owner, o_name, o_description, o_worker_url, o_steps
+          from {schema}.upsert_migration(p_id, p_name, p_description, p_worker_url, p_now, p_steps, p_candidates, p_claimant) u;
+        if o_applied then
+          perform {schema}.log_activity(p_activity, null);
+        end if;
+      end
+      $$;
+
+      create function {schema}.delete_migration(p_id text, p_activity json) returns text language plpgsql as $$
+      declare
+        v_outcome text := {schema}.delete_migration(p_id);
+      begin
+        if v_outcome = 'deleted' then
+          perform {schema}.log_activity(p_activity, null);
+        end if;
+        return v_outcome;
+      end
+      $$;
+    `,
+  },
 ]
 
 /** The newest schema version this package knows. */
@@ -340,10 +455,26 @@ export async function migrateTo(sql: Sql<any>, schema: string, target: number): 
         await tx.unsafe(`insert into ${quoted}.schema_migrations (version, name) values ($1, $2)`, [m.version, m.name])
         applied.push(m.version)
       }
-      return { applied, version: Math.max(newest, ...applied) }
+      const version = Math.max(newest, ...applied)
+      if (version >= 4) await tx.unsafe(REALIGN_ACTIVITY_CLOCK.replaceAll('{schema}', quoted))
+      return { applied, version }
     }),
   )
 }
+
+/**
+ * Keeps new activity ids above the log's. Transaction ids only grow within a cluster, and
+ * pg_upgrade keeps them, but a database dumped and restored into another cluster (or moved
+ * there by logical replication) starts over at small ones: its next entries would sort before
+ * every entry it already has, and readers holding a cursor would never see them. Run by every
+ * `migrate`, so by every process before it serves; when the log's newest id is not below this
+ * transaction's, `shift` grows by the difference, and is left alone otherwise.
+ */
+const REALIGN_ACTIVITY_CLOCK = `
+  update {schema}.activity_clock set shift = shift + (newest.id / 100000) - (pg_current_xact_id()::text::bigint + shift) + 1
+  from (select max(id) as id from {schema}.activity) newest
+  where newest.id >= (pg_current_xact_id()::text::bigint + shift) * 100000
+`
 
 /** The advisory lock class of Loom's migrations ("LOOM" in ASCII); the schema's hash is the key. */
 const LOCK_CLASS = 0x4c4f4f4d

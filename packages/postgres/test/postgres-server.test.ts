@@ -191,6 +191,19 @@ describe.skipIf(!DATABASE_URL)(`postgresStore under contention ${NEEDS_SERVER}`,
     for (const c of byAt.values()) if (c.action === 'cancel' && c.outcome.value?.ok) expect(recorded.has(c.at)).toBe(true)
     // Every run left cancelled has the audit record of its attempt.
     for (const run of runs) expect(audit.some((r) => r.candidate_id === run.candidateId && r.attempt === run.attempt)).toBe(true)
+    // The activity log agrees: an entry for each call that succeeded, none for one refused, at most one for
+    // one whose answer was lost with its connection (it may have landed).
+    const logged = (await sharedPool().unsafe(
+      `select type, (extract(epoch from at) * 1000)::float8 as at from "${schema}".activity where at >= to_timestamp(${base / 1000}) and at < to_timestamp(${(base + calls.length) / 1000})`,
+    )) as unknown as Array<{ type: string; at: number }>
+    expect(new Set(logged.map((e) => e.at)).size).toBe(logged.length)
+    for (const entry of logged) {
+      const call = byAt.get(entry.at)
+      expect(entry.type).toBe(`run.${call?.action}`)
+      expect(call!.outcome.error !== undefined || call!.outcome.value?.ok === true).toBe(true)
+    }
+    const entered = new Set(logged.map((e) => e.at))
+    for (const c of byAt.values()) if (c.outcome.value?.ok) expect(entered.has(c.at)).toBe(true)
     // And the store serves again.
     let served = false
     for (let i = 0; i < 8 && !served; i++) served = 'value' in (await settle(() => b.listCandidates('app-chart')))

@@ -26,7 +26,8 @@ export function submitWith(pending: Pending, key: string, options: Options = {})
         if (result.type === 'success') {
           const data = (result.data ?? {}) as Record<string, unknown>
           const link = options.linkOf?.(data)
-          toast('success', String(data.message ?? 'Done.'), link)
+          // Done, but what it started went wrong at once: said as an error, with the link to see why.
+          toast(data.failed === true ? 'error' : 'success', String(data.message ?? 'Done.'), link)
         } else if (result.type === 'failure') {
           const data = (result.data ?? {}) as Record<string, unknown>
           const message = String(data.message ?? `The action was refused (${result.status}).`)

@@ -1,5 +1,6 @@
-import type { CancelledAttempt, CandidateWithStatus } from '@loom/core'
+import type { CandidateWithStatus } from '@loom/core'
 import { loadFrom } from '$lib/server/actions'
+import { latestActivity } from '$lib/server/activity'
 import { countsOf } from '$lib/status'
 import type { PageServerLoad } from './$types'
 
@@ -9,10 +10,7 @@ export const load: PageServerLoad = async ({ parent, url, locals }) => {
   const { migrations } = await parent()
   const totals = { migrations: migrations.length, ...countsOf((s) => migrations.reduce((sum, m) => sum + m.counts[s], 0)) }
 
-  const cancelled: Array<CancelledAttempt & { migrationId: string; migrationName: string }> = migrations
-    .flatMap((m) => (m.cancelledAttempts ?? []).map((a) => ({ ...a, migrationId: m.id, migrationName: m.name })))
-    .sort((a, b) => b.cancelledAt.localeCompare(a.cancelledAt))
-    .slice(0, 8)
+  const activity = await loadFrom(latestActivity(locals.loom, migrations))
 
   const find = (url.searchParams.get('find') ?? '').trim().slice(0, 200)
   let found: Array<{ migrationId: string; migrationName: string; candidates: CandidateWithStatus[]; total: number }> | undefined
@@ -26,5 +24,5 @@ export const load: PageServerLoad = async ({ parent, url, locals }) => {
     found = pages.filter((p) => p.total > 0)
   }
 
-  return { totals, cancelled, find, found }
+  return { totals, activity, find, found }
 }

@@ -39,7 +39,7 @@ export interface LoomContext {
 }
 
 /** What a move may add to its transition request. */
-type MoveOptions = Pick<TransitionRequest, 'attempt' | 'owner' | 'resume'>
+type MoveOptions = Pick<TransitionRequest, 'attempt' | 'owner' | 'resume' | 'by' | 'reason'>
 
 export function loomContext(
   deps: Omit<LoomContext, 'at' | 'emit' | 'requireMigration' | 'runOf' | 'notFound' | 'move'>,

@@ -11,6 +11,10 @@ import { httpDispatcher, httpDryRunner } from '../http-worker'
 import type { DryRunner, Engine, MigrationStore, StepDispatcher } from '../ports'
 import { createRunHost } from '../run-host'
 import type {
+  ActivityPage,
+  ActivityQueryInput,
+  CancelOptions,
+  RunHistory,
   Candidate,
   CandidateQuery,
   CandidateWithStatus,
@@ -30,6 +34,7 @@ import { type WorkerUrlPolicy, workerUrlPolicy } from '../worker-urls'
 import { loomContext } from './context'
 import { reconciler } from './reconciler'
 import { MAX_STEP_TIMEOUT_MS, parseDuration } from '../steps'
+import { activityMethods } from './activity'
 import { migrationMethods } from './migrations'
 import { runMethods } from './runs'
 import type { MigrationOverview } from './shapes'
@@ -94,8 +99,8 @@ export interface Loom {
    * carried over and the run starts at the step after them.
    */
   execute(runId: string, options?: ExecuteOptions): Promise<string>
-  /** `queued | running → not_started`, recording a cancelled attempt and stopping the engine's run. */
-  cancel(runId: string): Promise<void>
+  /** `queued | running → not_started`, recording a cancelled attempt (who, and `reason` when given) and stopping the engine's run. */
+  cancel(runId: string, options?: CancelOptions): Promise<void>
   /** Reports a step's outcome (a worker, or an operator approving or rejecting a manual-review step). */
   complete(runId: string, event: StepCompletedEvent): Promise<void>
   /** Reports progress on a step without ending it (a pull request opened). */
@@ -104,6 +109,10 @@ export interface Loom {
   getRun(runId: string): Promise<RunInfo>
   /** The engine-level view of a run that has been executed (API 0.2's `/status`). */
   runStatus(runId: string): Promise<RunStatusResponse>
+  /** The migration's activity log, oldest first, a page after `after`; `next` continues it. */
+  activity(migrationId: string, query?: ActivityQueryInput): Promise<ActivityPage>
+  /** Every attempt of the run's candidate, oldest first: who queued, executed and ended it, when, and each step. */
+  history(runId: string): Promise<RunHistory>
   /** Asks the worker for the file changes the run would make. */
   dryRun(migrationId: string, candidateId: string): Promise<DryRunResult>
   /** Calls `listener` for every change until the returned function is called. */
@@ -237,7 +246,7 @@ export function createLoom(deps: LoomDeps): LoomInstance {
   const actingAs = (input: Actor): Loom => {
     // Actors come from tokens, hooks and messages: one of another kind, or blank, acts for no one.
     const actor = parse(ActorSchema, input, 'actor')
-    const methods: Loom = { ...migrationMethods(ctx, actor), ...runMethods(ctx, actor), subscribe, health }
+    const methods: Loom = { ...migrationMethods(ctx, actor), ...runMethods(ctx, actor), ...activityMethods(ctx), subscribe, health }
     if (actor.kind === 'operator' || actor.kind === 'system') return methods
     // The role rule, applied before any work: a call the actor may not make changes nothing.
     const held = {} as Record<string, unknown>

@@ -46,10 +46,14 @@ export function migrationMethods(ctx: LoomContext, actor: Actor): MigrationMetho
     if (actor.kind === 'worker') keepsReviews(actor, await store.getMigration(id), steps)
     // A worker's announce claims the migration in the same atomic write; one owned by another worker is left as it was.
     const claimant = actor.kind === 'worker' ? actor.name : undefined
+    const detail: Record<string, unknown> = { name, steps: steps.map((s) => s.name) }
+    if (workerUrl !== undefined) detail.workerUrl = workerUrl
+    if (candidates) detail.candidates = candidates.length
     const stored = await store.upsertMigration(
       { id, name, steps, ...(description === undefined ? {} : { description }), ...(workerUrl === undefined ? {} : { workerUrl }) },
       candidates,
       claimant,
+      { at: at(), actor, type: 'migration.announced', migrationId: id, detail },
     )
     checkOwner(actor, stored, 'announce')
     emit({ type: 'migration.updated', migrationId: id, at: at() })
@@ -85,7 +89,7 @@ export function migrationMethods(ctx: LoomContext, actor: Actor): MigrationMetho
 
     async deleteMigration(id) {
       parse(SlugSchema, id, 'migrationId')
-      const outcome = await store.deleteMigration(id)
+      const outcome = await store.deleteMigration(id, { at: at(), actor, type: 'migration.deleted', migrationId: id, detail: {} })
       if (outcome === 'not_found') throw new LoomError('not_found', `migration ${id} not found`)
       if (outcome === 'running') {
         throw new LoomError('conflict', `migration ${id} has running candidates; cancel them first`, { details: { status: 'running' } })
@@ -98,7 +102,8 @@ export function migrationMethods(ctx: LoomContext, actor: Actor): MigrationMetho
       const candidates = parse(schemas.CandidateList, input, 'candidates')
       // The owner never changes once set, so checking it before the write cannot race another worker.
       if (actor.kind === 'worker') checkOwner(actor, await requireMigration(migrationId), 'submit candidates to')
-      if (!(await store.replaceCandidates(migrationId, candidates))) await requireMigration(migrationId)
+      const activity = { at: at(), actor, type: 'candidates.submitted' as const, migrationId, detail: { count: candidates.length } }
+      if (!(await store.replaceCandidates(migrationId, candidates, activity))) await requireMigration(migrationId)
       emit({ type: 'candidates.submitted', migrationId, count: candidates.length, at: at() })
     },
 

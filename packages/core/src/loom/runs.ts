@@ -1,6 +1,6 @@
 import { type Actor, checkOwner } from '../actors'
 import { LoomError } from '../errors'
-import { ExecuteOptionsSchema, SlugSchema, type Candidate, type StepCompletedEvent } from '../schemas'
+import { CancelOptionsSchema, ExecuteOptionsSchema, SlugSchema, type Candidate, type StepCompletedEvent } from '../schemas'
 import { isManualReview } from '../steps'
 import type { RunRecord } from '../ports'
 import { parse } from '../validate'
@@ -54,6 +54,7 @@ export function runMethods(ctx: LoomContext, actor: Actor): RunMethods {
       result,
       done,
       at: at(),
+      by: actor,
       ...(attempt === undefined ? {} : { attempt }),
     })
     switch (recorded.outcome) {
@@ -101,18 +102,18 @@ export function runMethods(ctx: LoomContext, actor: Actor): RunMethods {
     async queue(migrationId, candidateId) {
       parse(SlugSchema, migrationId, 'migrationId')
       parse(SlugSchema, candidateId, 'candidateId')
-      return (await move('queue', migrationId, candidateId)).runId
+      return (await move('queue', migrationId, candidateId, { by: actor })).runId
     },
 
     async dequeue(runId) {
       const { migrationId, candidateId } = runOf(runId)
-      await move('dequeue', migrationId, candidateId)
+      await move('dequeue', migrationId, candidateId, { by: actor })
     },
 
     async execute(runId, options = {}) {
       const { migrationId, candidateId } = runOf(runId)
       const resume = parse(ExecuteOptionsSchema, options, '').resume === true
-      const run = await move('execute', migrationId, candidateId, { owner: instanceId, ...(resume ? { resume } : {}) })
+      const run = await move('execute', migrationId, candidateId, { owner: instanceId, by: actor, ...(resume ? { resume } : {}) })
       try {
         await engine.start({ runId, migrationId, candidateId, attempt: run.attempt, owner: instanceId })
       } catch (error) {
@@ -129,9 +130,10 @@ export function runMethods(ctx: LoomContext, actor: Actor): RunMethods {
       return runId
     },
 
-    async cancel(runId) {
+    async cancel(runId, options = {}) {
       const { migrationId, candidateId } = runOf(runId)
-      const run = await move('cancel', migrationId, candidateId)
+      const { reason } = parse(CancelOptionsSchema, options, '')
+      const run = await move('cancel', migrationId, candidateId, { by: actor, ...(reason === undefined ? {} : { reason }) })
       // The store is the truth from here: a run the engine fails to stop finds itself stale at its next step.
       await engine.cancel(run.runId).catch(onError)
     },

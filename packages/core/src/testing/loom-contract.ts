@@ -517,6 +517,78 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
       })
     })
 
+    describe('activity and history', () => {
+      beforeEach(async () => {
+        await loom.announce(announcement(M, { candidates: candidates(2) }))
+      })
+
+      test('logs every change, oldest first, paged by cursor', async () => {
+        const runId = await loom.queue(M, 'svc-0')
+        await loom.dequeue(runId)
+        await loom.queue(M, 'svc-1')
+        const page = await loom.activity(M, { limit: 2 })
+        expect(page.entries.map((e) => e.type)).toEqual(['migration.announced', 'run.queue'])
+        expect(page.next).toBe(page.entries[1]!.id)
+        const rest = await loom.activity(M, { after: page.next!, limit: 2 })
+        expect(rest.entries.map((e) => [e.type, e.candidateId])).toEqual([
+          ['run.dequeue', 'svc-0'],
+          ['run.queue', 'svc-1'],
+        ])
+        const end = await loom.activity(M, { after: rest.next! })
+        expect(end).toEqual({ entries: [] })
+        expect(page.entries[1]).toMatchObject({ runId, candidateId: 'svc-0', attempt: expect.any(Number), actor: expect.any(Object) })
+      })
+
+      test('refuses a cursor or limit it cannot read, and an unknown migration', async () => {
+        await expectLoomError(loom.activity(M, { after: 'abc' }), 'invalid')
+        await expectLoomError(loom.activity(M, { limit: 0 }), 'invalid')
+        await expectLoomError(loom.activity(M, { limit: 1001 }), 'invalid')
+        await expectLoomError(loom.activity('nope'), 'not_found')
+      })
+
+      test('shows every attempt of a run, with the cancel’s reason and each step’s times', async () => {
+        const runId = await loom.queue(M, 'svc-0')
+        await loom.execute(runId)
+        await loom.cancel(runId, { reason: 'wrong chart version' })
+        await loom.queue(M, 'svc-0')
+        await loom.execute(runId)
+        await finishSteps(runId, ['update-chart', 'open-pr'])
+        await eventually(async () => expect(await statusOf('svc-0')).toBe('completed'))
+        const history = await loom.history(runId)
+        expect(history).toMatchObject({ runId, migrationId: M, candidateId: 'svc-0' })
+        expect(history.attempts.map((a) => a.outcome)).toEqual(['cancelled', 'completed'])
+        const [first, second] = history.attempts
+        expect(first!.reason).toBe('wrong chart version')
+        expect(first!.endedAt).toBeDefined()
+        expect(second!.attempt).toBeGreaterThan(first!.attempt)
+        expect(second!.steps.map((s) => [s.stepName, s.done, s.success])).toEqual([
+          ['update-chart', true, true],
+          ['open-pr', true, true],
+        ])
+        for (const step of second!.steps) expect(Date.parse(step.reportedAt!)).toBeGreaterThanOrEqual(Date.parse(second!.startedAt!))
+        expect(second!.durationMs).toBeGreaterThanOrEqual(0)
+        const cancelled = (await loom.getMigration(M)).cancelledAttempts ?? []
+        expect(cancelled).toHaveLength(1)
+        expect(cancelled[0]).toMatchObject({
+          runId,
+          attempt: first!.attempt,
+          reason: 'wrong chart version',
+          cancelledBy: expect.any(Object),
+        })
+      })
+
+      test('answers a run with no attempt with none, and an unknown candidate with not_found', async () => {
+        expect(await loom.history('app-chart__svc-1')).toEqual({
+          runId: 'app-chart__svc-1',
+          migrationId: M,
+          candidateId: 'svc-1',
+          attempts: [],
+        })
+        await expectLoomError(loom.history('app-chart__nope'), 'not_found')
+        await expectLoomError(loom.cancel('app-chart__svc-0', { reason: 5 as unknown as string }), 'invalid')
+      })
+    })
+
     describe('events and health', () => {
       test('tells subscribers about announcements, submissions, status changes and step reports', async () => {
         const events: LoomEvent[] = []

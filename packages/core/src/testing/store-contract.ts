@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, describe, expect } from 'vitest'
 import { joinRunId } from '../ids'
-import type { MigrationDefinition, MigrationStore, RunRecord, TransitionRequest } from '../ports'
+import type { Actor } from '../actors'
+import type { ActivityDraft, MigrationDefinition, MigrationStore, RunRecord, TransitionRequest } from '../ports'
 import type { CandidateStatus, StepResult } from '../schemas'
-import { STATUS_RULES, type StatusAction } from '../rules'
+import { candidateStatusOf, STATUS_RULES, type StatusAction } from '../rules'
 import { candidates } from './fakes'
 import { contractTests, type ContractOptions } from './contract-test'
 
@@ -386,7 +387,14 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
         expect((await move('svc-1', 'cancel')).ok).toBe(false)
         const attempts = (await store.getMigration('app-chart'))!.cancelledAttempts
         expect(attempts).toHaveLength(2)
-        expect(attempts[0]).toEqual({ runId: 'app-chart__svc-0', candidateId: 'svc-0', cancelledAt })
+        const { attempt } = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+        expect(attempts[0]).toEqual({
+          runId: 'app-chart__svc-0',
+          candidateId: 'svc-0',
+          cancelledAt,
+          attempt,
+          cancelledBy: { kind: 'system', name: 'loom' },
+        })
         expect(attempts[1]?.runId).toBe('app-chart__svc-1')
       })
 
@@ -646,6 +654,160 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
         const running = await store.listRuns('running')
         expect(running.map((r) => joinRunId(r.migrationId, r.candidateId)).sort()).toEqual(['app-chart__svc-0', 'other__svc-0'])
         expect((await store.listRuns('queued')).map((r) => r.runId)).toEqual(['app-chart__svc-1'])
+      })
+    })
+
+    describe('activity log', () => {
+      const alice: Actor = { kind: 'operator', name: 'alice' }
+      const teamA: Actor = { kind: 'worker', name: 'team-a' }
+      const draft = (type: ActivityDraft['type'], extra: Partial<ActivityDraft> = {}): ActivityDraft => ({
+        at: at(),
+        actor: alice,
+        type,
+        migrationId: 'app-chart',
+        detail: { note: 'ünïcode ✓', nested: { list: [1, 'two'] } },
+        ...extra,
+      })
+      const all = (candidateId?: string) =>
+        store.listActivity({ migrationId: 'app-chart', limit: 1000, ...(candidateId === undefined ? {} : { candidateId }) })
+
+      test('writes each transition with its actor, attempt and reason, and a refused one not at all', async () => {
+        await store.upsertMigration(definition(), candidates(2), undefined, draft('migration.announced'))
+        expect((await move('svc-0', 'queue', { by: alice })).ok).toBe(true)
+        expect((await move('svc-0', 'queue', { by: alice })).ok).toBe(false)
+        expect((await move('svc-0', 'execute', { by: alice, owner: 'p1' })).ok).toBe(true)
+        expect((await move('svc-0', 'cancel', { by: alice, reason: 'wrong chart' })).ok).toBe(true)
+        expect((await move('svc-0', 'cancel', { by: alice })).ok).toBe(false)
+        const entries = await all()
+        expect(entries.map((e) => e.type)).toEqual(['migration.announced', 'run.queue', 'run.execute', 'run.cancel'])
+        const [, queued, executed, cancelled] = entries
+        const attempt = (await store.getCandidate('app-chart', 'svc-0'))!.run!.attempt
+        for (const entry of [queued, executed, cancelled]) {
+          expect(entry).toMatchObject({ actor: alice, migrationId: 'app-chart', candidateId: 'svc-0', runId: 'app-chart__svc-0', attempt })
+        }
+        expect(cancelled!.detail).toEqual({ reason: 'wrong chart' })
+        expect(entries[0]!.detail).toEqual({ note: 'ünïcode ✓', nested: { list: [1, 'two'] } })
+        const ids = entries.map((e) => e.id)
+        expect(new Set(ids).size).toBe(ids.length)
+        // The cancelled attempt says which attempt, who and why.
+        expect((await store.getMigration('app-chart'))!.cancelledAttempts).toEqual([
+          {
+            runId: 'app-chart__svc-0',
+            candidateId: 'svc-0',
+            cancelledAt: cancelled!.at,
+            attempt,
+            cancelledBy: alice,
+            reason: 'wrong chart',
+          },
+        ])
+      })
+
+      test('writes step reports and the first acceptance of a dispatch, not repeats', async () => {
+        await store.upsertMigration(definition(), candidates(1))
+        await move('svc-0', 'queue')
+        await move('svc-0', 'execute')
+        const { attempt } = (await store.getCandidate('app-chart', 'svc-0'))!.run!
+        const mark = (phase: 'begun' | 'dispatched') =>
+          store.markStep({ migrationId: 'app-chart', candidateId: 'svc-0', attempt, index: 0, phase, at: at() })
+        await mark('begun')
+        await mark('dispatched')
+        await mark('dispatched')
+        const report = () =>
+          store.recordStep({
+            migrationId: 'app-chart',
+            candidateId: 'svc-0',
+            result: result('update-chart', false, { error: 'chart not found' }),
+            done: true,
+            at: at(),
+            by: teamA,
+          })
+        expect((await report()).outcome).toBe('recorded')
+        expect((await report()).outcome).toBe('duplicate')
+        const entries = (await all('svc-0')).filter((e) => e.type.startsWith('step.'))
+        expect(entries.map((e) => [e.type, e.actor.kind, e.attempt])).toEqual([
+          ['step.dispatched', 'system', attempt],
+          ['step.reported', 'worker', attempt],
+        ])
+        expect(entries[0]!.detail).toEqual({ step: 0 })
+        expect(entries[1]!.detail).toEqual({ stepName: 'update-chart', success: false, done: true, error: 'chart not found' })
+      })
+
+      test('writes the drafts of submissions and deletes when they apply, and keeps the log of a deleted migration', async () => {
+        expect(await store.replaceCandidates('app-chart', candidates(1), draft('candidates.submitted'))).toBe(false)
+        await store.upsertMigration(definition(), candidates(1), 'team-a', draft('migration.announced', { actor: teamA }))
+        // Refused: another worker owns it.
+        await store.upsertMigration(definition(), [], 'team-b', draft('migration.announced', { actor: { kind: 'worker', name: 'team-b' } }))
+        expect(await store.replaceCandidates('app-chart', candidates(3), draft('candidates.submitted', { detail: { count: 3 } }))).toBe(
+          true,
+        )
+        await move('svc-0', 'queue')
+        await move('svc-0', 'execute')
+        expect(await store.deleteMigration('app-chart', draft('migration.deleted'))).toBe('running')
+        await move('svc-0', 'cancel')
+        expect(await store.deleteMigration('app-chart', draft('migration.deleted'))).toBe('deleted')
+        const entries = await all()
+        expect(entries.map((e) => [e.type, e.actor.name])).toEqual([
+          ['migration.announced', 'team-a'],
+          ['candidates.submitted', 'alice'],
+          ['run.queue', 'loom'],
+          ['run.execute', 'loom'],
+          ['run.cancel', 'loom'],
+          ['migration.deleted', 'alice'],
+        ])
+      })
+
+      test('pages after a cursor, per migration and per candidate, oldest first', async () => {
+        await store.upsertMigration(definition(), candidates(3))
+        await store.upsertMigration(definition('other'), candidates(1))
+        for (const id of ['svc-0', 'svc-1', 'svc-2']) await move(id, 'queue')
+        await store.transition({ migrationId: 'other', candidateId: 'svc-0', action: 'queue', at: at() })
+        for (const id of ['svc-0', 'svc-1', 'svc-2']) await move(id, 'dequeue')
+        const first = await store.listActivity({ migrationId: 'app-chart', limit: 4 })
+        expect(first.map((e) => [e.type, e.candidateId])).toEqual([
+          ['run.queue', 'svc-0'],
+          ['run.queue', 'svc-1'],
+          ['run.queue', 'svc-2'],
+          ['run.dequeue', 'svc-0'],
+        ])
+        const rest = await store.listActivity({ migrationId: 'app-chart', limit: 4, after: first[3]!.id })
+        expect(rest.map((e) => [e.type, e.candidateId])).toEqual([
+          ['run.dequeue', 'svc-1'],
+          ['run.dequeue', 'svc-2'],
+        ])
+        expect(await store.listActivity({ migrationId: 'app-chart', limit: 4, after: rest[1]!.id })).toEqual([])
+        const svc1 = await store.listActivity({ migrationId: 'app-chart', candidateId: 'svc-1', limit: 10 })
+        expect(svc1.map((e) => e.type)).toEqual(['run.queue', 'run.dequeue'])
+        expect((await store.listActivity({ migrationId: 'other', limit: 10 })).map((e) => e.type)).toEqual(['run.queue'])
+        expect(await store.listActivity({ migrationId: 'nope', limit: 10 })).toEqual([])
+      })
+
+      test('writes exactly one entry per change of concurrent transitions, each with its actor', async () => {
+        await seed(5)
+        const actors: Actor[] = [alice, { kind: 'operator', name: 'bob' }, { kind: 'operator', name: 'carol' }]
+        const actions: StatusAction[] = ['queue', 'dequeue', 'execute', 'cancel']
+        const tries = Array.from({ length: 120 }, (_, i) => ({
+          candidateId: `svc-${i % 5}`,
+          action: actions[(i * 7) % 4]!,
+          by: actors[i % 3]!,
+        }))
+        const results = await Promise.all(tries.map((t) => move(t.candidateId, t.action, { by: t.by })))
+        const wins = tries.filter((_, i) => results[i]!.ok)
+        const entries = (await all()).filter((e) => e.type.startsWith('run.'))
+        expect(entries).toHaveLength(wins.length)
+        const key = (c: string, type: string, by: string) => `${c} ${type} ${by}`
+        expect(entries.map((e) => key(e.candidateId!, e.type, e.actor.name)).sort()).toEqual(
+          wins.map((w) => key(w.candidateId, `run.${w.action}`, w.by.name)).sort(),
+        )
+        // Per candidate, the entries replay the status rules from not_started to where it is.
+        for (let i = 0; i < 5; i++) {
+          let status: CandidateStatus = 'not_started'
+          for (const entry of entries.filter((e) => e.candidateId === `svc-${i}`)) {
+            const rule = STATUS_RULES[entry.type.slice(4) as StatusAction]
+            expect(rule.from as readonly CandidateStatus[]).toContain(status)
+            status = candidateStatusOf(rule.to)
+          }
+          expect(status).toBe(await statusOf(`svc-${i}`))
+        }
       })
     })
 

@@ -1,7 +1,7 @@
 import type { CandidateQuery, CandidateWithStatus } from '@loom/core'
 import { joinRunId, type CandidatePage, type MigrationStore } from '@loom/core/store'
 import type { StoreContext } from './context'
-import { candidateOf, candidateRows, foldCase, runOf } from './rows'
+import { candidateOf, candidateRows, draftOrNull, foldCase, runOf } from './rows'
 
 type CandidateMethods = Pick<MigrationStore, 'replaceCandidates' | 'listCandidates' | 'getCandidate'>
 
@@ -9,10 +9,12 @@ type CandidateMethods = Pick<MigrationStore, 'replaceCandidates' | 'listCandidat
 export function candidateMethods(ctx: StoreContext): CandidateMethods {
   const { sql, tables: T, fn, call, candidateStatus, runColumns, fromCandidate } = ctx
   return {
-    replaceCandidates(migrationId, candidates) {
+    replaceCandidates(migrationId, candidates, activity) {
       return call(async () => {
         const [row] = await sql`
-          select ${fn('replace_candidates')}(${migrationId}::text, ${candidateRows(candidates)}::text::json) as replaced
+          select ${fn('replace_candidates')}(
+            ${migrationId}::text, ${candidateRows(candidates)}::text::json, ${draftOrNull(activity)}::text::json
+          ) as replaced
         `
         return row!.replaced === true
       })

@@ -15,6 +15,7 @@ export function storeContext(sql: Sql<any>, schema: string, timeoutMs: number) {
     runSteps: sql(`${schema}.run_steps`),
     cancelled: sql(`${schema}.cancelled_attempts`),
     leases: sql(`${schema}.leases`),
+    activity: sql(`${schema}.activity`),
   }
   /** The step list of the run aliased `r`, as JSON, in the order the steps were first reported. */
   const runSteps = () => sql`coalesce((
@@ -27,6 +28,8 @@ export function storeContext(sql: Sql<any>, schema: string, timeoutMs: number) {
   return {
     sql,
     tables,
+    /** The bound on every call (0: none). */
+    timeoutMs,
     /** The sequence every attempt number is drawn from, as `nextval` takes it. */
     attemptSequence: `"${schema}"."attempts"`,
     ms,

@@ -1,7 +1,7 @@
 import type { CancelledAttempt, Candidate } from '@loom/core'
 import { emptyCounts, type MigrationDefinition, type MigrationRecord, type MigrationStore, type MigrationSummary } from '@loom/core/store'
 import type { StoreContext } from './context'
-import { candidateRows, iso, jsonOrNull, migrationOf, type Row } from './rows'
+import { type ActivityDraft, candidateRows, draftOrNull, iso, jsonOrNull, migrationOf, type Row } from './rows'
 
 type MigrationMethods = Pick<MigrationStore, 'upsertMigration' | 'getMigration' | 'listMigrations' | 'deleteMigration'>
 
@@ -24,7 +24,8 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
         ), '[]'::json) as steps,
         coalesce((
           select json_agg(json_build_object(
-            'runId', a.run_id, 'candidateId', a.candidate_id, 'cancelledAt', ${ms('a.cancelled_at')}
+            'runId', a.run_id, 'candidateId', a.candidate_id, 'cancelledAt', ${ms('a.cancelled_at')},
+            'attempt', a.attempt, 'byKind', a.cancelled_by_kind, 'byName', a.cancelled_by_name, 'reason', a.reason
           ) order by a.id)
           from ${T.cancelled} a where a.migration_id = m.id
         ), '[]'::json) as cancelled,
@@ -50,29 +51,38 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
       counts.running = Number(row.running)
       counts.completed = Number(row.completed)
       counts.not_started = Number(row.total) - counts.queued - counts.running - counts.completed
-      const cancelledAttempts: CancelledAttempt[] = (row.cancelled as Row[]).map((a) => ({
-        runId: a.runId,
-        candidateId: a.candidateId,
-        cancelledAt: iso(a.cancelledAt),
-      }))
+      const cancelledAttempts = (row.cancelled as Row[]).map((a) => {
+        // Every row has its attempt (version 1 stored it already); one written before version 4 has no actor.
+        const cancelled: CancelledAttempt = {
+          runId: a.runId,
+          candidateId: a.candidateId,
+          cancelledAt: iso(a.cancelledAt),
+          attempt: Number(a.attempt),
+        }
+        if (a.byKind !== null) cancelled.cancelledBy = { kind: a.byKind, name: a.byName }
+        if (a.reason !== null) cancelled.reason = a.reason
+        return cancelled
+      })
       return { ...migrationOf(row), counts, cancelledAttempts }
     })
   }
 
   return {
-    upsertMigration(definition: MigrationDefinition, candidates?: Candidate[], claimant?: string) {
+    upsertMigration(definition: MigrationDefinition, candidates?: Candidate[], claimant?: string, activity?: ActivityDraft) {
       return call(async () => {
         const steps = JSON.stringify(
           definition.steps.map((s) => [s.name, s.workerApp, s.description ?? null, jsonOrNull(s.config), jsonOrNull(s.files)]),
         )
-        // One call: the claim, the definition, its steps and the candidates are written together or not at all.
+        // One call: the claim, the definition, its steps, the candidates and the activity entry are
+        // written together or not at all.
         const [row] = await sql`
           select u.o_applied as applied, ${ms('u.o_created')} as created_at, u.o_owner as owner,
             u.o_name as name, u.o_description as description, u.o_worker_url as worker_url, u.o_steps as steps
           from ${fn('upsert_migration')}(
             ${definition.id}::text, ${definition.name}::text, ${definition.description ?? null}::text,
             ${definition.workerUrl ?? null}::text, ${new Date().toISOString()}::timestamptz,
-            ${steps}::text::json, ${candidates ? candidateRows(candidates) : null}::text::json, ${claimant ?? null}::text
+            ${steps}::text::json, ${candidates ? candidateRows(candidates) : null}::text::json, ${claimant ?? null}::text,
+            ${draftOrNull(activity)}::text::json
           ) u
         `
         // Another worker's migration: nothing was written, and the record is the stored one, naming its owner.
@@ -92,9 +102,9 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
       return call(() => summaries(undefined))
     },
 
-    deleteMigration(id) {
+    deleteMigration(id, activity) {
       return call(async () => {
-        const [row] = await sql`select ${fn('delete_migration')}(${id}::text) as outcome`
+        const [row] = await sql`select ${fn('delete_migration')}(${id}::text, ${draftOrNull(activity)}::text::json) as outcome`
         return row!.outcome as 'deleted' | 'not_found' | 'running'
       })
     },

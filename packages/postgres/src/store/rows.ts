@@ -3,10 +3,15 @@
  * milliseconds and JSON columns as the client parses them; every optional field that is
  * NULL in its column is absent from the record, as it was when written.
  */
-import type { Candidate, StepDefinition } from '@loom/core'
+import type { ActivityEntry, Candidate, StepDefinition } from '@loom/core'
 import { joinRunId, type MigrationRecord, type RecordedStep, type RunRecord } from '@loom/core/store'
 
 export type Row = Record<string, any>
+
+/** A draft of an activity entry, as the store port takes it (`@loom/core/store` does not name the type). */
+import type { ActivityDraft } from '@loom/core/store'
+
+export type { ActivityDraft }
 
 export function migrationOf(row: Row): MigrationRecord {
   const record: MigrationRecord = {
@@ -118,3 +123,24 @@ export function foldCase(s: string): string {
 }
 
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
+
+/** An entry of the activity log, from a row of `activity` (its `at` as epoch milliseconds). */
+export function activityOf(row: Row): ActivityEntry {
+  const entry: ActivityEntry = {
+    id: String(row.id),
+    at: iso(row.at),
+    actor: { kind: row.actor_kind, name: row.actor_name },
+    type: row.type,
+    migrationId: row.migration_id,
+    detail: row.detail,
+  }
+  if (row.run_id !== null) entry.runId = row.run_id
+  if (row.candidate_id !== null) entry.candidateId = row.candidate_id
+  if (row.attempt !== null) entry.attempt = Number(row.attempt)
+  return entry
+}
+
+/** An activity draft as the schema's functions take it (`log_activity`): JSON text, or null for none. */
+export function draftOrNull(draft: ActivityDraft | undefined): string | null {
+  return draft === undefined ? null : JSON.stringify(draft)
+}

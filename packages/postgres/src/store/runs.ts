@@ -11,7 +11,7 @@ import {
   type TransitionResult,
 } from '@loom/core/store'
 import type { StoreContext } from './context'
-import { jsonOrNull, runOf, stepRows } from './rows'
+import { type ActivityDraft, jsonOrNull, runOf, stepRows } from './rows'
 
 type RunMethods = Pick<MigrationStore, 'transition' | 'recordStep' | 'markStep' | 'listRuns' | 'renewLease' | 'claimRuns'>
 
@@ -22,11 +22,24 @@ const FOREIGN_KEY_VIOLATION = '23503'
 /**
  * Runs and their steps. A status change, a step report or a step moving on reads the run
  * with its row version, lets core decide (`decideTransition`, `decideStepReport`,
- * `decideStepProgress`), and writes the decision with one statement that applies only while
- * the version is the one read. Claims of lapsed owners' runs lock the rows they take.
+ * `decideStepProgress`), and writes the decision, with the activity entry core drafted, in
+ * one statement that applies only while the version is the one read: a refused or beaten
+ * write logs nothing. Claims of lapsed owners' runs lock the rows they take.
  */
 export function runMethods(ctx: StoreContext): RunMethods {
   const { sql, tables: T, attemptSequence, call, runColumns, fromCandidate } = ctx
+
+  /**
+   * The insert of `draft` into the activity log, once per row of the statement's CTE `saved`:
+   * none when the conditional write matched no row. `attempt` overrides the draft's (a
+   * transition's entry takes the attempt the write drew). The id is the column's default.
+   */
+  const logSaved = (draft: ActivityDraft, attempt = sql`${draft.attempt ?? null}::bigint`) => sql`
+    insert into ${T.activity} (at, attempt, migration_id, candidate_id, run_id, type, actor_kind, actor_name, detail)
+    select ${draft.at}::timestamptz, ${attempt}, ${draft.migrationId}::text, ${draft.candidateId ?? null}::text,
+      ${draft.runId ?? null}::text, ${draft.type}::text, ${draft.actor.kind}::text, ${draft.actor.name}::text,
+      ${JSON.stringify(draft.detail)}::text::json
+    from saved`
 
   /**
    * The candidate (whether it exists) and its run with its steps and row version, read in
@@ -47,7 +60,7 @@ export function runMethods(ctx: StoreContext): RunMethods {
           if (!found) return { ok: false, reason: 'not_found' }
           const decision = decideTransition(found.run, request)
           if (!decision.ok) return decision
-          const { next, cancelledAttempt } = decision
+          const { next, cancelledAttempt, activity } = decision
           const attempt = decision.attempt === 'new' ? sql`nextval(${attemptSequence}::regclass)` : sql`${decision.attempt}::bigint`
           // The steps are rewritten only when the decision changes them: a new attempt and an
           // unexecute empty them, an execute with `resume` carries the previous attempt's over.
@@ -81,8 +94,9 @@ export function runMethods(ctx: StoreContext): RunMethods {
                 where c.migration_id = ${migrationId} and c.id = ${candidateId}
                 on conflict (migration_id, candidate_id) do nothing
                 returning attempt`
-          // The steps and the audit record go in the same statement, only if the write matched. The
-          // delete and the upsert touch disjoint rows (names absent from, and present in, the new steps).
+          // The steps, the audit record and the activity entry go in the same statement, only if the
+          // write matched. The delete and the upsert touch disjoint rows (names absent from, and
+          // present in, the new steps).
           const rows = await sql`
             with saved as (${write}),
             new_steps as (
@@ -106,11 +120,14 @@ export function runMethods(ctx: StoreContext): RunMethods {
                 at = excluded.at, carried_from = excluded.carried_from
             ),
             audit as (
-              insert into ${T.cancelled} (migration_id, candidate_id, run_id, attempt, cancelled_at)
+              insert into ${T.cancelled} (migration_id, candidate_id, run_id, attempt, cancelled_at,
+                cancelled_by_kind, cancelled_by_name, reason)
               select ${migrationId}, ${candidateId}, ${cancelledAttempt?.runId ?? null}::text, saved.attempt,
-                ${cancelledAttempt?.cancelledAt ?? null}::timestamptz
+                ${cancelledAttempt?.cancelledAt ?? null}::timestamptz, ${cancelledAttempt?.cancelledBy?.kind ?? null}::text,
+                ${cancelledAttempt?.cancelledBy?.name ?? null}::text, ${cancelledAttempt?.reason ?? null}::text
               from saved where ${cancelledAttempt !== undefined}::boolean
-            )
+            ),
+            logged as (${logSaved(activity, sql`saved.attempt`)})
             select attempt from saved
           `.catch((error: unknown): typeof RETRY => {
             // The candidate was deleted between the read and the insert: read again (it will be not_found).
@@ -132,7 +149,7 @@ export function runMethods(ctx: StoreContext): RunMethods {
           const decision = decideStepReport(found.run, request)
           if (decision.outcome === 'not_running') return decision
           if (decision.outcome !== 'recorded') return { outcome: decision.outcome, run: decision.run }
-          const { run, step, position } = decision
+          const { run, step, position, activity } = decision
           const rows = await sql`
             with saved as (
               update ${T.runs} set updated_at = ${run.updatedAt}::timestamptz, version = version + 1
@@ -148,7 +165,8 @@ export function runMethods(ctx: StoreContext): RunMethods {
               on conflict (migration_id, candidate_id, step_name) do update set
                 success = excluded.success, done = excluded.done, result = excluded.result, at = excluded.at,
                 carried_from = null
-            )
+            ),
+            logged as (${logSaved(activity)})
             select 1 from saved
           `
           if (rows.length === 0) return RETRY
@@ -162,15 +180,20 @@ export function runMethods(ctx: StoreContext): RunMethods {
       return call(() =>
         optimistic<boolean>(async () => {
           const found = await readForWrite(migrationId, candidateId)
-          const next = found && decideStepProgress(found.run, request)
-          if (!next) return false
+          const decision = found && decideStepProgress(found.run, request)
+          if (!decision) return false
+          const { run: next, activity } = decision
+          // A dispatch's first acceptance has its entry, written with the run or not at all.
           const rows = await sql`
-            update ${T.runs} set
-              current_step = ${next.currentStep}::int, step_started_at = ${next.stepStartedAt ?? null}::timestamptz,
-              step_dispatched_at = ${next.stepDispatchedAt ?? null}::timestamptz, updated_at = ${next.updatedAt}::timestamptz,
-              version = version + 1
-            where migration_id = ${migrationId} and candidate_id = ${candidateId} and version = ${found.version}::bigint
-            returning 1
+            with saved as (
+              update ${T.runs} set
+                current_step = ${next.currentStep}::int, step_started_at = ${next.stepStartedAt ?? null}::timestamptz,
+                step_dispatched_at = ${next.stepDispatchedAt ?? null}::timestamptz, updated_at = ${next.updatedAt}::timestamptz,
+                version = version + 1
+              where migration_id = ${migrationId} and candidate_id = ${candidateId} and version = ${found.version}::bigint
+              returning 1
+            )${activity ? sql`, logged as (${logSaved(activity)})` : sql``}
+            select 1 from saved
           `
           return rows.length > 0 ? true : RETRY
         }),

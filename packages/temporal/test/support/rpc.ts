@@ -18,6 +18,7 @@ const STORE_METHODS = [
   'recordStep',
   'markStep',
   'listRuns',
+  'listActivity',
   'renewLease',
   'claimRuns',
   'ping',

@@ -141,4 +141,55 @@ describe('run actions', () => {
     expect(late).toMatchObject({ status: 409, data: { code: 'conflict' } })
     await (loom as Loom & { close(): Promise<void> }).close()
   })
+
+  it('cancels with the reason given, as the operator whose Loom the page holds', async () => {
+    const { loom } = await setup()
+    const alice = loom.as({ kind: 'operator', name: 'alice' })
+    await loom.queue(MIGRATION, 'billing-api')
+    await loom.queue(MIGRATION, 'checkout')
+    const result = await runActions.cancel(event(alice, { runId: 'app-chart__billing-api', reason: '  wrong chart version  ' }))
+    expect(result).toMatchObject({ ok: true, message: 'Cancelled the run of billing-api; it is back to not started.' })
+    // An empty reason is no reason.
+    expect(await runActions.cancel(event(alice, { runId: 'app-chart__checkout', reason: ' ' }))).toMatchObject({ ok: true })
+    const [billing] = (await loom.history('app-chart__billing-api')).attempts
+    expect(billing).toMatchObject({ outcome: 'cancelled', endedBy: { kind: 'operator', name: 'alice' }, reason: 'wrong chart version' })
+    const [checkout] = (await loom.history('app-chart__checkout')).attempts
+    expect(checkout).toMatchObject({ outcome: 'cancelled', endedBy: { name: 'alice' } })
+    expect(checkout).not.toHaveProperty('reason')
+
+    // Too long a reason is refused by Loom, naming the field, and cancels nothing.
+    await loom.queue(MIGRATION, 'billing-api')
+    const refused = await runActions.cancel(event(alice, { runId: 'app-chart__billing-api', reason: 'x'.repeat(2001) }))
+    expect(refused).toMatchObject({ status: 400, data: { ok: false, code: 'invalid' } })
+    expect((refused as { data: { message: string } }).data.message).toContain('reason')
+    expect(await statusOf(loom, 'billing-api')).toBe('queued')
+    await (loom as Loom & { close(): Promise<void> }).close()
+  })
+
+  it('says so when the run fails as it starts, and says "Executing" only while it runs', async () => {
+    const loom = createLoom({
+      store: memoryStore(),
+      engine: localEngine({ dispatchAttempts: 1 }),
+      dispatcher: {
+        dispatch: async () => {
+          throw new Error('connect ECONNREFUSED 127.0.0.1:9')
+        },
+      },
+      onError: () => {},
+    })
+    await loom.announce({
+      id: MIGRATION,
+      name: 'App chart',
+      steps: [{ name: 'bump', workerApp: 'charts' }],
+      candidates: [{ id: 'billing-api' }],
+    })
+    await loom.queue(MIGRATION, 'billing-api')
+    const result = await runActions.execute(event(loom, { runId: 'app-chart__billing-api' }))
+    expect(result).toMatchObject({ ok: true, failed: true, runId: 'app-chart__billing-api' })
+    const message = (result as { message: string }).message
+    expect(message).toMatch(/^The run of billing-api failed as it started: bump: dispatch to worker app charts failed/)
+    expect(message).toContain('ECONNREFUSED')
+    expect(await statusOf(loom, 'billing-api')).toBe('not_started')
+    await (loom as Loom & { close(): Promise<void> }).close()
+  })
 })

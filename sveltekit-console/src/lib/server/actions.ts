@@ -13,6 +13,8 @@ export interface ActionSuccess {
   message: string
   runId?: string
   candidateId?: string
+  /** The action was done but what it started went wrong at once (a run failing as it starts): an error toast. */
+  failed?: true
 }
 
 export interface ActionRefusal {
@@ -109,19 +111,55 @@ export const runActions = {
       const runId = required(data, 'runId')
       await loom.execute(runId)
       const candidateId = candidateOfRun(runId)
+      const failure = await failedAtOnce(loom, runId)
+      if (failure !== undefined) {
+        return {
+          message: `The run of ${candidateId} failed as it started${failure ? `: ${failure}` : '.'}`,
+          runId,
+          candidateId,
+          failed: true,
+        }
+      }
       return { message: `Executing ${candidateId}.`, runId, candidateId }
     }),
 
   cancel: (event: RequestEvent) =>
     perform('cancel', event, async (loom, data) => {
       const runId = required(data, 'runId')
-      await loom.cancel(runId)
+      const reason = field(data, 'reason')
+      await loom.cancel(runId, reason ? { reason } : {})
       const candidateId = candidateOfRun(runId)
       return { message: `Cancelled the run of ${candidateId}; it is back to not started.`, runId, candidateId }
     }),
 
   approve: (event: RequestEvent) => perform('approve', event, (loom, data) => review(loom, data, true)),
   reject: (event: RequestEvent) => perform('reject', event, (loom, data) => review(loom, data, false)),
+}
+
+/** How long Execute watches the run it started before it says "Executing". */
+const FAILED_AT_ONCE_MS = 300
+
+/**
+ * Whether the run just executed ended failed within its first moment (a worker that cannot be
+ * reached, a refused dispatch): its error, '' when it gave none, or undefined while it runs.
+ */
+async function failedAtOnce(loom: Loom, runId: string): Promise<string | undefined> {
+  const deadline = Date.now() + FAILED_AT_ONCE_MS
+  for (;;) {
+    const status = await loom.getRun(runId).then(
+      (run) => run.status,
+      () => 'not_started' as const,
+    )
+    if (status !== 'running' && status !== 'queued') {
+      if (status === 'completed') return undefined
+      const last = (await loom.history(runId).catch(() => undefined))?.attempts.at(-1)
+      if (last?.outcome !== 'failed') return undefined
+      const step = last.steps.find((s) => s.success === false && typeof s.detail.error === 'string')
+      return step ? `${step.stepName}: ${String(step.detail.error)}` : ''
+    }
+    if (Date.now() >= deadline) return undefined
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
 }
 
 function safeMigration(runId: string | undefined): string | undefined {

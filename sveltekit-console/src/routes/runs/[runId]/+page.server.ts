@@ -1,7 +1,17 @@
 import { error } from '@sveltejs/kit'
-import { LoomError, parseRunId, type Candidate, type CandidateStatus, type Loom, type RunInfo, type RunStatusResponse } from '@loom/core'
+import {
+  LoomError,
+  parseRunId,
+  type Candidate,
+  type CandidateStatus,
+  type Loom,
+  type RunHistory,
+  type RunInfo,
+  type RunStatusResponse,
+} from '@loom/core'
 import { loadFrom, runActions } from '$lib/server/actions'
 import { previewOf } from '$lib/server/diff'
+import { newestFirst } from '$lib/history'
 import type { Preview } from '$lib/types'
 import type { Actions, PageServerLoad } from './$types'
 
@@ -62,6 +72,14 @@ export const load: PageServerLoad = async ({ params, locals, parent, depends, ur
     }
   }
 
+  // Every attempt with its steps, from the activity log. A store that cannot answer costs the section, not the page.
+  let history: RunHistory['attempts'] = []
+  try {
+    history = (await locals.loom.history(runId)).attempts
+  } catch (e) {
+    if (!LoomError.is(e, 'not_found')) console.error('[loom console] run history failed:', e)
+  }
+
   const dryRun = status === 'queued' ? preview(locals.loom, ids.migrationId, ids.candidateId) : undefined
   return {
     runId,
@@ -70,7 +88,7 @@ export const load: PageServerLoad = async ({ params, locals, parent, depends, ur
     status,
     steps: run?.steps ?? [],
     lastAttempt: lastAttempt ?? null,
-    cancelledAttempts: (migration.cancelledAttempts ?? []).filter((a) => a.candidateId === ids.candidateId).reverse(),
+    attempts: newestFirst(history),
     // Streamed: the page shows a skeleton until the worker answers. `?preview` waits for it,
     // for browsers without JavaScript, which cannot receive streamed data.
     preview: dryRun && url.searchParams.has('preview') ? await dryRun : dryRun,
