@@ -157,7 +157,15 @@ describe('the example worker end to end', () => {
     await loom.cancel(runId)
     expect(await statusOf(loom, 'search-api')).toBe('not_started')
     const migration = await loom.getMigration(MIGRATION_ID)
-    expect(migration.cancelledAttempts).toEqual([{ runId, candidateId: 'search-api', cancelledAt: expect.any(String) }])
+    expect(migration.cancelledAttempts).toEqual([
+      {
+        runId,
+        candidateId: 'search-api',
+        cancelledAt: expect.any(String),
+        attempt: expect.any(Number),
+        cancelledBy: { kind: 'system', name: 'loom' },
+      },
+    ])
 
     await example.repo.merge(branchOf(runId, 'create-app-chart'))
     // The worker reports the merge, Loom refuses it (the run is no longer running), and the worker lets go.
