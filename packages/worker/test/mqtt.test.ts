@@ -1,51 +1,17 @@
-import { createServer, type AddressInfo } from 'node:net'
 import { createLoom, localEngine, memoryStore, type LoomInstance } from '@loom/core'
 import { eventually } from '@loom/core/testing'
 import { mqttAnnouncements, mqttDispatcher, mqttDryRunner, type MqttSubscription } from '@loom/mqtt'
-import { Aedes } from 'aedes'
-import mqtt, { type MqttClient } from 'mqtt'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { defineMigration, pending } from '../src/define-migration'
 import { createWorker, type Worker } from '../src/worker'
+import { testBroker } from './support/broker'
 
 // The worker over MQTT both ways: it announces (waiting for Loom's acceptance) and receives
 // dispatches and dry runs on its worker app's topics. The real Mosquitto when MQTT_URL is
 // set, an in-process aedes broker otherwise (MQTT 3.1.1, which every client here speaks).
 
 const TOKEN = 'worker-token'
-let brokerUrl: string
-let closeBroker = async () => {}
-
-beforeAll(async () => {
-  if (process.env.MQTT_URL) {
-    brokerUrl = process.env.MQTT_URL
-    return
-  }
-  const broker = await Aedes.createBroker()
-  const server = createServer(broker.handle)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
-  brokerUrl = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`
-  closeBroker = async () => {
-    await new Promise<void>((resolve) => broker.close(() => resolve()))
-    await new Promise<void>((resolve) => server.close(() => resolve()))
-  }
-})
-afterAll(() => closeBroker())
-
-const cleanups: Array<() => Promise<unknown>> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-async function connect(): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(brokerUrl, {
-    protocolVersion: 4,
-    clientId: `loom-worker-test-${crypto.randomUUID().slice(0, 12)}`,
-  })
-  client.on('error', () => {})
-  cleanups.push(() => client.endAsync())
-  return client
-}
+const { connect, cleanups } = testBroker('loom-worker-test')
 
 async function setup(options: { dispatcherToken: string }) {
   const prefix = `loom-worker-test-${crypto.randomUUID().slice(0, 8)}`

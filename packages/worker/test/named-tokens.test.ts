@@ -1,4 +1,3 @@
-import { createServer, type AddressInfo } from 'node:net'
 import {
   createLoom,
   httpDispatcher,
@@ -12,11 +11,10 @@ import {
 import { eventually, expectLoomError } from '@loom/core/testing'
 import { loomApp } from '@loom/hono'
 import { mqttAnnouncements, mqttDispatcher, mqttDryRunner } from '@loom/mqtt'
-import { Aedes } from 'aedes'
-import mqtt, { type MqttClient } from 'mqtt'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { defineMigration, pending } from '../src/define-migration'
 import { createWorker, type Worker } from '../src/worker'
+import { testBroker } from './support/broker'
 
 // A worker holding a named token (`LOOM_WORKERS="team-a:<token>"`): it announces with that
 // token, over MQTT and over HTTP, the migration becomes team-a's, and Loom presents that same
@@ -33,36 +31,7 @@ const identities = tokenIdentities({ token: OPERATOR, workers: { 'team-a': TOKEN
 /** What Loom presents to the worker a migration belongs to. */
 const ownersToken = (target: { owner?: string }) => identities.workerToken(target.owner)
 
-let brokerUrl: string
-let closeBroker = async () => {}
-
-beforeAll(async () => {
-  if (process.env.MQTT_URL) {
-    brokerUrl = process.env.MQTT_URL
-    return
-  }
-  const broker = await Aedes.createBroker()
-  const server = createServer(broker.handle)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
-  brokerUrl = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`
-  closeBroker = async () => {
-    await new Promise<void>((resolve) => broker.close(() => resolve()))
-    await new Promise<void>((resolve) => server.close(() => resolve()))
-  }
-})
-afterAll(() => closeBroker())
-
-const cleanups: Array<() => Promise<unknown>> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-async function connect(): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(brokerUrl, { protocolVersion: 4, clientId: `loom-named-${crypto.randomUUID().slice(0, 12)}` })
-  client.on('error', () => {})
-  cleanups.push(() => client.endAsync())
-  return client
-}
+const { connect, cleanups } = testBroker('loom-named')
 
 const appChart = (calls: string[]) =>
   defineMigration({
