@@ -1,12 +1,14 @@
-import type { Candidate, CandidateQuery, CandidateStatus } from './schemas'
+import type { Candidate, CandidateQuery, CandidateStatus, LastOutcome } from './schemas'
 
 /**
- * Whether a candidate matches a listing query: its status equals `status`, and `q`
- * (case-insensitive) is a substring of its id or of one of its metadata values.
- * Stores that filter in memory use this; SQL stores express the same rule in SQL.
+ * Whether a candidate matches a listing query: its status equals `status`, its last attempt
+ * ended as `lastOutcome` (`outcome`, set only while it is `not_started` after an attempt), and
+ * `q` (case-insensitive) is a substring of its id or of one of its metadata values. Stores that
+ * filter in memory use this; SQL stores express the same rule in SQL.
  */
-export function matchesQuery(candidate: Candidate, status: CandidateStatus, query: CandidateQuery): boolean {
+export function matchesQuery(candidate: Candidate, status: CandidateStatus, query: CandidateQuery, outcome?: LastOutcome): boolean {
   if (query.status && status !== query.status) return false
+  if (query.lastOutcome && outcome !== query.lastOutcome) return false
   if (!query.q) return true
   const needle = query.q.toLowerCase()
   if (candidate.id.toLowerCase().includes(needle)) return true

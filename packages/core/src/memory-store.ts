@@ -11,9 +11,9 @@ import type {
   RunState,
   TransitionResult,
 } from './ports'
-import type { CancelledAttempt, Candidate, CandidateQuery, CandidateWithStatus } from './schemas'
+import type { CancelledAttempt, Candidate, CandidateQuery } from './schemas'
 import { candidateStatusOf, decideStepProgress, decideStepReport, decideTransition, emptyCounts } from './rules'
-import { joinRunId } from './ids'
+import { candidateWithStatus } from './loom/shapes'
 import { matchesQuery } from './candidate-query'
 
 interface StoredMigration {
@@ -61,7 +61,11 @@ export function memoryStore(): MigrationStore {
 
   const summary = (m: StoredMigration): MigrationSummary => {
     const counts = emptyCounts()
-    for (const id of m.candidates.keys()) counts[candidateStatusOf(m.runs.get(id)?.state)]++
+    for (const id of m.candidates.keys()) {
+      const run = m.runs.get(id)
+      counts[candidateStatusOf(run?.state)]++
+      if (run?.lastAttempt?.outcome === 'failed') counts.failed++
+    }
     return { ...clone(m.record), counts, cancelledAttempts: clone(m.cancelledAttempts) }
   }
 
@@ -127,17 +131,19 @@ export function memoryStore(): MigrationStore {
     async listCandidates(migrationId, query: CandidateQuery = {}): Promise<CandidatePage | undefined> {
       const m = migrations.get(migrationId)
       if (!m) return undefined
-      const matching: Array<{ candidate: Candidate; status: CandidateWithStatus['status']; runId?: string }> = []
+      const matching: Array<{ candidate: Candidate; run: RunRecord | undefined }> = []
       for (const candidate of m.candidates.values()) {
         const run = m.runs.get(candidate.id)
-        const status = candidateStatusOf(run?.state)
-        if (!matchesQuery(candidate, status, query)) continue
-        matching.push(status === 'not_started' ? { candidate, status } : { candidate, status, runId: joinRunId(migrationId, candidate.id) })
+        if (matchesQuery(candidate, candidateStatusOf(run?.state), query, run?.lastAttempt?.outcome)) matching.push({ candidate, run })
       }
       const offset = query.offset ?? 0
       const page = matching.slice(offset, query.limit === undefined ? undefined : offset + query.limit)
       return {
-        candidates: page.map(({ candidate, ...rest }) => ({ ...copyCandidate(candidate), ...rest })),
+        candidates: page.map(({ candidate, run }) => {
+          const listed = candidateWithStatus(copyCandidate(candidate), run)
+          if (listed.lastAttempt) listed.lastAttempt = clone(listed.lastAttempt)
+          return listed
+        }),
         total: matching.length,
       }
     },

@@ -7,6 +7,7 @@
 import type {
   CancelledAttempt,
   Candidate,
+  LastAttempt,
   CandidateQuery,
   CandidateStatus,
   CandidateWithStatus,
@@ -64,6 +65,8 @@ export interface RecordedStep {
    * The step is not run again in the attempt that carries it.
    */
   carriedFrom?: number
+  /** Who reported it, when a worker or an operator did (absent for Loom's own records: a deadline, a review awaited). */
+  by?: Actor
 }
 
 /** The run of one candidate in one migration: its current attempt only. */
@@ -97,6 +100,12 @@ export interface RunRecord {
    * not: what Execute with `resume` carries over. Set by Queue; absent when there is nothing to carry.
    */
   resumable?: RecordedStep[]
+  /**
+   * Set when the attempt ended without completing (state `failed`, `cancelled` or `dequeued`):
+   * how, when, by whom and why, as `decideTransition` wrote it. The candidate lists show it,
+   * and filter by its outcome.
+   */
+  lastAttempt?: LastAttempt
   updatedAt: string
 }
 
@@ -276,9 +285,11 @@ export interface MigrationStore {
   replaceCandidates(migrationId: string, candidates: Candidate[], activity?: ActivityDraft): Promise<boolean>
 
   /**
-   * The migration's candidates joined with their status, in submission order, filtered by
-   * `status` and by `q` (a case-insensitive substring of the id or a metadata value), then
-   * paged by `offset` and `limit`. Undefined when the migration does not exist.
+   * The migration's candidates joined with their status (and, while `not_started` after an
+   * attempt, the run's `lastAttempt`), in submission order, filtered by `status`, by
+   * `lastOutcome` (the outcome of that `lastAttempt`) and by `q` (a case-insensitive substring
+   * of the id or a metadata value), then paged by `offset` and `limit`. Undefined when the
+   * migration does not exist.
    */
   listCandidates(migrationId: string, query?: CandidateQuery): Promise<CandidatePage | undefined>
 

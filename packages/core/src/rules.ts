@@ -9,7 +9,7 @@
 import { joinRunId } from './ids'
 import { SYSTEM_ACTOR } from './actors'
 import type { ActivityDraft, RecordedStep, RecordStepRequest, RunRecord, RunState, StepProgressRequest, TransitionRequest } from './ports'
-import type { CancelledAttempt, CandidateStatus, StatusCounts } from './schemas'
+import type { CancelledAttempt, CandidateStatus, LastAttempt, StatusCounts } from './schemas'
 
 /** The candidate status a run state shows as: a run that failed, was cancelled or dequeued is `not_started`. */
 export function candidateStatusOf(state: RunState | undefined): CandidateStatus {
@@ -98,7 +98,7 @@ export function decideTransition(run: RunRecord | undefined, request: Transition
     }
     const resumable = run && resumableOf(run)
     if (resumable?.length) next.resumable = resumable
-    return { ok: true, previous, attempt: 'new', next, activity: transitionActivity(request, next.runId, undefined) }
+    return { ok: true, previous, attempt: 'new', next, activity: transitionActivity(request, next.runId, undefined, previous) }
   }
   if (!run)
     throw new Error(`${request.action} of ${joinRunId(migrationId, candidateId)} allowed without a run: the status rules are broken`)
@@ -117,7 +117,14 @@ export function decideTransition(run: RunRecord | undefined, request: Transition
     next.steps = []
     next.currentStep = 0
   }
-  const decision: TransitionDecision = { ok: true, previous, attempt, next, activity: transitionActivity(request, run.runId, attempt) }
+  if (rule.to === 'failed' || rule.to === 'cancelled' || rule.to === 'dequeued') next.lastAttempt = lastAttemptOf(run, request, rule.to)
+  const decision: TransitionDecision = {
+    ok: true,
+    previous,
+    attempt,
+    next,
+    activity: transitionActivity(request, run.runId, attempt, previous),
+  }
   if (rule.to === 'cancelled') {
     decision.cancelledAttempt = {
       runId: run.runId,
@@ -131,9 +138,46 @@ export function decideTransition(run: RunRecord | undefined, request: Transition
   return decision
 }
 
-/** The activity entry of a transition. */
-function transitionActivity(request: TransitionRequest, runId: string, attempt: number | undefined): ActivityDraft {
+/**
+ * How an attempt that did not complete ended. A failure names the step that failed, its error,
+ * and who reported it; a failure an operator reported on a review (`metadata.review: 'rejected'`,
+ * which `Loom.complete` sets on every decided manual review) is a rejection, its note the reason.
+ */
+function lastAttemptOf(run: RunRecord, request: TransitionRequest, to: 'failed' | 'cancelled' | 'dequeued'): LastAttempt {
+  const by = request.by ?? SYSTEM_ACTOR
+  if (to !== 'failed') {
+    const outcome = to === 'cancelled' ? 'cancelled' : 'dequeued'
+    return { attempt: run.attempt, outcome, at: request.at, by, ...(request.reason === undefined ? {} : { reason: request.reason }) }
+  }
+  const failed = [...run.steps].reverse().find((s) => s.done && !s.result.success)
+  if (!failed) return { attempt: run.attempt, outcome: 'failed', at: request.at, by }
+  const { metadata } = failed.result
+  // Workers may not decide reviews: a worker's own `review` value is not a rejection.
+  const rejected = metadata?.review === 'rejected' && failed.by !== undefined && failed.by.kind !== 'worker'
+  const last: LastAttempt = {
+    attempt: run.attempt,
+    outcome: rejected ? 'rejected' : 'failed',
+    at: request.at,
+    by: failed.by ?? by,
+    step: failed.result.stepName,
+  }
+  if (metadata?.error !== undefined) last.error = metadata.error
+  if (rejected && metadata?.note !== undefined) last.reason = metadata.note
+  return last
+}
+
+/**
+ * The activity entry of a transition. A cancel says the status it was made from (queued or
+ * running); every other action is allowed from one status only, which its type tells.
+ */
+function transitionActivity(
+  request: TransitionRequest,
+  runId: string,
+  attempt: number | undefined,
+  previous: CandidateStatus,
+): ActivityDraft {
   const detail: Record<string, unknown> = {}
+  if (request.action === 'cancel') detail.previous = previous
   if (request.reason !== undefined) detail.reason = request.reason
   if (request.action === 'execute' && request.resume) detail.resume = true
   return {
@@ -202,6 +246,7 @@ export function decideStepReport(run: RunRecord | undefined, request: RecordStep
     return { outcome: same ? 'duplicate' : 'step_ended', run }
   }
   const step: RecordedStep = { result: structuredClone(request.result), done: request.done, at: request.at }
+  if (request.by) step.by = { ...request.by }
   const steps = [...run.steps]
   const position = found < 0 ? steps.length : found
   steps[position] = step
@@ -259,5 +304,5 @@ export function decideStepProgress(
 
 /** Zeroed counts, one per candidate status. */
 export function emptyCounts(): StatusCounts {
-  return { not_started: 0, queued: 0, running: 0, completed: 0 }
+  return { not_started: 0, queued: 0, running: 0, completed: 0, failed: 0 }
 }

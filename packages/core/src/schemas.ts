@@ -281,6 +281,30 @@ export const StatusCountsSchema = v.object({
   queued: v.number(),
   running: v.number(),
   completed: v.number(),
+  /**
+   * Of the `not_started` candidates, those whose last attempt failed (`lastOutcome=failed`):
+   * an addition to API 0.2, not a status, so the four statuses still add up to the total.
+   */
+  failed: v.number(),
+})
+
+/** How a candidate's last attempt ended when it is back at `not_started`. */
+export const LAST_OUTCOMES = ['failed', 'rejected', 'cancelled', 'dequeued'] as const
+export const LastOutcomeSchema = v.picklist(LAST_OUTCOMES, `must be one of ${LAST_OUTCOMES.join(', ')}`)
+
+/**
+ * The attempt a `not_started` candidate is back from: how it ended, when, who ended it (the
+ * worker or operator whose report failed it, the operator who cancelled, dequeued or rejected
+ * it, or Loom itself for a missed deadline), and the step, error and reason when there are.
+ */
+export const LastAttemptSchema = v.object({
+  attempt: v.number(),
+  outcome: LastOutcomeSchema,
+  at: v.string(),
+  by: ActorSchema,
+  step: v.optional(v.string()),
+  error: v.optional(v.string()),
+  reason: v.optional(v.string()),
 })
 
 export const RegisteredMigrationSchema = v.object({
@@ -308,6 +332,8 @@ export const CandidateWithStatusSchema = v.object({
   ...CandidateSchema.entries,
   status: CandidateStatusSchema,
   runId: v.optional(v.string()),
+  /** Set while `not_started` after an attempt: how that attempt ended (an addition to API 0.2). */
+  lastAttempt: v.optional(LastAttemptSchema),
 })
 
 /** The largest `offset` of a candidate query (a 32-bit integer, what every store can page by). */
@@ -315,6 +341,8 @@ export const MAX_OFFSET = 2_147_483_647
 
 export const CandidateQuerySchema = v.object({
   status: v.optional(CandidateStatusSchema),
+  /** Only `not_started` candidates whose last attempt ended this way. */
+  lastOutcome: v.optional(LastOutcomeSchema),
   q: v.optional(Text(500)),
   limit: v.optional(IntegerIn(1, 10_000)),
   offset: v.optional(IntegerIn(0, MAX_OFFSET)),
@@ -489,6 +517,8 @@ export type AttemptHistory = v.InferOutput<typeof AttemptHistorySchema>
 export type CandidateRun = v.InferOutput<typeof CandidateRunSchema>
 export type CancelledAttempt = v.InferOutput<typeof CancelledAttemptSchema>
 export type StatusCounts = v.InferOutput<typeof StatusCountsSchema>
+export type LastOutcome = v.InferOutput<typeof LastOutcomeSchema>
+export type LastAttempt = v.InferOutput<typeof LastAttemptSchema>
 export type RegisteredMigration = v.InferOutput<typeof RegisteredMigrationSchema>
 export type MigrationAnnouncement = v.InferOutput<typeof MigrationAnnouncementSchema>
 export type RegisterMigrationRequest = v.InferOutput<typeof RegisterMigrationRequestSchema>

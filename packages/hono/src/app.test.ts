@@ -53,7 +53,7 @@ describe('GET /migrations', () => {
     const res = await t.call('GET', '/migrations?summary=true')
     expect(res.status).toBe(200)
     expect(res.json.migrations[0]).not.toHaveProperty('candidates')
-    expect(res.json.migrations[0].counts).toEqual({ not_started: 1, queued: 1, running: 0, completed: 0 })
+    expect(res.json.migrations[0].counts).toEqual({ not_started: 1, queued: 1, running: 0, completed: 0, failed: 0 })
   })
 
   it('400 naming query.summary when it is not true or false', async () => {
@@ -144,7 +144,7 @@ describe('POST /registry/announce', () => {
   it('200 with the registered migration; a second announce upserts by id', async () => {
     t = await setup()
     const first = await announce(1)
-    expect(first).toMatchObject({ id: M, counts: { not_started: 1, queued: 0, running: 0, completed: 0 } })
+    expect(first).toMatchObject({ id: M, counts: { not_started: 1, queued: 0, running: 0, completed: 0, failed: 0 } })
     const res = await t.call('POST', '/registry/announce', { ...announcement(M, { steps: ['only'] }), name: 'Renamed' })
     expect(res.status).toBe(200)
     expect(res.json).toMatchObject({ id: M, name: 'Renamed', createdAt: first.createdAt })
@@ -232,6 +232,27 @@ describe('GET /migrations/{id}/candidates', () => {
     expect(queued.headers.get('x-total-count')).toBe('1')
   })
 
+  it('200 with lastOutcome: the failed candidate, with how its attempt ended, counted in counts.failed', async () => {
+    t = await setup()
+    await announce(3, ['update-chart', 'open-pr'])
+    const runId = await failAtSecondStep()
+    const failed = await t.call('GET', `/migrations/${M}/candidates?lastOutcome=failed`)
+    expect(failed.status).toBe(200)
+    expect(failed.headers.get('x-total-count')).toBe('1')
+    expect(failed.json).toEqual([
+      expect.objectContaining({
+        id: 'svc-0',
+        status: 'not_started',
+        lastAttempt: expect.objectContaining({ outcome: 'failed', step: 'open-pr', by: { kind: 'operator', name: 'anonymous' } }),
+      }),
+    ])
+    expect(failed.json[0].runId).toBeUndefined()
+    expect((await t.call('GET', `/migrations/${M}/candidates?lastOutcome=cancelled`)).json).toEqual([])
+    const summary = await t.call('GET', '/migrations?summary=true')
+    expect(summary.json.migrations[0].counts).toEqual({ not_started: 3, queued: 0, running: 0, completed: 0, failed: 1 })
+    expect((await t.call('GET', `/runs/${runId}`)).status).toBe(404)
+  })
+
   it('400 naming the query parameter', async () => {
     t = await setup()
     await announce()
@@ -241,6 +262,7 @@ describe('GET /migrations/{id}/candidates', () => {
       ['limit=ten', 'query.limit'],
       ['offset=-1', 'query.offset'],
       ['limit=10001', 'query.limit'],
+      ['lastOutcome=broken', 'query.lastOutcome'],
     ]) {
       const res = await t.call('GET', `/migrations/${M}/candidates?${query}`)
       expect(res.status, query).toBe(400)

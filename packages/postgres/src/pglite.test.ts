@@ -32,7 +32,7 @@ describe('pglite({ dataDir })', () => {
       const store = postgresStore(first.sql)
       const migration = (await store.getMigration('from-child'))!
       expect(migration.name).toBe('Written by a child process')
-      expect(migration.counts).toEqual({ not_started: 1, queued: 1, running: 0, completed: 0 })
+      expect(migration.counts).toEqual({ not_started: 1, queued: 1, running: 0, completed: 0, failed: 0 })
       expect(migration.cancelledAttempts).toEqual([
         {
           runId: 'from-child__svc-0',

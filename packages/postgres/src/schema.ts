@@ -388,6 +388,43 @@ const MIGRATIONS: readonly SchemaMigration[] = [
       $$;
     `,
   },
+  {
+    version: 5,
+    name: 'last attempts, step reporters, the log in order and its notifications',
+    sql: `
+      -- How an attempt that did not complete ended (LastAttempt as JSON), and its outcome on its
+      -- own for the lastOutcome filter and counts.failed. Who reported each step. All nullable
+      -- without defaults, so no table is rewritten: a run ended before version 5 has no last
+      -- attempt, and a step reported before it no reporter.
+      alter table {schema}.runs
+        add column last_attempt json,
+        add column last_outcome text;
+      alter table {schema}.run_steps
+        add column by_kind text,
+        add column by_name text;
+
+      -- The whole log in id order, what a subscriber to every change reads from its cursor. On
+      -- (id + 0), not id: only a query that asks for that expression can use it, so the reads of
+      -- one migration or candidate keep their own indexes whatever a generic plan guesses (see
+      -- version 4: an index on id alone looks cheap to them and is not).
+      create index activity_in_order on {schema}.activity ((id + 0));
+
+      -- Every statement that adds entries wakes the processes listening on "<schema>.activity":
+      -- PostgreSQL delivers the notification when, and only if, the transaction commits. The
+      -- payload is empty; a listener reads the log from its cursor.
+      create function {schema}.notify_activity() returns trigger language plpgsql as $$
+      begin
+        if exists (select 1 from added) then
+          perform pg_notify(tg_table_schema || '.activity', '');
+        end if;
+        return null;
+      end
+      $$;
+      create trigger activity_notify after insert on {schema}.activity
+        referencing new table as added
+        for each statement execute function {schema}.notify_activity();
+    `,
+  },
 ]
 
 /** The newest schema version this package knows. */

@@ -46,6 +46,8 @@ export function runMethods(ctx: LoomContext, actor: Actor): RunMethods {
       )
     }
     if (!done) event.metadata = { phase: 'open', ...event.metadata }
+    // A decided review says so itself, whatever the caller sent: a rejection is how its run ends.
+    else if (isManualReview(step)) event.metadata = { ...event.metadata, review: event.success ? 'approved' : 'rejected' }
     // The attempt fences the report; the result stored is of the run's current attempt by construction.
     const { attempt, ...result } = event
     const recorded = await store.recordStep({

@@ -60,8 +60,9 @@ export function runStatusResponse(migrationId: string, candidate: Candidate, run
   }
 }
 
-/** One candidate with its status, as the candidate lists show it. */
+/** One candidate with its status, as the candidate lists show it: its run id while it has a run, else how its last attempt ended. */
 export function candidateWithStatus(candidate: Candidate, run: RunRecord | undefined): CandidateWithStatus {
   const status = candidateStatusOf(run?.state)
-  return status === 'not_started' || !run ? { ...candidate, status } : { ...candidate, status, runId: run.runId }
+  if (status !== 'not_started' && run) return { ...candidate, status, runId: run.runId }
+  return run?.lastAttempt ? { ...candidate, status, lastAttempt: run.lastAttempt } : { ...candidate, status }
 }

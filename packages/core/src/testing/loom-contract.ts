@@ -68,7 +68,7 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
         expect(registered.steps.map((s) => s.name)).toEqual(['update-chart', 'open-pr'])
         expect(registered.candidates.map((c) => c.id)).toEqual(['svc-0', 'svc-1'])
         expect(Number.isNaN(Date.parse(registered.createdAt))).toBe(false)
-        expect(registered.counts).toEqual({ not_started: 2, queued: 0, running: 0, completed: 0 })
+        expect(registered.counts).toEqual({ not_started: 2, queued: 0, running: 0, completed: 0, failed: 0 })
       })
 
       test('upserts by id on a second announce, keeping createdAt, runs and cancelled attempts', async () => {
@@ -104,7 +104,7 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
         expect(full[0]?.candidateRuns).toEqual({ 'svc-1': { status: 'queued' } })
         const summary = await loom.listMigrations({ summary: true })
         expect(summary[0]).not.toHaveProperty('candidates')
-        expect(summary[0]?.counts).toEqual({ not_started: 1, queued: 1, running: 0, completed: 0 })
+        expect(summary[0]?.counts).toEqual({ not_started: 1, queued: 1, running: 0, completed: 0, failed: 0 })
       })
 
       test('answers not_found for an unknown migration', async () => {
@@ -575,6 +575,42 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
           reason: 'wrong chart version',
           cancelledBy: expect.any(Object),
         })
+      })
+
+      test('shows how a rejected review and a cancel ended, and finds them by last outcome', async () => {
+        await loom.announce(announcement(M, { steps: ['review', 'update-chart'], manual: ['review'], candidates: candidates(3) }))
+        const reviewed = await loom.queue(M, 'svc-0')
+        await loom.execute(reviewed)
+        await eventually(async () => expect((await loom.getRun(reviewed)).steps[0]?.metadata?.phase).toBe('awaiting_review'))
+        // The caller's own review value does not decide: the outcome does.
+        await loom.complete(reviewed, {
+          stepName: 'review',
+          candidate: { id: 'svc-0' },
+          success: false,
+          metadata: { review: 'approved', note: 'wrong team' },
+        })
+        await eventually(async () => expect(await statusOf('svc-0')).toBe('not_started'))
+        const cancelled = await loom.queue(M, 'svc-1')
+        await loom.cancel(cancelled, { reason: 'freeze' })
+        const rejected = await loom.searchCandidates(M, { lastOutcome: 'rejected' })
+        expect(rejected.total).toBe(1)
+        expect(rejected.candidates[0]).toMatchObject({
+          id: 'svc-0',
+          status: 'not_started',
+          lastAttempt: {
+            outcome: 'rejected',
+            step: 'review',
+            reason: 'wrong team',
+            by: { kind: expect.stringMatching(/^(operator|system)$/) },
+          },
+        })
+        expect((await loom.getCandidate(M, 'svc-1')).lastAttempt).toMatchObject({
+          outcome: 'cancelled',
+          reason: 'freeze',
+          by: { kind: expect.stringMatching(/^(operator|system)$/) },
+        })
+        expect((await loom.getMigration(M)).counts).toMatchObject({ not_started: 3, failed: 0 })
+        await expectLoomError(loom.searchCandidates(M, { lastOutcome: 'lost' as 'failed' }), 'invalid')
       })
 
       test('answers a run with no attempt with none, and an unknown candidate with not_found', async () => {

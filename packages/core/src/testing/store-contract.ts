@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect } from 'vitest'
 import { joinRunId } from '../ids'
-import type { Actor } from '../actors'
+import { type Actor, SYSTEM_ACTOR } from '../actors'
 import type { ActivityDraft, MigrationDefinition, MigrationStore, RunRecord, TransitionRequest } from '../ports'
 import type { CandidateStatus, StepResult } from '../schemas'
 import { candidateStatusOf, STATUS_RULES, type StatusAction } from '../rules'
@@ -90,7 +90,7 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
         })
         expect(got?.steps.map((s) => s.name)).toEqual(['update-chart', 'open-pr'])
         expect(got?.steps[0]?.config).toEqual({ chart: 'app' })
-        expect(got?.counts).toEqual({ not_started: 0, queued: 0, running: 0, completed: 0 })
+        expect(got?.counts).toEqual({ not_started: 0, queued: 0, running: 0, completed: 0, failed: 0 })
         expect(got?.cancelledAttempts).toEqual([])
       })
 
@@ -115,7 +115,7 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
         expect(got.workerUrl).toBeUndefined()
         expect(got.steps).toEqual([{ name: 'only', workerApp: 'other' }])
         expect(got.createdAt).toBe(first.createdAt)
-        expect(got.counts).toEqual({ not_started: 2, queued: 0, running: 1, completed: 0 })
+        expect(got.counts).toEqual({ not_started: 2, queued: 0, running: 1, completed: 0, failed: 0 })
         expect(got.cancelledAttempts.map((a) => a.candidateId)).toEqual(['svc-1'])
       })
 
@@ -168,7 +168,7 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
         const list = await store.listMigrations()
         const ours = list.filter((m) => m.id === 'first' || m.id === 'second')
         expect(ours.map((m) => m.id)).toEqual(['first', 'second'])
-        expect(ours[1]?.counts).toEqual({ not_started: 2, queued: 0, running: 0, completed: 0 })
+        expect(ours[1]?.counts).toEqual({ not_started: 2, queued: 0, running: 0, completed: 0, failed: 0 })
       })
 
       test('deletes a migration with its candidates and runs', async () => {
@@ -208,7 +208,7 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
           ['svc-3', 'completed', 'app-chart__svc-3'],
         ])
         expect(page.candidates[0]).toMatchObject({ kind: 'application', metadata: { team: 'payments', repoName: 'acme/svc-0' } })
-        expect((await store.getMigration('app-chart'))!.counts).toEqual({ not_started: 1, queued: 1, running: 1, completed: 1 })
+        expect((await store.getMigration('app-chart'))!.counts).toEqual({ not_started: 1, queued: 1, running: 1, completed: 1, failed: 0 })
       })
 
       test('keeps queued, running and completed candidates that a new list omits, and drops the others', async () => {
@@ -657,6 +657,107 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
       })
     })
 
+    describe('last attempts', () => {
+      const alice: Actor = { kind: 'operator', name: 'alice' }
+      const teamA: Actor = { kind: 'worker', name: 'team-a' }
+      const report = (candidateId: string, stepName: string, success: boolean, by: Actor, metadata?: Record<string, string>) =>
+        store.recordStep({ migrationId: 'app-chart', candidateId, result: result(stepName, success, metadata), done: true, at: at(), by })
+      const listed = async (query: Parameters<MigrationStore['listCandidates']>[1] = {}) =>
+        (await store.listCandidates('app-chart', query))!
+      const attemptOf = async (candidateId: string) => (await store.getCandidate('app-chart', candidateId))!.run!.attempt
+
+      /** svc-0 failed (a worker's report), svc-1 rejected (an operator's review), svc-2 cancelled, svc-3 dequeued, svc-4 completed. */
+      const endFive = async () => {
+        await seed(6)
+        for (const id of ['svc-0', 'svc-1', 'svc-2', 'svc-4']) await bring(id, 'running')
+        await bring('svc-3', 'queued')
+        expect((await report('svc-0', 'update-chart', false, teamA, { error: 'chart not found', prUrl: 'https://x/1' })).outcome).toBe(
+          'recorded',
+        )
+        expect((await move('svc-0', 'fail')).ok).toBe(true)
+        expect((await report('svc-1', 'update-chart', false, alice, { review: 'rejected', note: 'wrong team' })).outcome).toBe('recorded')
+        expect((await move('svc-1', 'fail')).ok).toBe(true)
+        expect((await move('svc-2', 'cancel', { by: alice, reason: 'freeze' })).ok).toBe(true)
+        expect((await move('svc-3', 'dequeue', { by: teamA })).ok).toBe(true)
+        expect((await move('svc-4', 'complete')).ok).toBe(true)
+      }
+
+      test('says how each attempt that did not complete ended, who ended it and why; the status stays not_started', async () => {
+        await endFive()
+        const { candidates: all } = await listed()
+        const byId = new Map(all.map((c) => [c.id, c]))
+        expect(byId.get('svc-0')).toMatchObject({ status: 'not_started' })
+        expect(byId.get('svc-0')!.lastAttempt).toEqual({
+          attempt: await attemptOf('svc-0'),
+          outcome: 'failed',
+          at: expect.any(String),
+          by: teamA,
+          step: 'update-chart',
+          error: 'chart not found',
+        })
+        expect(byId.get('svc-1')!.lastAttempt).toMatchObject({ outcome: 'rejected', by: alice, step: 'update-chart', reason: 'wrong team' })
+        expect(byId.get('svc-2')!.lastAttempt).toEqual({
+          attempt: await attemptOf('svc-2'),
+          outcome: 'cancelled',
+          at: expect.any(String),
+          by: alice,
+          reason: 'freeze',
+        })
+        expect(byId.get('svc-3')!.lastAttempt).toMatchObject({ outcome: 'dequeued', by: teamA })
+        for (const id of ['svc-4', 'svc-5']) expect(byId.get(id)!.lastAttempt).toBeUndefined()
+        expect(byId.get('svc-4')!.status).toBe('completed')
+        expect((await store.getCandidate('app-chart', 'svc-0'))!.run!.lastAttempt).toEqual(byId.get('svc-0')!.lastAttempt)
+        // A failure with no report behind it is Loom's own.
+        await bring('svc-5', 'running')
+        expect((await move('svc-5', 'fail')).ok).toBe(true)
+        expect((await store.getCandidate('app-chart', 'svc-5'))!.run!.lastAttempt).toEqual({
+          attempt: await attemptOf('svc-5'),
+          outcome: 'failed',
+          at: expect.any(String),
+          by: SYSTEM_ACTOR,
+        })
+      })
+
+      test('filters by last outcome, and counts failures as a subset of not_started', async () => {
+        await endFive()
+        for (const [outcome, ids] of [
+          ['failed', ['svc-0']],
+          ['rejected', ['svc-1']],
+          ['cancelled', ['svc-2']],
+          ['dequeued', ['svc-3']],
+        ] as const) {
+          const page = await listed({ lastOutcome: outcome })
+          expect(page.candidates.map((c) => c.id)).toEqual(ids)
+          expect(page.total).toBe(ids.length)
+        }
+        expect((await listed({ lastOutcome: 'failed', status: 'queued' })).total).toBe(0)
+        expect((await listed({ lastOutcome: 'cancelled', q: 'SVC-2' })).candidates.map((c) => c.id)).toEqual(['svc-2'])
+        expect((await store.getMigration('app-chart'))!.counts).toEqual({ not_started: 5, queued: 0, running: 0, completed: 1, failed: 1 })
+        expect((await store.listMigrations())[0]!.counts.failed).toBe(1)
+      })
+
+      test('forgets the last attempt once the candidate is queued again', async () => {
+        await endFive()
+        await bring('svc-0', 'queued')
+        const svc0 = (await listed({ q: 'svc-0' })).candidates[0]!
+        expect(svc0).toMatchObject({ status: 'queued', runId: 'app-chart__svc-0' })
+        expect(svc0.lastAttempt).toBeUndefined()
+        expect((await store.getCandidate('app-chart', 'svc-0'))!.run!.lastAttempt).toBeUndefined()
+        expect((await listed({ lastOutcome: 'failed' })).total).toBe(0)
+        expect((await store.getMigration('app-chart'))!.counts.failed).toBe(0)
+      })
+
+      test('keeps who reported each step, and a step Loom recorded has no reporter', async () => {
+        await seed(1)
+        await bring('svc-0', 'running')
+        await report('svc-0', 'update-chart', true, teamA)
+        await store.recordStep({ migrationId: 'app-chart', candidateId: 'svc-0', result: result('open-pr', true), done: false, at: at() })
+        const [reported, recorded] = (await store.getCandidate('app-chart', 'svc-0'))!.run!.steps
+        expect(reported!.by).toEqual(teamA)
+        expect(recorded!.by).toBeUndefined()
+      })
+    })
+
     describe('activity log', () => {
       const alice: Actor = { kind: 'operator', name: 'alice' }
       const teamA: Actor = { kind: 'worker', name: 'team-a' }
@@ -685,7 +786,7 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
         for (const entry of [queued, executed, cancelled]) {
           expect(entry).toMatchObject({ actor: alice, migrationId: 'app-chart', candidateId: 'svc-0', runId: 'app-chart__svc-0', attempt })
         }
-        expect(cancelled!.detail).toEqual({ reason: 'wrong chart' })
+        expect(cancelled!.detail).toEqual({ reason: 'wrong chart', previous: 'running' })
         expect(entries[0]!.detail).toEqual({ note: 'ünïcode ✓', nested: { list: [1, 'two'] } })
         const ids = entries.map((e) => e.id)
         expect(new Set(ids).size).toBe(ids.length)

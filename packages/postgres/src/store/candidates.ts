@@ -24,6 +24,7 @@ export function candidateMethods(ctx: StoreContext): CandidateMethods {
       return call(async () => {
         const q = query.q ? foldCase(query.q) : null
         const status = query.status ?? null
+        const outcome = query.lastOutcome ?? null
         /** The candidates that match, joined with their status; the filter is written once for both queries below. */
         const matching = () => sql`
           from ${T.candidates} c
@@ -31,6 +32,7 @@ export function candidateMethods(ctx: StoreContext): CandidateMethods {
           cross join lateral (select ${candidateStatus()} as status) st
           where c.migration_id = ${migrationId}
             and (${status}::text is null or st.status = ${status}::text)
+            and (${outcome}::text is null or r.last_outcome = ${outcome}::text)
             and (${q}::text is null or exists (select 1 from unnest(c.search) term where strpos(term, ${q}::text) > 0))
         `
         // Limit and offset are bigint: core lets an offset reach MAX_OFFSET (2^31 - 1), the top of
@@ -38,7 +40,7 @@ export function candidateMethods(ctx: StoreContext): CandidateMethods {
         // The page carries the total; only an empty page (no match, an offset past the end, or
         // no such migration) needs a second statement to tell which.
         const rows = await sql`
-          select count(*) over ()::int as total, c.id, c.kind, c.metadata, c.state, c.files, st.status
+          select count(*) over ()::int as total, c.id, c.kind, c.metadata, c.state, c.files, st.status, r.last_attempt
           ${matching()}
           order by c.position
           limit ${query.limit ?? null}::bigint offset ${query.offset ?? 0}::bigint
@@ -55,6 +57,7 @@ export function candidateMethods(ctx: StoreContext): CandidateMethods {
           const candidate = candidateOf(row) as CandidateWithStatus
           candidate.status = row.status
           if (row.status !== 'not_started') candidate.runId = joinRunId(migrationId, row.id)
+          else if (row.last_attempt !== null) candidate.lastAttempt = row.last_attempt
           candidates.push(candidate)
         }
         return { candidates, total: Number(rows[0]!.total) }

@@ -20,7 +20,8 @@ export function storeContext(sql: Sql<any>, schema: string, timeoutMs: number) {
   /** The step list of the run aliased `r`, as JSON, in the order the steps were first reported. */
   const runSteps = () => sql`coalesce((
     select json_agg(json_build_object(
-      'result', s.result, 'done', s.done, 'at', ${ms('s.at')}, 'carriedFrom', s.carried_from
+      'result', s.result, 'done', s.done, 'at', ${ms('s.at')}, 'carriedFrom', s.carried_from,
+      'byKind', s.by_kind, 'byName', s.by_name
     ) order by s.position)
     from ${tables.runSteps} s
     where s.migration_id = r.migration_id and s.candidate_id = r.candidate_id
@@ -50,7 +51,7 @@ export function storeContext(sql: Sql<any>, schema: string, timeoutMs: number) {
       r.migration_id, r.candidate_id, r.attempt, r.state as run_state, r.current_step,
       ${ms('r.started_at')} as started_at, ${ms('r.updated_at')} as updated_at,
       ${ms('r.step_started_at')} as step_started_at, ${ms('r.step_dispatched_at')} as step_dispatched_at,
-      r.owner, r.resumable,
+      r.owner, r.resumable, r.last_attempt,
       case when r.candidate_id is null then null else ${runSteps()} end as steps`,
     /** One candidate, aliased `c`, with its run, if any, aliased `r`. */
     fromCandidate: (migrationId: string, candidateId: string) => sql`

@@ -36,7 +36,8 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
           count(*)::int as total,
           (count(*) filter (where st.status = 'queued'))::int as queued,
           (count(*) filter (where st.status = 'running'))::int as running,
-          (count(*) filter (where st.status = 'completed'))::int as completed
+          (count(*) filter (where st.status = 'completed'))::int as completed,
+          (count(*) filter (where r.last_outcome = 'failed'))::int as failed
         from ${T.candidates} c
         left join ${T.runs} r on r.migration_id = c.migration_id and r.candidate_id = c.id
         cross join lateral (select ${candidateStatus()} as status) st
@@ -51,6 +52,7 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
       counts.running = Number(row.running)
       counts.completed = Number(row.completed)
       counts.not_started = Number(row.total) - counts.queued - counts.running - counts.completed
+      counts.failed = Number(row.failed)
       const cancelledAttempts = (row.cancelled as Row[]).map((a) => {
         // Every row has its attempt (version 1 stored it already); one written before version 4 has no actor.
         const cancelled: CancelledAttempt = {

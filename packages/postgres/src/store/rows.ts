@@ -61,6 +61,7 @@ export function runOf(row: Row): RunRecord {
   if (row.owner !== null) run.owner = row.owner
   // Stored as the RecordedStep[] core decided (`at` already ISO text), so it reads back as written.
   if (row.resumable !== null) run.resumable = row.resumable
+  if (row.last_attempt !== null) run.lastAttempt = row.last_attempt
   return run
 }
 
@@ -68,16 +69,27 @@ export function runOf(row: Row): RunRecord {
 function recordedStepOf(s: Row): RecordedStep {
   const step: RecordedStep = { result: s.result, done: s.done, at: iso(s.at) }
   if (s.carriedFrom !== null) step.carriedFrom = Number(s.carriedFrom)
+  if (s.byKind !== null) step.by = { kind: s.byKind, name: s.byName }
   return step
 }
 
 /**
  * A run's steps as one JSON parameter: [step name, success, done, result as JSON text, at,
- * carried from], the shape `transition` unpacks with `json_array_elements`.
+ * carried from, reporter's kind, reporter's name], the shape `transition` unpacks with
+ * `json_array_elements`.
  */
 export function stepRows(steps: RecordedStep[]): string {
   return JSON.stringify(
-    steps.map((s) => [s.result.stepName, s.result.success, s.done, JSON.stringify(s.result), s.at, s.carriedFrom ?? null]),
+    steps.map((s) => [
+      s.result.stepName,
+      s.result.success,
+      s.done,
+      JSON.stringify(s.result),
+      s.at,
+      s.carriedFrom ?? null,
+      s.by?.kind ?? null,
+      s.by?.name ?? null,
+    ]),
   )
 }
 

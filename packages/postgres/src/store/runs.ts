@@ -74,6 +74,8 @@ export function runMethods(ctx: StoreContext): RunMethods {
             stepDispatchedAt: sql`${next.stepDispatchedAt ?? null}::timestamptz`,
             owner: sql`${next.owner ?? null}::text`,
             resumable: sql`${jsonOrNull(next.resumable)}::text::json`,
+            lastAttempt: sql`${jsonOrNull(next.lastAttempt)}::text::json`,
+            lastOutcome: sql`${next.lastAttempt?.outcome ?? null}::text`,
             updatedAt: sql`${next.updatedAt}::timestamptz`,
           }
           const write = found.run
@@ -81,15 +83,17 @@ export function runMethods(ctx: StoreContext): RunMethods {
                 update ${T.runs} set
                   attempt = ${attempt}, state = ${v.state}, current_step = ${v.currentStep}, started_at = ${v.startedAt},
                   step_started_at = ${v.stepStartedAt}, step_dispatched_at = ${v.stepDispatchedAt}, owner = ${v.owner},
-                  resumable = ${v.resumable}, updated_at = ${v.updatedAt}, version = version + 1
+                  resumable = ${v.resumable}, last_attempt = ${v.lastAttempt}, last_outcome = ${v.lastOutcome},
+                  updated_at = ${v.updatedAt}, version = version + 1
                 where migration_id = ${migrationId} and candidate_id = ${candidateId} and version = ${found.version}::bigint
                 returning attempt`
             : // Inserting through the candidate row: its foreign-key check waits for a replace or delete holding it.
               sql`
                 insert into ${T.runs} (migration_id, candidate_id, attempt, state, current_step, started_at,
-                  step_started_at, step_dispatched_at, owner, resumable, updated_at)
+                  step_started_at, step_dispatched_at, owner, resumable, last_attempt, last_outcome, updated_at)
                 select c.migration_id, c.id, ${attempt}, ${v.state}, ${v.currentStep}, ${v.startedAt},
-                  ${v.stepStartedAt}, ${v.stepDispatchedAt}, ${v.owner}, ${v.resumable}, ${v.updatedAt}
+                  ${v.stepStartedAt}, ${v.stepDispatchedAt}, ${v.owner}, ${v.resumable}, ${v.lastAttempt}, ${v.lastOutcome},
+                  ${v.updatedAt}
                 from ${T.candidates} c
                 where c.migration_id = ${migrationId} and c.id = ${candidateId}
                 on conflict (migration_id, candidate_id) do nothing
@@ -110,14 +114,15 @@ export function runMethods(ctx: StoreContext): RunMethods {
                 and not exists (select 1 from new_steps n where n.r->>0 = s.step_name)
             ),
             written as (
-              insert into ${T.runSteps} (migration_id, candidate_id, position, step_name, success, done, result, at, carried_from)
+              insert into ${T.runSteps} (migration_id, candidate_id, position, step_name, success, done, result, at, carried_from,
+                by_kind, by_name)
               select ${migrationId}, ${candidateId}, (n.ord - 1)::integer, n.r->>0, (n.r->>1)::boolean, (n.r->>2)::boolean,
-                (n.r->>3)::json, (n.r->>4)::timestamptz, (n.r->>5)::bigint
+                (n.r->>3)::json, (n.r->>4)::timestamptz, (n.r->>5)::bigint, n.r->>6, n.r->>7
               from new_steps n
               where exists (select 1 from saved)
               on conflict (migration_id, candidate_id, step_name) do update set
                 position = excluded.position, success = excluded.success, done = excluded.done, result = excluded.result,
-                at = excluded.at, carried_from = excluded.carried_from
+                at = excluded.at, carried_from = excluded.carried_from, by_kind = excluded.by_kind, by_name = excluded.by_name
             ),
             audit as (
               insert into ${T.cancelled} (migration_id, candidate_id, run_id, attempt, cancelled_at,
@@ -157,14 +162,15 @@ export function runMethods(ctx: StoreContext): RunMethods {
               returning 1
             ),
             step as (
-              insert into ${T.runSteps} (migration_id, candidate_id, position, step_name, success, done, result, at)
+              insert into ${T.runSteps} (migration_id, candidate_id, position, step_name, success, done, result, at, by_kind, by_name)
               select ${migrationId}, ${candidateId}, ${position}::int, ${step.result.stepName}::text,
                 ${step.result.success}::boolean, ${step.done}::boolean,
-                ${JSON.stringify(step.result)}::text::json, ${step.at}::timestamptz
+                ${JSON.stringify(step.result)}::text::json, ${step.at}::timestamptz, ${step.by?.kind ?? null}::text,
+                ${step.by?.name ?? null}::text
               from saved
               on conflict (migration_id, candidate_id, step_name) do update set
                 success = excluded.success, done = excluded.done, result = excluded.result, at = excluded.at,
-                carried_from = null
+                carried_from = null, by_kind = excluded.by_kind, by_name = excluded.by_name
             ),
             logged as (${logSaved(activity)})
             select 1 from saved
