@@ -123,7 +123,6 @@ it(`completes ${RUNS} runs × ${STEPS.length} steps after the Temporal server is
     store,
     dispatcher: workerApp,
     workflowBundle: await bundleLoomWorkflows({ logger: new DefaultLogger('ERROR') }),
-    onEvent: loom.publish,
   })
   let workerFailure: string | undefined
   const workerRunning = worker.run().catch((error: unknown) => {

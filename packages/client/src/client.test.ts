@@ -127,7 +127,7 @@ describe('requests', () => {
     const first = await client.activity(M, { limit: 2 })
     expect(first.entries.map((e) => e.type)).toEqual(['migration.announced', 'run.queue'])
     const rest = await client.activity(M, { after: first.next!, limit: 2 })
-    expect(rest).toEqual({ entries: [expect.objectContaining({ type: 'run.cancel', detail: { reason: 'not yet' } })] })
+    expect(rest).toEqual({ entries: [expect.objectContaining({ type: 'run.cancel', detail: { reason: 'not yet', previous: 'queued' } })] })
     expect(await client.activity(M)).toEqual(await loom.activity(M))
     expect(requests.map((r) => new URL(r.url).pathname + new URL(r.url).search)).toEqual([
       `/api/migrations/${M}/activity?limit=2`,
@@ -243,6 +243,7 @@ describe('subscribe', () => {
     const stop = client.subscribe((e) => events.push(e))
     // No pause: the announce waits until the stream is in place.
     await client.announce(announcement(M, { candidates: candidates(1) }))
+    await client.submitCandidates(M, candidates(2))
     await eventually(() => expect(events.map((e) => e.type)).toEqual(['migration.updated', 'candidates.submitted']))
     stop()
   })
@@ -301,9 +302,27 @@ describe('subscribe', () => {
     await eventually(() => expect(seen).toEqual(['svc-0', 'svc-1', 'svc-2']))
     const streams = requests.filter((r) => r.url.endsWith('/events'))
     expect(streams).toHaveLength(2)
-    expect(streams[1]!.headers.get('last-event-id')).toMatch(/^[0-9a-f]{8}-1$/)
+    // It resumes after the one event it had: the first queue's entry in the log.
+    const [queued] = await loom.activity(M, { limit: 2 }).then((page) => page.entries.slice(1))
+    expect(streams[1]!.headers.get('last-event-id')).toBe(queued!.id)
     expect(errors).toEqual([])
     stop()
+  })
+
+  it('starts at `after` when it opens the stream, and says when it is in place', async () => {
+    const { client, loom } = await over()
+    await loom.announce(announcement(M, { candidates: candidates(3) }))
+    await loom.queue(M, 'svc-0')
+    const after = (await loom.activity(M)).entries.at(-1)!.id
+    await loom.queue(M, 'svc-1')
+    const seen: string[] = []
+    const ready = new Promise<void>((resolve) => {
+      client.subscribe((e) => e.type === 'run.status' && seen.push(e.candidateId), { after, onReady: resolve })
+    })
+    await ready
+    await loom.queue(M, 'svc-2')
+    await eventually(() => expect(seen).toEqual(['svc-1', 'svc-2']))
+    client.close()
   })
 
   it('keeps calling the other listeners when one throws, and reports the error', async () => {

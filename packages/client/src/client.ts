@@ -1,6 +1,7 @@
 import {
   LoomError,
   SlugSchema,
+  isActivityId,
   parse,
   type ActivityPage,
   type ActivityQueryInput,
@@ -22,6 +23,7 @@ import {
   type RunInfo,
   type RunStatusResponse,
   type StepCompletedEvent,
+  type SubscribeOptions,
 } from '@loom/core'
 import { readEventStream } from './sse'
 
@@ -113,7 +115,7 @@ export function createClient(options: ClientOptions): LoomClient {
     await response.body?.cancel()
   }
 
-  const connect = () => {
+  const connect = (after: string | undefined) => {
     const controller = new AbortController()
     let markReady!: () => void
     const ready = new Promise<void>((resolve) => {
@@ -125,7 +127,7 @@ export function createClient(options: ClientOptions): LoomClient {
       markReady()
     }
     void (async () => {
-      let lastEventId: string | undefined
+      let lastEventId = after
       let delay = initialDelay
       let failures = 0
       while (!controller.signal.aborted) {
@@ -255,9 +257,11 @@ export function createClient(options: ClientOptions): LoomClient {
       return json<DryRunResult>('POST', `/migrations/${segment(migrationId)}/dry-run`, { candidateId })
     },
 
-    subscribe(listener: (event: LoomEvent) => void): () => void {
+    subscribe(listener: (event: LoomEvent) => void, subscribeOptions: SubscribeOptions = {}): () => void {
       listeners.add(listener)
-      stream ??= connect()
+      // One stream serves every listener: `after` is where it starts when this call opens it.
+      stream ??= connect(isActivityId(subscribeOptions.after) ? subscribeOptions.after : undefined)
+      if (subscribeOptions.onReady) void stream.ready.then(subscribeOptions.onReady)
       return () => {
         listeners.delete(listener)
         if (listeners.size === 0) stop()

@@ -38,6 +38,7 @@ export { redactUrl, workerUrlPolicy, type WorkerUrlPolicy } from './worker-urls'
 export { parse } from './validate'
 export {
   CANDIDATE_STATUSES,
+  LAST_OUTCOMES,
   LOOM_EVENT_TYPES,
   MAX_OFFSET,
   limitedSchemas,
@@ -85,3 +86,4 @@ export {
   type HealthReport,
   type ReconcileOptions,
 } from './loom/index'
+export { compareActivityIds, isActivityId, type SubscribeOptions } from './loom/events'

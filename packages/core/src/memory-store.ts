@@ -45,18 +45,34 @@ export function memoryStore(): MigrationStore {
     return until === undefined || Date.parse(until) < Date.parse(at)
   }
 
-  /** The activity log, per migration and per candidate; an entry's id is its position in the whole log. */
+  /**
+   * The activity log: the whole of it, and per migration and per candidate, each oldest first;
+   * an entry's id is its number in the order of writing.
+   */
+  let log: ActivityEntry[] = []
   const activity = new Map<string, ActivityEntry[]>()
-  let logged = 0
   const append = (key: string, entry: ActivityEntry) => {
     const entries = activity.get(key)
     if (entries) entries.push(entry)
     else activity.set(key, [entry])
   }
-  const log = (draft: ActivityDraft) => {
+  /** Who waits for entries, woken once per turn of the event loop however many were written. */
+  const watchers = new Set<() => void>()
+  let waking = false
+  const wake = () => {
+    waking = false
+    for (const watcher of watchers) watcher()
+  }
+  let logged = 0
+  const write = (draft: ActivityDraft) => {
     const entry = { ...structuredClone(draft), id: String(++logged) }
+    log.push(entry)
     append(draft.migrationId, entry)
     if (draft.candidateId !== undefined) append(`${draft.migrationId}\u0000${draft.candidateId}`, entry)
+    if (watchers.size > 0 && !waking) {
+      waking = true
+      queueMicrotask(wake)
+    }
   }
 
   const summary = (m: StoredMigration): MigrationSummary => {
@@ -84,7 +100,7 @@ export function memoryStore(): MigrationStore {
       const existing = migrations.get(definition.id)
       const owner = existing?.record.owner ?? claimant
       if (existing && claimant !== undefined && owner !== claimant) return clone(existing.record)
-      if (activity) log(activity)
+      if (activity) write(activity)
       const record: MigrationRecord = {
         ...clone(definition),
         ...(owner === undefined ? {} : { owner }),
@@ -116,7 +132,7 @@ export function memoryStore(): MigrationStore {
       if (!m) return 'not_found'
       for (const run of m.runs.values()) if (run.state === 'running') return 'running'
       migrations.delete(id)
-      if (activity) log(activity)
+      if (activity) write(activity)
       return 'deleted'
     },
 
@@ -124,7 +140,7 @@ export function memoryStore(): MigrationStore {
       const m = migrations.get(migrationId)
       if (!m) return false
       replace(m, candidates)
-      if (activity) log(activity)
+      if (activity) write(activity)
       return true
     },
 
@@ -164,7 +180,7 @@ export function memoryStore(): MigrationStore {
       const run: RunRecord = { ...structuredClone(decision.next), attempt: decision.attempt === 'new' ? ++attempts : decision.attempt }
       m.runs.set(request.candidateId, run)
       if (decision.cancelledAttempt) m.cancelledAttempts.push(decision.cancelledAttempt)
-      log({ ...decision.activity, attempt: run.attempt })
+      write({ ...decision.activity, attempt: run.attempt })
       return { ok: true, run: clone(run), previous: decision.previous }
     },
 
@@ -175,7 +191,7 @@ export function memoryStore(): MigrationStore {
       if (decision.outcome === 'not_running') return decision
       if (decision.outcome === 'recorded') {
         m.runs.set(request.candidateId, decision.run)
-        log(decision.activity)
+        write(decision.activity)
       }
       return { outcome: decision.outcome, run: clone(decision.run) }
     },
@@ -185,7 +201,7 @@ export function memoryStore(): MigrationStore {
       const next = decideStepProgress(runs?.get(request.candidateId), request)
       if (!runs || !next) return false
       runs.set(request.candidateId, next.run)
-      if (next.activity) log(next.activity)
+      if (next.activity) write(next.activity)
       return true
     },
 
@@ -213,11 +229,39 @@ export function memoryStore(): MigrationStore {
       return claimed
     },
 
-    async listActivity({ migrationId, candidateId, after, limit }) {
-      const entries = activity.get(candidateId === undefined ? migrationId : `${migrationId}\u0000${candidateId}`) ?? []
-      // Ids are positions in the log, so the first entry after the cursor is found by bisection.
+    async listActivity({ migrationId, candidateId, after, limit, newest }) {
+      const entries =
+        migrationId === undefined
+          ? log
+          : (activity.get(candidateId === undefined ? migrationId : `${migrationId}\u0000${candidateId}`) ?? [])
+      // Entries are in id order, so the first entry after the cursor is found by bisection.
       const from = after === undefined ? 0 : firstAfter(entries, Number(after))
-      return entries.slice(from, from + limit).map((entry) => structuredClone(entry))
+      const page = newest ? entries.slice(Math.max(from, entries.length - limit)).reverse() : entries.slice(from, from + limit)
+      return page.map((entry) => structuredClone(entry))
+    },
+
+    async pruneActivity(before, limit) {
+      const cutoff = Date.parse(before)
+      let count = 0
+      while (count < limit && count < log.length && Date.parse(log[count]!.at) < cutoff) count++
+      if (count === 0) return 0
+      const last = Number(log[count - 1]!.id)
+      log = log.slice(count)
+      for (const [key, entries] of activity) {
+        const kept = entries.slice(firstAfter(entries, last))
+        if (kept.length > 0) activity.set(key, kept)
+        else activity.delete(key)
+      }
+      return count
+    },
+
+    watchActivity(watcher) {
+      // A function of its own per call, so the same listener watching twice is removed once per call.
+      const call = () => watcher()
+      watchers.add(call)
+      return () => {
+        watchers.delete(call)
+      }
     },
 
     async ping() {},

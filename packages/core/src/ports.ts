@@ -139,21 +139,24 @@ export interface ActivityDraft {
 /** An entry of the activity log. */
 export interface ActivityEntry extends ActivityDraft {
   /**
-   * Its place in the store's log: entries written later have greater ids, whichever process
-   * wrote them. Opaque: compare ids only through the store (`listActivity`'s `after`).
+   * Its place in the store's log: decimal digits, greater for entries written later, whichever
+   * process wrote them. Compare ids with `compareActivityIds`, as numbers (they may pass 2^53).
    */
   id: string
 }
 
 /** Which entries of the log to read, oldest first. */
 export interface ActivityQuery {
-  migrationId: string
-  /** Only this candidate's entries (its run's history). */
+  /** Only this migration's entries. Without it, the whole log, every migration's (what `Loom.subscribe` follows). */
+  migrationId?: string
+  /** Only this candidate's entries (its run's history); needs `migrationId`. */
   candidateId?: string
   /** Only entries after this id (a cursor from an earlier read). */
   after?: string
   /** At most this many. */
   limit: number
+  /** The newest `limit` entries (after `after`, if given) instead of the oldest, newest first. */
+  newest?: boolean
 }
 
 /** A request to move a candidate's run by one action of the status rules, applied as one compare-and-set. */
@@ -334,8 +337,28 @@ export interface MigrationStore {
    * (of `decideStepReport`), a step dispatched (of `decideStepProgress`), and the drafts given
    * to `upsertMigration`, `replaceCandidates` and `deleteMigration`. A refused change writes
    * none. Costs time in proportion to the page, not to the log.
+   *
+   * Ids are decimal digits, and an entry written later has a greater number than every entry
+   * a read could have returned before it was written (`compareActivityIds`): a reader that
+   * keeps the last id it read, and reads after it, sees every entry once, in order.
    */
   listActivity(query: ActivityQuery): Promise<ActivityEntry[]>
+
+  /**
+   * Calls `listener` soon after entries are added to the log: by this process, and by every
+   * other process sharing the store where the store can tell (PostgreSQL's LISTEN/NOTIFY).
+   * A wake-up, not the entries: several may come as one call, and a call may find nothing
+   * new, so the listener reads the log from its own cursor. Costs nothing while no entry is
+   * added (no polling). Returns the function that stops the calls.
+   */
+  watchActivity(listener: () => void): () => void
+
+  /**
+   * Deletes up to `limit` of the oldest entries written before `before` (ISO 8601); returns how
+   * many it deleted (fewer than `limit`: none older is left). What `createLoom`'s
+   * `activityRetention` calls; a run's history then starts at its oldest entry kept.
+   */
+  pruneActivity(before: string, limit: number): Promise<number>
 
   /**
    * Records that process `owner` is alive until `until` (ISO 8601). A process renews this

@@ -252,7 +252,7 @@ export function decideStepReport(run: RunRecord | undefined, request: RecordStep
   steps[position] = step
   const { metadata } = request.result
   const detail: Record<string, unknown> = { stepName: name, success: request.result.success, done: request.done }
-  for (const key of ['phase', 'error', 'prUrl', 'note'] as const) if (metadata?.[key] !== undefined) detail[key] = metadata[key]
+  for (const key of ['phase', 'error', 'prUrl', 'note', 'review'] as const) if (metadata?.[key] !== undefined) detail[key] = metadata[key]
   const activity: ActivityDraft = {
     at: request.at,
     actor: request.by ?? SYSTEM_ACTOR,

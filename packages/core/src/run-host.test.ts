@@ -4,7 +4,7 @@ import { localEngine } from './local-engine'
 import { memoryStore } from './memory-store'
 import { createRunHost } from './run-host'
 import type { LoomEvent } from './schemas'
-import { announcement, fakeWorker } from './testing/fakes'
+import { announcement, eventually, fakeWorker } from './testing/fakes'
 
 describe('createRunHost', () => {
   const setup = async () => {
@@ -22,12 +22,14 @@ describe('createRunHost', () => {
   it('ends a run once, and answers true again for the same outcome without a second event', async () => {
     const { store, worker, run } = await setup()
     await store.transition({ migrationId: 'app-chart', candidateId: 'billing-api', action: 'execute', at: new Date().toISOString() })
-    const events: LoomEvent[] = []
-    const host = createRunHost({ store, dispatcher: worker.dispatcher, emit: (e) => events.push(e) })
+    const host = createRunHost({ store, dispatcher: worker.dispatcher })
     expect(await host.finish(run, 'completed')).toBe(true)
     expect(await host.finish(run, 'completed')).toBe(true)
     expect(await host.finish(run, 'failed')).toBe(false)
-    expect(events.filter((e) => e.type === 'run.status')).toHaveLength(1)
+    const log = await store.listActivity({ migrationId: 'app-chart', candidateId: 'billing-api', limit: 100 })
+    expect(log.filter((e) => e.type.startsWith('run.') && e.type !== 'run.queue' && e.type !== 'run.execute').map((e) => e.type)).toEqual([
+      'run.complete',
+    ])
   })
 
   it('treats a stale attempt as stale: nothing changes and every operation says so', async () => {
@@ -71,11 +73,26 @@ describe('createRunHost', () => {
     expect(after.steps.map((s) => s.result.success)).toEqual([true])
   })
 
-  it('lets events from a host elsewhere in the process reach subscribers through publish', async () => {
-    const { loom } = await setup()
-    const seen: string[] = []
-    loom.subscribe((e) => seen.push(e.type))
-    loom.publish({ type: 'migration.deleted', migrationId: 'x', at: new Date().toISOString() })
-    expect(seen).toEqual(['migration.deleted'])
+  it('tells the loom’s subscribers what a host elsewhere changes in the store, once, in order', async () => {
+    const { store, worker, loom, run } = await setup()
+    const seen: LoomEvent[] = []
+    const ready = new Promise<void>((resolve) => loom.subscribe((e) => seen.push(e), { onReady: resolve }))
+    await ready
+    // A host of its own over the same store: what a Temporal worker in another process builds.
+    const elsewhere = createRunHost({ store, dispatcher: worker.dispatcher })
+    await store.transition({ migrationId: 'app-chart', candidateId: 'billing-api', action: 'execute', at: new Date().toISOString() })
+    expect(await elsewhere.beginStep(run, 0)).toBe(true)
+    await elsewhere.dispatch(run, 0)
+    expect(await elsewhere.finish(run, 'completed')).toBe(true)
+    await eventually(() =>
+      expect(seen.map((e) => (e.type === 'run.status' ? `${e.previous}→${e.status}` : e.type))).toEqual([
+        'queued→running',
+        'step.dispatched',
+        'running→completed',
+      ]),
+    )
+    const ids = seen.map((e) => BigInt(e.id!))
+    expect([...ids].sort((a, b) => (a < b ? -1 : 1))).toEqual(ids)
+    expect(seen[2]).toMatchObject({ runId: run.runId, attempt: run.attempt, actor: { kind: 'system' } })
   })
 })

@@ -1,6 +1,6 @@
 import { LoomError } from './errors'
 import type { LoadedRun, MigrationStore, RunHost, RunStart, StepDispatcher, StepEvent } from './ports'
-import type { LoomEvent, StepResult } from './schemas'
+import type { StepResult } from './schemas'
 import { STATUS_RULES } from './rules'
 import { isManualReview, stepEventName } from './steps'
 
@@ -30,8 +30,6 @@ export function isStoreFailure(error: unknown): boolean {
 export interface RunHostOptions {
   store: MigrationStore
   dispatcher: StepDispatcher
-  /** Receives the changes the runs make (status changes, step progress). */
-  emit?: (event: LoomEvent) => void
   now?: () => Date
 }
 
@@ -40,7 +38,7 @@ export interface RunHostOptions {
  * builds one for its engine; an engine hosted in another process (a Temporal worker)
  * builds its own with the same function, so the run logic exists once.
  */
-export function createRunHost({ store, dispatcher, emit = () => {}, now = () => new Date() }: RunHostOptions): RunHost {
+export function createRunHost({ store, dispatcher, now = () => new Date() }: RunHostOptions): RunHost {
   const at = () => now().toISOString()
 
   const load = async (run: RunStart): Promise<LoadedRun | undefined> => {
@@ -65,9 +63,6 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
       done,
       at: at(),
     })
-    if (recorded.outcome === 'recorded') {
-      emit({ type: 'step.reported', runId: run.runId, migrationId: run.migrationId, candidateId: run.candidateId, result, done, at: at() })
-    }
     return recorded.outcome
   }
 
@@ -86,15 +81,6 @@ export function createRunHost({ store, dispatcher, emit = () => {}, now = () => 
       const found = await store.getCandidate(run.migrationId, run.candidateId)
       return found?.run?.attempt === run.attempt && found.run.state === STATUS_RULES[action].to
     }
-    emit({
-      type: 'run.status',
-      runId: run.runId,
-      migrationId: run.migrationId,
-      candidateId: run.candidateId,
-      status: outcome === 'completed' ? 'completed' : 'not_started',
-      previous: result.previous,
-      at: at(),
-    })
     return true
   }
 

@@ -479,12 +479,13 @@ const StepHistorySchema = v.object({
 const AttemptHistorySchema = v.object({
   attempt: v.number(),
   /** Where the attempt stands or how it ended. */
-  outcome: v.picklist(['queued', 'running', 'completed', 'failed', 'cancelled', 'dequeued']),
+  outcome: v.picklist(['queued', 'running', 'completed', 'failed', 'rejected', 'cancelled', 'dequeued']),
   queuedAt: v.string(),
   queuedBy: ActorSchema,
   startedAt: v.optional(v.string()),
   startedBy: v.optional(ActorSchema),
   endedAt: v.optional(v.string()),
+  /** Who ended it: for a failure, who reported the step that failed (Loom itself for a missed deadline). */
   endedBy: v.optional(ActorSchema),
   /** Milliseconds from start to end. */
   durationMs: v.optional(v.number()),
@@ -538,13 +539,23 @@ export type DryRunStep = v.InferOutput<typeof DryRunStepSchema>
 export type DryRunResult = v.InferOutput<typeof DryRunResultSchema>
 export type ErrorBody = v.InferOutput<typeof ErrorBodySchema>
 
-const EventBase = { migrationId: v.string(), at: v.string() }
-const RunEventBase = { ...EventBase, runId: v.string(), candidateId: v.string() }
+const EventBase = {
+  /** The id of the activity entry the event stands for (the SSE id, what `Last-Event-ID` resumes after). */
+  id: v.optional(v.string()),
+  migrationId: v.string(),
+  at: v.string(),
+  /** Who made the change. */
+  actor: v.optional(ActorSchema),
+}
+const RunEventBase = { ...EventBase, runId: v.string(), candidateId: v.string(), attempt: v.optional(v.number()) }
 
 /**
  * A change, as `Loom.subscribe` delivers it and `GET /events` streams it: a migration
- * announced, registered or deleted, candidates submitted, a candidate's status changed,
- * or a step reported.
+ * announced, registered or deleted, candidates submitted, a candidate's status changed, a
+ * step sent to its worker, or a step reported. Each is an entry of the activity log: every
+ * change of every process sharing the store, in order. A step report's `result` carries the
+ * candidate's id and the metadata the log keeps (`phase`, `error`, `prUrl`, `note`, `review`);
+ * the run (`GET /runs/{runId}`) has the rest.
  */
 export const LoomEventSchema = v.variant('type', [
   v.object({ type: v.literal('migration.updated'), ...EventBase }),
@@ -556,6 +567,7 @@ export const LoomEventSchema = v.variant('type', [
     status: CandidateStatusSchema,
     previous: CandidateStatusSchema,
   }),
+  v.object({ type: v.literal('step.dispatched'), ...RunEventBase, step: v.number() }),
   v.object({ type: v.literal('step.reported'), ...RunEventBase, result: StepResultSchema, done: v.boolean() }),
 ])
 
@@ -567,6 +579,7 @@ export const LOOM_EVENT_TYPES = [
   'migration.deleted',
   'candidates.submitted',
   'run.status',
+  'step.dispatched',
   'step.reported',
 ] as const satisfies readonly LoomEvent['type'][]
 

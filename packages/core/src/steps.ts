@@ -3,14 +3,14 @@ import type { StepDefinition } from './schemas'
 /** The longest step deadline accepted: 90 days. */
 export const MAX_STEP_TIMEOUT_MS = 90 * 24 * 3600_000
 
-const UNIT_MS = { s: 1000, m: 60_000, h: 3600_000 } as const
+const UNIT_MS = { s: 1000, m: 60_000, h: 3600_000, d: 24 * 3600_000 } as const
 
 /**
- * A step deadline as written in `config.timeout` ("90s", "30m", "2h") in milliseconds, or
- * undefined when `text` is not a positive whole number of seconds, minutes or hours.
+ * A duration as written in `config.timeout` ("90s", "30m", "2h", "7d") in milliseconds, or
+ * undefined when `text` is not a positive whole number of seconds, minutes, hours or days.
  */
 export function parseDuration(text: string): number | undefined {
-  const match = /^([1-9][0-9]{0,7})(s|m|h)$/.exec(text)
+  const match = /^([1-9][0-9]{0,7})(s|m|h|d)$/.exec(text)
   if (!match) return undefined
   return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS]
 }

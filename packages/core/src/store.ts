@@ -28,6 +28,7 @@ export {
 } from './rules'
 export { matchesQuery } from './candidate-query'
 export { joinRunId } from './ids'
+export { compareActivityIds } from './loom/events'
 export type {
   ActivityDraft,
   ActivityEntry,

@@ -17,7 +17,7 @@ import * as v from 'valibot'
 import { callerGuards, type Guards, type LoomEnv } from './auth'
 import { describeRoute } from './describe'
 import { errorResponse, type LoomErrorBody, toErrorResponse } from './errors'
-import { eventHub, eventStream } from './events'
+import { eventStream } from './events'
 import { listCache } from './list-cache'
 import { migrationRoutes } from './migrations'
 import { openApiDocument } from './openapi'
@@ -58,11 +58,6 @@ export interface LoomAppOptions {
   maxBodyBytes?: number
   /** How often `GET /events` writes a heartbeat comment. Default 15 s. */
   heartbeatMs?: number
-  /**
-   * How long, after the last `GET /events` stream closes, events are still kept for a
-   * client that reconnects with `Last-Event-ID`. Default 60 s.
-   */
-  eventReplayMs?: number
   /**
    * Serve `GET /migrations/{id}/candidates` without a query from the serialized list, kept
    * until this process's `loom` reports a change to the migration. Several times faster
@@ -122,7 +117,6 @@ export function loomApp(loom: ServedLoom, options: LoomAppOptions = {}) {
   }
   const served = { loom, guards, schemas, limits }
   const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024
-  const hub = eventHub(loom, options.eventReplayMs ?? 60_000)
   const lists = options.cacheCandidateLists ? listCache(loom) : undefined
   let openapi: Record<string, unknown> | undefined
 
@@ -189,9 +183,9 @@ export function loomApp(loom: ServedLoom, options: LoomAppOptions = {}) {
           },
         },
       }),
-      // Streams of an app share one subscription; the guard holds each caller to `subscribe`'s role.
+      // Streams of a Loom share one reader of the log; the guard holds each caller to `subscribe`'s role.
       guards.allow('subscribe'),
-      (c) => eventStream(c, hub, options.heartbeatMs ?? 15_000),
+      (c) => eventStream(c, loom.as(c.var.actor), options.heartbeatMs ?? 15_000),
     )
     .get(
       '/openapi.json',

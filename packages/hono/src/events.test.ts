@@ -42,15 +42,29 @@ function reader(response: Response) {
 function counting(loom: LoomInstance) {
   let active = 0
   const wrapped: LoomInstance = Object.create(loom)
-  wrapped.subscribe = (listener) => {
+  wrapped.as = () => wrapped
+  wrapped.subscribe = (listener, options) => {
     active++
-    const off = loom.subscribe(listener)
+    const off = loom.subscribe(listener, options)
     return () => {
       active--
       off()
     }
   }
   return { wrapped, active: () => active }
+}
+
+/** An app with three candidates, and the id of the one event a client saw (svc-0 queued) before it went away. */
+async function seenOneThenGone() {
+  const t = await setup()
+  await t.loom.announce(announcement(M, { candidates: candidates(3) }))
+  const first = reader(await t.app.request('/events'))
+  await eventually(() => expect(first.blocks).toHaveLength(1))
+  await t.loom.queue(M, 'svc-0')
+  await eventually(() => expect(first.events()).toHaveLength(1))
+  const lastId = first.events()[0]!.id
+  await first.close()
+  return { t, lastId }
 }
 
 describe('GET /events', () => {
@@ -74,9 +88,9 @@ describe('GET /events', () => {
     expect(events.map((e) => e.type)).toEqual([
       'migration.updated',
       'candidates.submitted',
-      'candidates.submitted',
       'run.status',
       'run.status',
+      'step.dispatched',
       'step.reported',
       'run.status',
     ])
@@ -91,9 +105,11 @@ describe('GET /events', () => {
       ['running', 'completed'],
     ])
     expect(events[5]!.data).toMatchObject({ runId, candidateId: 'svc-0', done: true, result: { stepName: 'update-chart', success: true } })
-    // Ids are `{epoch}-{n}`, increasing.
-    const numbers = events.map((e) => Number(e.id.split('-')[1]))
-    expect(numbers).toEqual([...numbers].sort((a, b) => a - b))
+    // Ids are the log's: the event's own, increasing.
+    expect(events.every((e) => e.id === e.data.id && /^[0-9]+$/.test(e.id))).toBe(true)
+    const numbers = events.map((e) => BigInt(e.id))
+    expect(numbers).toEqual([...numbers].sort((a, b) => (a < b ? -1 : 1)))
+    expect(events[3]!.data).toMatchObject({ actor: { kind: 'operator' }, attempt: expect.any(Number) })
     await stream.close()
     await t.close()
   })
@@ -107,14 +123,7 @@ describe('GET /events', () => {
   })
 
   it('replays what a client missed when it reconnects with Last-Event-ID', async () => {
-    const t = await setup()
-    await t.loom.announce(announcement(M, { candidates: candidates(3) }))
-    const first = reader(await t.app.request('/events'))
-    await eventually(() => expect(first.blocks).toHaveLength(1))
-    await t.loom.queue(M, 'svc-0')
-    await eventually(() => expect(first.events()).toHaveLength(1))
-    const lastId = first.events()[0]!.id
-    await first.close()
+    const { t, lastId } = await seenOneThenGone()
 
     // Missed while disconnected:
     await t.loom.queue(M, 'svc-1')
@@ -124,7 +133,7 @@ describe('GET /events', () => {
     await eventually(() => expect(second.events()).toHaveLength(2))
     expect(second.events().map((e) => (e.data as { candidateId: string }).candidateId)).toEqual(['svc-1', 'svc-2'])
 
-    // An id of another epoch (another instance, or before a gap) replays nothing.
+    // An id that is none of the log's (API 0.2's `{epoch}-{n}`) replays nothing.
     const stranger = reader(await t.app.request('/events', { headers: { 'Last-Event-ID': 'deadbeef-1' } }))
     await eventually(() => expect(stranger.blocks).toHaveLength(1))
     expect(stranger.events()).toEqual([])
@@ -133,17 +142,34 @@ describe('GET /events', () => {
     await t.close()
   })
 
-  it('unsubscribes from Loom once the last stream is closed and the replay window has passed', async () => {
+  it('replays from the store on another replica: a client that reconnects elsewhere misses nothing', async () => {
+    const { t, lastId } = await seenOneThenGone()
+    await t.loom.queue(M, 'svc-1')
+    // A second process on the same store, with its own Loom and app.
+    const { createLoom, localEngine } = await import('@loom/core')
+    const { loomApp } = await import('../src/index')
+    const replica = createLoom({ store: t.store, engine: localEngine(), dispatcher: t.worker.dispatcher, reconcile: false })
+    const elsewhere = reader(await loomApp(replica).request('/events', { headers: { 'Last-Event-ID': lastId } }))
+    await eventually(() => expect(elsewhere.events()).toHaveLength(1))
+    await t.loom.queue(M, 'svc-2')
+    await eventually(() => expect(elsewhere.events()).toHaveLength(2))
+    expect(elsewhere.events().map((e) => (e.data as { candidateId: string }).candidateId)).toEqual(['svc-1', 'svc-2'])
+    await elsewhere.close()
+    await replica.close()
+    await t.close()
+  })
+
+  it('unsubscribes from Loom when a stream closes', async () => {
     const t = await setup()
     const { wrapped, active } = counting(t.loom)
     const { loomApp } = await import('../src/index')
-    const app = loomApp(wrapped, { eventReplayMs: 20 })
+    const app = loomApp(wrapped)
     const a = reader(await app.request('/events'))
     const b = reader(await app.request('/events'))
     await eventually(() => expect(a.blocks.length + b.blocks.length).toBe(2))
-    expect(active()).toBe(1)
+    expect(active()).toBe(2)
     await a.close()
-    expect(active()).toBe(1)
+    await eventually(() => expect(active()).toBe(1))
     await b.close()
     await eventually(() => expect(active()).toBe(0))
     await t.close()

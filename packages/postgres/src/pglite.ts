@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LoomError } from '@loom/core'
 import postgres, { type Sql } from 'postgres'
+import { markEmbedded } from './embedded'
 
 export interface PgliteOptions {
   /**
@@ -87,6 +88,7 @@ export async function pglite(options: PgliteOptions = {}): Promise<EmbeddedPostg
       // PGlite reports notices on every `if not exists`; they are not the caller's business.
       onnotice: options.client?.onnotice ?? (() => {}),
     })
+    markEmbedded(sql)
     let closing: Promise<void> | undefined
     return {
       sql,

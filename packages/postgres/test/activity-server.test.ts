@@ -4,7 +4,8 @@
  * transaction at a time, so only a PostgreSQL server can show that no entry is lost, doubled
  * or misplaced.
  */
-import type { Actor, CandidateStatus } from '@loom/core'
+import { createLoom, localEngine, type Actor, type CandidateStatus, type LoomEvent } from '@loom/core'
+import { eventually } from '@loom/core/testing'
 import { STATUS_RULES, candidateStatusOf, type StatusAction, type TransitionResult } from '@loom/core/store'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { clientOptions, postgresStore, type PostgresStore } from '../src/index'
@@ -191,6 +192,59 @@ describe.skipIf(!DATABASE_URL)(`the activity log under concurrent writers ${NEED
       )
       const [last] = (await store.listActivity({ migrationId: 'app-chart', candidateId: 'svc-0', limit: 100 })).slice(-1)
       expect(last!.type).toBe(`run.${action}`)
+    }
+  })
+
+  it('wakes a Loom in another process by notification: its subscribers see every change once, in order, and it reads nothing while idle', {
+    timeout: 60_000,
+  }, async () => {
+    // Process B: a Loom over its own pool, counting its reads of the log.
+    let reads = 0
+    const counted: PostgresStore = Object.create(reader)
+    counted.listActivity = (query) => {
+      reads++
+      return reader.listActivity(query)
+    }
+    const loom = createLoom({ store: counted, engine: localEngine(), reconcile: false })
+    const seen: LoomEvent[] = []
+    try {
+      await new Promise<void>((resolve) => loom.subscribe((event) => seen.push(event), { onReady: resolve }))
+      // Idle: no change anywhere, no read (no polling). The LISTEN coming up wakes it once, first.
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      const idle = reads
+      await new Promise((resolve) => setTimeout(resolve, 1_500))
+      expect(reads).toBe(idle)
+      // Process A (and C): changes through their own pools.
+      const started = Date.now()
+      const moved: string[] = []
+      for (let i = 0; i < 30; i++) {
+        const store = stores[i % stores.length]!
+        const candidateId = `svc-${i % 10}`
+        const action = i < 10 ? 'queue' : i < 20 ? 'dequeue' : 'queue'
+        const result = await store.transition({
+          migrationId: 'app-chart',
+          candidateId,
+          action,
+          at: new Date().toISOString(),
+          by: ACTORS[i % 3],
+        })
+        expect(result.ok).toBe(true)
+        moved.push(`${candidateId}:${action}`)
+      }
+      await eventually(() => expect(seen).toHaveLength(30), { timeoutMs: 5_000 })
+      const latency = Date.now() - started
+      expect(
+        seen.map((e) => (e.type === 'run.status' ? `${e.candidateId}:${e.status === 'queued' ? 'queue' : 'dequeue'}` : e.type)),
+      ).toEqual(moved)
+      expect(seen.map((e) => e.actor?.name)).toEqual(moved.map((_, i) => ACTORS[i % 3]!.name))
+      expect(new Set(seen.map((e) => e.id)).size).toBe(30)
+      expect(latency).toBeLessThan(5_000)
+      // Quiet again: a second idle stretch reads nothing either.
+      const after = reads
+      await new Promise((resolve) => setTimeout(resolve, 1_000))
+      expect(reads).toBe(after)
+    } finally {
+      await loom.close()
     }
   })
 })

@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common'
 import { describe, expect, it } from 'vitest'
-import { LoomError, memoryStore, type LoomEvent, type MigrationStore } from '@loom/core'
+import { LoomError, memoryStore, type MigrationStore } from '@loom/core'
 import type { RunStart, StepDispatcher } from '@loom/core/engine'
 import { createActivities } from './activities'
 import { loomWorkflowsPath } from './worker'
@@ -215,15 +215,17 @@ describe('createActivities', () => {
     expect(targets).toEqual([{ workerApp: 'charts', workerUrl: 'http://127.0.0.1:9/charts', owner: 'team-charts' }])
   })
 
-  it('ends the run through the store once, tells onEvent, and is idempotent when run again', async () => {
+  it('ends the run through the store once, logging it once, and is idempotent when run again', async () => {
     const store = await runningStore()
-    const events: LoomEvent[] = []
-    const activities = createActivities({ store, dispatcher: accepting, onEvent: (e) => events.push(e) })
+    const activities = createActivities({ store, dispatcher: accepting })
     expect(await activities.finish(RUN, 'completed')).toBe(true)
     expect(await activities.finish(RUN, 'completed')).toBe(true)
     expect(await activities.finish(RUN, 'failed')).toBe(false)
     expect((await store.getCandidate(M, 'billing-api'))?.run?.state).toBe('completed')
-    expect(events.map((e) => e.type === 'run.status' && [e.runId, e.previous, e.status])).toEqual([[RUN.runId, 'running', 'completed']])
+    const ends = (await store.listActivity({ migrationId: M, limit: 100 })).filter(
+      (e) => e.type === 'run.complete' || e.type === 'run.fail',
+    )
+    expect(ends.map((e) => [e.type, e.runId, e.actor])).toEqual([['run.complete', RUN.runId, { kind: 'system', name: 'loom' }]])
   })
 
   it('does not end a run that was cancelled meanwhile', async () => {

@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common'
-import { LoomError, type LoomEvent, type MigrationStore } from '@loom/core'
+import { LoomError, type MigrationStore } from '@loom/core'
 import {
   createRunHost,
   isManualReview,
@@ -44,8 +44,6 @@ export interface LoomActivities {
 export interface LoomActivitiesOptions {
   store: MigrationStore
   dispatcher: StepDispatcher
-  /** Receives the changes runs make (a step in review, a run completed), for an in-process console. */
-  onEvent?: (event: LoomEvent) => void
   /** The clock; tests replace it. */
   now?: () => Date
   /**
@@ -71,8 +69,8 @@ const STORE_RETRY = { initialMs: 200, maxMs: 1_000, totalMs: 5_000 }
  *   activities: createActivities({ store, dispatcher: httpDispatcher() }),
  * })
  */
-export function createActivities({ store, dispatcher, onEvent, now, storeRetry }: LoomActivitiesOptions): LoomActivities {
-  const host: RunHost = createRunHost({ store, dispatcher, ...(onEvent ? { emit: onEvent } : {}), ...(now ? { now } : {}) })
+export function createActivities({ store, dispatcher, now, storeRetry }: LoomActivitiesOptions): LoomActivities {
+  const host: RunHost = createRunHost({ store, dispatcher, ...(now ? { now } : {}) })
   const retry = { ...STORE_RETRY, ...storeRetry }
   return {
     load: (run) =>

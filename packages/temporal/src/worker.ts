@@ -9,7 +9,7 @@ import {
   type WorkflowBundle,
   type WorkflowBundleOption,
 } from '@temporalio/worker'
-import { LoomError, type LoomEvent, type MigrationStore, type StepDispatcher } from '@loom/core'
+import { LoomError, type MigrationStore, type StepDispatcher } from '@loom/core'
 import { createActivities } from './activities'
 
 export interface LoomWorkerOptions {
@@ -23,8 +23,6 @@ export interface LoomWorkerOptions {
   dispatcher: StepDispatcher
   /** Default `default`. */
   namespace?: string
-  /** Receives the changes runs make, for a console in this process (pass Loom's listeners). */
-  onEvent?: (event: LoomEvent) => void
   /**
    * The workflow code, bundled ahead of time with {@link bundleLoomWorkflows} (`{ code }`), or
    * written to a file at build time (`{ codePath }`). Without it the worker bundles `loomRun`
@@ -52,13 +50,13 @@ export interface LoomWorkerOptions {
  * await running
  */
 export async function createLoomWorker(options: LoomWorkerOptions): Promise<Worker> {
-  const { connection, taskQueue, store, dispatcher, onEvent } = options
+  const { connection, taskQueue, store, dispatcher } = options
   return Worker.create({
     ...options.worker,
     connection,
     taskQueue,
     namespace: options.namespace ?? 'default',
-    activities: createActivities({ store, dispatcher, ...(onEvent ? { onEvent } : {}) }),
+    activities: createActivities({ store, dispatcher }),
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: loomWorkflowsPath() }),
   })
 }

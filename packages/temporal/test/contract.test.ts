@@ -1,5 +1,5 @@
 import { describe, inject } from 'vitest'
-import { createLoom, memoryStore, type LoomInstance } from '@loom/core'
+import { createLoom, memoryStore } from '@loom/core'
 import { engineContract, loomContract } from '@loom/core/testing'
 import { createHarness } from './support/harness'
 
@@ -16,10 +16,9 @@ describe('@loom/temporal', () => {
 
   loomContract('createLoom(memoryStore, temporalEngine)', async ({ dispatcher, dryRunner, reconcile }) => {
     const store = memoryStore()
-    // The worker's run changes (completed, awaiting review) reach subscribers through publish.
-    let loom: LoomInstance | undefined
-    const harness = await createHarness({ address, store, dispatcher, engine, onEvent: (e) => loom?.publish(e) })
-    loom = createLoom({ store, engine: harness.engine, dispatcher, dryRunner, reconcile, onError: () => {} })
+    // The worker's run changes (completed, awaiting review) reach subscribers through the store's activity log.
+    const harness = await createHarness({ address, store, dispatcher, engine })
+    const loom = createLoom({ store, engine: harness.engine, dispatcher, dryRunner, reconcile, onError: () => {} })
     await loom.ready
     const built = loom
     return {

@@ -1,5 +1,19 @@
 import { describe, expect, it } from 'vitest'
-import { actorName, describeActivity, errorOf, formatDuration, newestFirst, OUTCOME_LABEL } from './history'
+import { LAST_OUTCOMES, type LastAttempt } from '@loom/core'
+import {
+  actorName,
+  actorPhrase,
+  describeActivity,
+  describeLastAttempt,
+  errorOf,
+  formatDuration,
+  isLastOutcome,
+  LAST_OUTCOME_LABEL,
+  lastAttemptDetail,
+  newestFirst,
+  OUTCOME_LABEL,
+  truncate,
+} from './history'
 
 describe('formatDuration', () => {
   it('says short durations in ms or seconds, longer ones in the two largest units', () => {
@@ -45,7 +59,7 @@ describe('errorOf and newestFirst', () => {
 
   it('has a label for every outcome', () => {
     expect(OUTCOME_LABEL.dequeued).toBe('Removed from queue')
-    expect(Object.keys(OUTCOME_LABEL).sort()).toEqual(['cancelled', 'completed', 'dequeued', 'failed', 'queued', 'running'])
+    expect(Object.keys(OUTCOME_LABEL).sort()).toEqual(['cancelled', 'completed', 'dequeued', 'failed', 'queued', 'rejected', 'running'])
   })
 })
 
@@ -86,5 +100,70 @@ describe('describeActivity', () => {
     expect(describeActivity(entry('candidates.submitted', { count: 1 }, null))).toBe('submitted 1 candidate')
     expect(describeActivity(entry('candidates.submitted', { count: 12 }, null))).toBe('submitted 12 candidates')
     expect(describeActivity(entry('rollout.paused', {}, null))).toBe('rollout paused a candidate')
+  })
+})
+
+describe('last attempts', () => {
+  const worker = { kind: 'worker', name: 'app-charts' } as const
+  const alice = { kind: 'operator', name: 'alice' } as const
+  const at = '2026-11-30T10:00:00.000Z'
+  const failed: LastAttempt = { attempt: 2, outcome: 'failed', at, by: worker, step: 'create-app-chart', error: 'helm lint failed' }
+  const rejected: LastAttempt = { attempt: 1, outcome: 'rejected', at, by: alice, step: 'verify-sync', reason: 'prod is Degraded' }
+  const cancelled: LastAttempt = { attempt: 3, outcome: 'cancelled', at, by: alice, reason: 'wrong team' }
+  const dequeued: LastAttempt = { attempt: 1, outcome: 'dequeued', at, by: alice }
+
+  it('names every outcome in plain words, in core order, and knows only those', () => {
+    expect(LAST_OUTCOMES).toEqual(['failed', 'rejected', 'cancelled', 'dequeued'])
+    expect(LAST_OUTCOMES.map((o) => LAST_OUTCOME_LABEL[o])).toEqual(['Failed', 'Rejected', 'Cancelled', 'Removed from queue'])
+    expect(LAST_OUTCOMES.every(isLastOutcome)).toBe(true)
+    expect(['completed', 'not_started', '', 'toString', null, undefined].some((v) => isLastOutcome(v))).toBe(false)
+  })
+
+  it('says who, with the kind when it was a worker', () => {
+    expect(actorPhrase(worker)).toBe('worker app-charts')
+    expect(actorPhrase(alice)).toBe('alice')
+    expect(actorPhrase({ kind: 'system', name: 'loom' })).toBe('Loom')
+  })
+
+  it('gives a list the step and its error, or the reason', () => {
+    expect(lastAttemptDetail(failed)).toBe('create-app-chart: helm lint failed')
+    expect(lastAttemptDetail(rejected)).toBe('verify-sync: prod is Degraded')
+    expect(lastAttemptDetail(cancelled)).toBe('wrong team')
+    expect(lastAttemptDetail({ ...failed, error: undefined })).toBe('create-app-chart')
+    expect(lastAttemptDetail(dequeued)).toBeUndefined()
+  })
+
+  it('tells the run page what ended the attempt, why and by whom', () => {
+    expect(describeLastAttempt(failed)).toEqual({
+      what: 'Last attempt failed at step create-app-chart',
+      why: 'helm lint failed',
+      by: 'worker app-charts',
+    })
+    expect(describeLastAttempt(rejected)).toEqual({
+      what: 'Last attempt was rejected at step verify-sync',
+      why: 'prod is Degraded',
+      by: 'alice',
+    })
+    expect(describeLastAttempt(cancelled)).toEqual({ what: 'Last attempt was cancelled', why: 'wrong team', by: 'alice' })
+    expect(describeLastAttempt(dequeued)).toEqual({ what: 'Last attempt was removed from the queue', by: 'alice' })
+    expect(describeLastAttempt({ attempt: 1, outcome: 'failed', at, by: { kind: 'system', name: 'loom' } })).toEqual({
+      what: 'Last attempt failed',
+      by: 'Loom',
+    })
+  })
+})
+
+describe('truncate', () => {
+  it('keeps text that fits and cuts the rest to the limit, ending in an ellipsis', () => {
+    expect(truncate('helm lint failed', 16)).toBe('helm lint failed')
+    expect(truncate('helm lint failed', 10)).toBe('helm lint…')
+    expect(truncate('helm lint failed', 10)).toHaveLength(10)
+    // No space is left before the ellipsis.
+    expect(truncate('helm lint failed', 6)).toBe('helm…')
+  })
+
+  it('counts and cuts by character, never inside a surrogate pair', () => {
+    expect(truncate('🔥🔥🔥', 3)).toBe('🔥🔥🔥')
+    expect(truncate('🔥🔥🔥🔥', 3)).toBe('🔥🔥…')
   })
 })

@@ -2,7 +2,7 @@
  * Words for what happened: a run's attempts and a migration's activity log as the console
  * shows them. Pure functions, the same on server and browser, so the pages only lay them out.
  */
-import type { ActivityPage, Actor, AttemptHistory } from '@loom/core'
+import { LAST_OUTCOMES, type ActivityPage, type Actor, type AttemptHistory, type LastAttempt, type LastOutcome } from '@loom/core'
 
 type ActivityEntry = ActivityPage['entries'][number]
 
@@ -12,14 +12,70 @@ export const OUTCOME_LABEL: Record<AttemptHistory['outcome'], string> = {
   running: 'Running',
   completed: 'Completed',
   failed: 'Failed',
+  rejected: 'Rejected',
   cancelled: 'Cancelled',
   dequeued: 'Removed from queue',
+}
+
+/** How a `not_started` candidate's last attempt ended, in the same words as its attempt's outcome. */
+export const LAST_OUTCOME_LABEL: Record<LastOutcome, string> = OUTCOME_LABEL
+
+/** What the console's Failed count is: not a status, a part of Not started. */
+export const FAILED_HINT = 'Not started after a failed attempt'
+
+export function isLastOutcome(value: string | null | undefined): value is LastOutcome {
+  return value != null && (LAST_OUTCOMES as readonly string[]).includes(value)
 }
 
 /** The name an actor goes by; Loom itself shows as "Loom". */
 export function actorName(actor: Actor | undefined): string {
   if (!actor) return 'unknown'
   return actor.kind === 'system' ? 'Loom' : actor.name
+}
+
+/** Who did something, saying so when it was a worker: "worker app-charts", "alice", "Loom". */
+export function actorPhrase(actor: Actor): string {
+  return actor.kind === 'worker' ? `worker ${actor.name}` : actorName(actor)
+}
+
+/** Why a last attempt ended, when someone said: the step's error, else the reviewer's or canceller's reason. */
+function whyOf(last: LastAttempt): string | undefined {
+  return last.error ?? last.reason
+}
+
+/** What a last attempt ended on, for a list: "bump: lint failed", "bump", "wrong team"; undefined when nothing is known. */
+export function lastAttemptDetail(last: LastAttempt): string | undefined {
+  const why = whyOf(last)
+  if (!last.step) return why
+  return why ? `${last.step}: ${why}` : last.step
+}
+
+const ENDED: Record<LastOutcome, string> = {
+  failed: 'failed',
+  rejected: 'was rejected',
+  cancelled: 'was cancelled',
+  dequeued: 'was removed from the queue',
+}
+
+/**
+ * A last attempt as the run page says it, in parts so the page can shorten the reason and
+ * add the time: "Last attempt failed at step bump" · "lint failed" · "worker app-charts".
+ */
+export function describeLastAttempt(last: LastAttempt): { what: string; why?: string; by: string } {
+  const what = `Last attempt ${ENDED[last.outcome]}${last.step ? ` at step ${last.step}` : ''}`
+  const why = whyOf(last)
+  return why ? { what, why, by: actorPhrase(last.by) } : { what, by: actorPhrase(last.by) }
+}
+
+/** `text` cut to at most `max` characters, ending in "…" when cut; for a cell that holds the whole text in its title. */
+export function truncate(text: string, max: number): string {
+  // By code point, so a cut never splits an emoji or another character outside the BMP in two.
+  const chars = Array.from(text)
+  if (chars.length <= max) return text
+  return `${chars
+    .slice(0, Math.max(0, max - 1))
+    .join('')
+    .trimEnd()}…`
 }
 
 /** "850 ms", "4.2 s", "3 min 5 s", "2 h 10 min", "3 d 4 h"; a missing or negative duration is "—". */

@@ -18,9 +18,12 @@ export function totalOf(counts: StatusCounts): number {
   return STATUSES.reduce((sum, s) => sum + counts[s], 0)
 }
 
-/** Counts from one number per status, in lifecycle order; zero for each status when none are given. */
-export function countsOf(numbers: (status: CandidateStatus) => number = () => 0): StatusCounts {
-  return Object.fromEntries(STATUSES.map((s) => [s, numbers(s)])) as StatusCounts
+/**
+ * Counts from one number per status, in lifecycle order, and the failed ones among the not
+ * started; zero for each when none are given.
+ */
+export function countsOf(numbers: (status: CandidateStatus) => number = () => 0, failed = 0): StatusCounts {
+  return { ...(Object.fromEntries(STATUSES.map((s) => [s, numbers(s)])) as Omit<StatusCounts, 'failed'>), failed }
 }
 
 /** Formats a count with thousands separators, the same on server and browser. */

@@ -6,8 +6,12 @@ export const load: LayoutServerLoad = async ({ locals, depends, url }) => {
   depends('loom:migrations')
   const showNav = !locals.authRequired || locals.signedIn
   const listed = showNav ? await loadFrom(locals.loom.listMigrations({ summary: true })) : []
-  // A remote Loom may omit the optional fields; the pages rely on them.
-  const migrations = listed.map((m) => ({ ...m, counts: m.counts ?? countsOf(), cancelledAttempts: m.cancelledAttempts ?? [] }))
+  // A remote Loom may omit the optional fields (one of API 0.2 counts no failures); the pages rely on them.
+  const migrations = listed.map((m) => ({
+    ...m,
+    counts: m.counts ? { ...m.counts, failed: m.counts.failed ?? 0 } : countsOf(),
+    cancelledAttempts: m.cancelledAttempts ?? [],
+  }))
   return {
     theme: locals.theme,
     authRequired: locals.authRequired,

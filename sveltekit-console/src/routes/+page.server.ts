@@ -8,7 +8,13 @@ const FOUND_PER_MIGRATION = 10
 
 export const load: PageServerLoad = async ({ parent, url, locals }) => {
   const { migrations } = await parent()
-  const totals = { migrations: migrations.length, ...countsOf((s) => migrations.reduce((sum, m) => sum + m.counts[s], 0)) }
+  const totals = {
+    migrations: migrations.length,
+    ...countsOf(
+      (s) => migrations.reduce((sum, m) => sum + m.counts[s], 0),
+      migrations.reduce((sum, m) => sum + m.counts.failed, 0),
+    ),
+  }
 
   const activity = await loadFrom(latestActivity(locals.loom, migrations))
 

@@ -6,7 +6,7 @@ import { memoryStore } from '../memory-store'
 import type { ActivityPage } from '../schemas'
 import { candidateStatusOf, STATUS_RULES, type StatusAction } from '../rules'
 import type { CandidateStatus } from '../schemas'
-import { announcement, candidates, fakeWorker } from '../testing/fakes'
+import { announcement, candidates, eventually, fakeWorker } from '../testing/fakes'
 import { createLoom } from './index'
 
 const M = 'app-chart'
@@ -73,5 +73,43 @@ describe('the activity log through Loom', () => {
       expect(status).toBe((await loom.getCandidate(M, `svc-${i}`)).status)
     }
     await loom.close()
+  })
+})
+
+describe('activityRetention', () => {
+  it('has the reconciler delete the entries older than the retention, and keep the newer ones', async () => {
+    const store = memoryStore()
+    let clock = Date.parse('2026-03-01T00:00:00.000Z')
+    const loom = createLoom({
+      store,
+      engine: localEngine(),
+      now: () => new Date(clock),
+      activityRetention: '7d',
+      reconcile: { intervalMs: 20 },
+    })
+    try {
+      await loom.announce(announcement(M, { candidates: candidates(2) }))
+      await loom.queue(M, 'svc-0')
+      clock += 10 * 24 * 3600_000
+      await loom.queue(M, 'svc-1')
+      // The first pass ran at the start, when nothing was old; the next one an hour on.
+      clock += 3600_000
+      await eventually(async () =>
+        expect((await loom.activity(M)).entries.map((e) => [e.type, e.candidateId])).toEqual([['run.queue', 'svc-1']]),
+      )
+    } finally {
+      await loom.close()
+    }
+  })
+
+  it('refuses a retention it cannot read, naming the option', () => {
+    let thrown: unknown
+    try {
+      createLoom({ store: memoryStore(), engine: localEngine(), activityRetention: 'a month' })
+    } catch (error) {
+      thrown = error
+    }
+    expect(LoomError.is(thrown, 'invalid')).toBe(true)
+    expect((thrown as LoomError).details).toEqual({ field: 'activityRetention' })
   })
 })

@@ -44,6 +44,11 @@ export function activityMethods(ctx: LoomContext): ActivityMethods {
   }
 }
 
+/** A failed review step decided by an operator (or Loom itself), as `decideTransition`'s last attempt tells it. */
+function isRejection(step: AttemptHistory['steps'][number]): boolean {
+  return step.detail.review === 'rejected' && step.reportedBy !== undefined && step.reportedBy.kind !== 'worker'
+}
+
 /**
  * Folds a candidate's log, oldest first, into its attempts: who queued, executed and ended each,
  * when, how long it took, and each step with its dispatch and report. A step's dispatch names it
@@ -105,9 +110,14 @@ function attemptsOf(entries: readonly ActivityEntry[], stepNames: readonly strin
       case 'run.complete':
         end(attempt, entry, 'completed')
         break
-      case 'run.fail':
-        end(attempt, entry, 'failed')
+      case 'run.fail': {
+        // Loom ends a failed run; what failed it is the step reported as failed, and who reported it.
+        const failed = [...attempt.steps].reverse().find((step) => step.done && !step.success)
+        end(attempt, entry, failed && isRejection(failed) ? 'rejected' : 'failed')
+        if (failed?.reportedBy) attempt.endedBy = failed.reportedBy
+        if (failed && isRejection(failed) && typeof failed.detail.note === 'string') attempt.reason = failed.detail.note
         break
+      }
       case 'step.dispatched': {
         const index = Number(entry.detail.step)
         const step = stepOf(attempt, stepNames[index] ?? `step ${index + 1}`)

@@ -1,12 +1,12 @@
 import { LoomError } from '../errors'
 import { joinRunId, parseRunId } from '../ids'
 import type { DryRunner, Engine, MigrationStore, MigrationSummary, RunRecord, StepDispatcher, TransitionRequest } from '../ports'
-import { STATUS_RULES, candidateStatusOf, type StatusAction } from '../rules'
+import { STATUS_RULES, type StatusAction } from '../rules'
 import type { Limits } from '../limits'
-import { type LimitedSchemas, SlugSchema, type LoomEvent } from '../schemas'
+import { type LimitedSchemas, SlugSchema } from '../schemas'
 import { parse } from '../validate'
 
-/** What every part of `createLoom` works with: the ports, the clock and the event fan-out. */
+/** What every part of `createLoom` works with: the ports and the clock. */
 export interface LoomContext {
   store: MigrationStore
   engine: Engine
@@ -18,6 +18,8 @@ export interface LoomContext {
   instanceId: string
   /** The deadline of a step without its own `config.timeout`, in ms. */
   stepTimeoutMs: number
+  /** How long the activity log keeps an entry, in ms; undefined keeps it for ever. */
+  activityRetentionMs: number | undefined
   /** How much one request may ask. */
   limits: Readonly<Limits>
   /** The schemas that judge inputs, bounded by `limits`. */
@@ -26,8 +28,6 @@ export interface LoomContext {
   checkWorkerUrl(url: string): void
   /** The current time as ISO 8601 UTC. */
   at(): string
-  /** Hands an event to every subscriber; a listener that throws is reported, not propagated. */
-  emit(event: LoomEvent): void
   /** The migration, or `not_found`; `invalid` when the id breaks the id rules. */
   requireMigration(id: string): Promise<MigrationSummary>
   /** The ids of a run id from a path; an id that does not parse names no run, so it is `not_found`. */
@@ -41,22 +41,9 @@ export interface LoomContext {
 /** What a move may add to its transition request. */
 type MoveOptions = Pick<TransitionRequest, 'attempt' | 'owner' | 'resume' | 'by' | 'reason'>
 
-export function loomContext(
-  deps: Omit<LoomContext, 'at' | 'emit' | 'requireMigration' | 'runOf' | 'notFound' | 'move'>,
-  listeners: Set<(event: LoomEvent) => void>,
-): LoomContext {
-  const { store, onError, now } = deps
+export function loomContext(deps: Omit<LoomContext, 'at' | 'requireMigration' | 'runOf' | 'notFound' | 'move'>): LoomContext {
+  const { store, now } = deps
   const at = () => now().toISOString()
-
-  const emit = (event: LoomEvent) => {
-    for (const listener of listeners) {
-      try {
-        listener(event)
-      } catch (error) {
-        onError(error)
-      }
-    }
-  }
 
   const requireMigration = async (id: string): Promise<MigrationSummary> => {
     parse(SlugSchema, id, 'migrationId')
@@ -91,10 +78,8 @@ export function loomContext(
         { details: { status: result.status } },
       )
     }
-    const status = candidateStatusOf(result.run.state)
-    emit({ type: 'run.status', runId: result.run.runId, migrationId, candidateId, status, previous: result.previous, at: at() })
     return result.run
   }
 
-  return { ...deps, at, emit, requireMigration, runOf, notFound, move }
+  return { ...deps, at, requireMigration, runOf, notFound, move }
 }

@@ -35,6 +35,7 @@ import { loomContext } from './context'
 import { reconciler } from './reconciler'
 import { MAX_STEP_TIMEOUT_MS, parseDuration } from '../steps'
 import { activityMethods } from './activity'
+import { activityFeed, type SubscribeOptions } from './events'
 import { migrationMethods } from './migrations'
 import { runMethods } from './runs'
 import type { MigrationOverview } from './shapes'
@@ -115,8 +116,12 @@ export interface Loom {
   history(runId: string): Promise<RunHistory>
   /** Asks the worker for the file changes the run would make. */
   dryRun(migrationId: string, candidateId: string): Promise<DryRunResult>
-  /** Calls `listener` for every change until the returned function is called. */
-  subscribe(listener: (event: LoomEvent) => void): () => void
+  /**
+   * Calls `listener` for every change, made by this process or any other sharing the store,
+   * in the order of the activity log, until the returned function is called. With `after`
+   * (the id of an event seen before), the changes since then come first.
+   */
+  subscribe(listener: (event: LoomEvent) => void, options?: SubscribeOptions): () => void
   /** Resolves when store and engine answer; otherwise `unavailable` naming the failing one. */
   health(): Promise<HealthReport>
 }
@@ -157,6 +162,13 @@ export interface LoomDeps {
   allowedWorkerUrls?: readonly string[] | string
   /** How much one request may ask: steps, candidates, map keys and values, files, JSON depth. Default {@link DEFAULT_LIMITS}. */
   limits?: Partial<Limits>
+  /**
+   * How long the activity log keeps an entry ("30d", "2160h"): older entries are deleted, in
+   * batches, by every process's reconciler about once an hour. Default: kept for ever. The log
+   * is the run history, the events a reconnecting client replays and the burndown's source, so
+   * keep it at least as long as any of those must reach back.
+   */
+  activityRetention?: string
 }
 
 /** A `Loom` running in this process. Its own methods act as Loom itself (`system`), with every right. */
@@ -179,11 +191,6 @@ export interface LoomInstance extends Loom {
   readonly ready: Promise<void>
   /** Stops the engine's work in this process. The store is the caller's to close. */
   close(): Promise<void>
-  /**
-   * Hands subscribers a change made outside this instance: pass it as the event callback of
-   * a run host this process runs elsewhere (`createLoomWorker({ onEvent: loom.publish })`).
-   */
-  publish(event: LoomEvent): void
 }
 
 /**
@@ -199,27 +206,25 @@ export interface LoomInstance extends Loom {
  * await loom.execute(runId)
  */
 export function createLoom(deps: LoomDeps): LoomInstance {
-  const listeners = new Set<(event: LoomEvent) => void>()
   const limits = resolveLimits(deps.limits)
   const urls = workerUrlPolicy(deps.allowedWorkerUrls)
-  const ctx = loomContext(
-    {
-      store: deps.store,
-      engine: deps.engine,
-      dispatcher: allowedOnly(deps.dispatcher ?? httpDispatcher(), urls),
-      dryRunner: allowedOnlyDryRuns(deps.dryRunner ?? httpDryRunner(), urls),
-      onError: deps.onError ?? ((error: unknown) => console.error('[loom]', error)),
-      now: deps.now ?? (() => new Date()),
-      instanceId: deps.instanceId ?? `loom-${crypto.randomUUID()}`,
-      stepTimeoutMs: stepTimeoutOf(deps.stepTimeout),
-      limits,
-      schemas: limitedSchemas(limits),
-      checkWorkerUrl: (url) => urls.check(url),
-    },
-    listeners,
-  )
-  const { store, engine, dispatcher, emit, now, onError } = ctx
-  const host = createRunHost({ store, dispatcher, emit, now })
+  const ctx = loomContext({
+    store: deps.store,
+    engine: deps.engine,
+    dispatcher: allowedOnly(deps.dispatcher ?? httpDispatcher(), urls),
+    dryRunner: allowedOnlyDryRuns(deps.dryRunner ?? httpDryRunner(), urls),
+    onError: deps.onError ?? ((error: unknown) => console.error('[loom]', error)),
+    now: deps.now ?? (() => new Date()),
+    instanceId: deps.instanceId ?? `loom-${crypto.randomUUID()}`,
+    stepTimeoutMs: stepTimeoutOf(deps.stepTimeout),
+    activityRetentionMs: retentionOf(deps.activityRetention),
+    limits,
+    schemas: limitedSchemas(limits),
+    checkWorkerUrl: (url) => urls.check(url),
+  })
+  const { store, engine, dispatcher, now, onError } = ctx
+  const host = createRunHost({ store, dispatcher, now })
+  const feed = activityFeed(store, onError)
   const watch =
     deps.reconcile === false
       ? undefined
@@ -232,12 +237,7 @@ export function createLoom(deps: LoomDeps): LoomInstance {
   const ready = Promise.resolve(engine.attach?.(host)).then(() => watch?.start())
   ready.catch(onError)
 
-  const subscribe = (listener: (event: LoomEvent) => void) => {
-    listeners.add(listener)
-    return () => {
-      listeners.delete(listener)
-    }
-  }
+  const subscribe = feed.subscribe
   const health = async (): Promise<HealthReport> => {
     await check('store', () => store.ping())
     await check('engine', () => engine.health?.())
@@ -270,7 +270,6 @@ export function createLoom(deps: LoomDeps): LoomInstance {
     as: actingAs,
     limits,
     ready,
-    publish: emit,
     async close() {
       await ready.catch(() => {})
       await watch?.stop()
@@ -309,6 +308,17 @@ function stepTimeoutOf(text: string | undefined): number {
   if (ms === undefined || ms > MAX_STEP_TIMEOUT_MS) {
     throw new LoomError('invalid', `stepTimeout: "${text}" is not a deadline of at most 90 days ("90s", "30m", "2h")`, {
       details: { field: 'stepTimeout' },
+    })
+  }
+  return ms
+}
+
+function retentionOf(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined
+  const ms = parseDuration(text)
+  if (ms === undefined) {
+    throw new LoomError('invalid', `activityRetention: "${text}" is not a duration ("30d", "2160h")`, {
+      details: { field: 'activityRetention' },
     })
   }
   return ms

@@ -32,7 +32,7 @@ type MigrationMethods = Pick<
 
 /** Migrations and their candidates: announce, register, list, delete, submit, search, dry run, as `actor`. */
 export function migrationMethods(ctx: LoomContext, actor: Actor): MigrationMethods {
-  const { store, emit, at, requireMigration, notFound, schemas } = ctx
+  const { store, at, requireMigration, notFound, schemas } = ctx
 
   const assemble = async (summary: MigrationSummary): Promise<RegisteredMigration> => {
     const page = await store.listCandidates(summary.id)
@@ -56,8 +56,6 @@ export function migrationMethods(ctx: LoomContext, actor: Actor): MigrationMetho
       { at: at(), actor, type: 'migration.announced', migrationId: id, detail },
     )
     checkOwner(actor, stored, 'announce')
-    emit({ type: 'migration.updated', migrationId: id, at: at() })
-    if (candidates) emit({ type: 'candidates.submitted', migrationId: id, count: candidates.length, at: at() })
     return assemble(await requireMigration(id))
   }
 
@@ -94,7 +92,6 @@ export function migrationMethods(ctx: LoomContext, actor: Actor): MigrationMetho
       if (outcome === 'running') {
         throw new LoomError('conflict', `migration ${id} has running candidates; cancel them first`, { details: { status: 'running' } })
       }
-      emit({ type: 'migration.deleted', migrationId: id, at: at() })
     },
 
     async submitCandidates(migrationId, input) {
@@ -104,7 +101,6 @@ export function migrationMethods(ctx: LoomContext, actor: Actor): MigrationMetho
       if (actor.kind === 'worker') checkOwner(actor, await requireMigration(migrationId), 'submit candidates to')
       const activity = { at: at(), actor, type: 'candidates.submitted' as const, migrationId, detail: { count: candidates.length } }
       if (!(await store.replaceCandidates(migrationId, candidates, activity))) await requireMigration(migrationId)
-      emit({ type: 'candidates.submitted', migrationId, count: candidates.length, at: at() })
     },
 
     async listCandidates(migrationId) {

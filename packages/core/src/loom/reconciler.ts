@@ -11,6 +11,8 @@
  *    owns that have not moved for a while (or all of them on the first tick), asks the
  *    engine to resume them, which does nothing when their loop or workflow is alive.
  *
+ * With `activityRetention` set, it also deletes the log's expired entries about once an hour.
+ *
  * When everything works, a tick costs a lease write, a claim that finds nothing, and one read
  * of the running runs.
  */
@@ -39,9 +41,15 @@ const MAX_REDELIVERY_PAUSE_MS = 60_000
 /** Runs claimed from lapsed owners per tick, so one tick stays short however many there are. */
 const CLAIM_LIMIT = 100
 
+/** How often expired activity is deleted, and how much per statement and per tick. */
+const PRUNE_EVERY_MS = 3600_000
+const PRUNE_BATCH = 5_000
+const PRUNE_BATCHES_PER_TICK = 20
+
 export function reconciler(ctx: LoomContext, host: RunHost, timings: ReconcilerTimings): Reconciler {
-  const { store, engine, onError, instanceId, now } = ctx
+  const { store, engine, onError, instanceId, now, activityRetentionMs } = ctx
   let first = true
+  let nextPrune = 0
   let stopped = false
   let timer: ReturnType<typeof setTimeout> | undefined
   let running: Promise<void> = Promise.resolve()
@@ -129,6 +137,18 @@ export function reconciler(ctx: LoomContext, host: RunHost, timings: ReconcilerT
     for (const runId of checked.keys()) if (!live.has(runId)) checked.delete(runId)
     for (const key of redelivered.keys()) if (!live.has(key.slice(0, key.indexOf('#')))) redelivered.delete(key)
     first = false
+    if (activityRetentionMs !== undefined && nowMs >= nextPrune) await prune(nowMs, activityRetentionMs)
+  }
+
+  /** Deletes expired entries, a bounded number of batches per tick; what is left goes at the next tick. */
+  const prune = async (nowMs: number, retentionMs: number) => {
+    const before = new Date(nowMs - retentionMs).toISOString()
+    for (let batch = 0; batch < PRUNE_BATCHES_PER_TICK; batch++) {
+      if ((await store.pruneActivity(before, PRUNE_BATCH)) < PRUNE_BATCH) {
+        nextPrune = nowMs + PRUNE_EVERY_MS
+        return
+      }
+    }
   }
 
   const tick = () => {

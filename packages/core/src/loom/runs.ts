@@ -12,7 +12,7 @@ type RunMethods = Pick<Loom, 'queue' | 'dequeue' | 'execute' | 'cancel' | 'compl
 
 /** A candidate's run: the operator's actions on it, the reports that move it, and how it reads, as `actor`. */
 export function runMethods(ctx: LoomContext, actor: Actor): RunMethods {
-  const { store, engine, onError, emit, at, requireMigration, runOf, notFound, move, instanceId, schemas } = ctx
+  const { store, engine, onError, at, requireMigration, runOf, notFound, move, instanceId, schemas } = ctx
 
   const runRecord = async (runId: string): Promise<{ migrationId: string; candidate: Candidate; run: RunRecord | undefined }> => {
     const { migrationId, candidateId } = runOf(runId)
@@ -77,8 +77,6 @@ export function runMethods(ctx: LoomContext, actor: Actor): RunMethods {
         throw new LoomError('conflict', `step "${event.stepName}" of run ${runId} has already ended`, {
           details: { status: 'running' },
         })
-      case 'recorded':
-        emit({ type: 'step.reported', runId, migrationId, candidateId, result, done, at: at() })
     }
     // Delivered on duplicates too: delivery is idempotent, and a retry heals a delivery that failed.
     // The report is stored, so it is accepted whatever the engine says now: the reconciler

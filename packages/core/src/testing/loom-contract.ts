@@ -581,7 +581,7 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
         await loom.announce(announcement(M, { steps: ['review', 'update-chart'], manual: ['review'], candidates: candidates(3) }))
         const reviewed = await loom.queue(M, 'svc-0')
         await loom.execute(reviewed)
-        await eventually(async () => expect((await loom.getRun(reviewed)).steps[0]?.metadata?.phase).toBe('awaiting_review'))
+        await eventually(async () => expect((await loom.getRun(reviewed)).steps?.[0]?.metadata?.phase).toBe('awaiting_review'))
         // The caller's own review value does not decide: the outcome does.
         await loom.complete(reviewed, {
           stepName: 'review',
@@ -610,6 +610,9 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
           by: { kind: expect.stringMatching(/^(operator|system)$/) },
         })
         expect((await loom.getMigration(M)).counts).toMatchObject({ not_started: 3, failed: 0 })
+        // The history tells the same: who rejected it and why, not Loom ending the run.
+        const [attempt] = (await loom.history(reviewed)).attempts
+        expect(attempt).toMatchObject({ outcome: 'rejected', reason: 'wrong team', endedBy: rejected.candidates[0]!.lastAttempt!.by })
         await expectLoomError(loom.searchCandidates(M, { lastOutcome: 'lost' as 'failed' }), 'invalid')
       })
 

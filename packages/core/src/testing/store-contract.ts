@@ -1,10 +1,11 @@
 import { afterEach, beforeEach, describe, expect } from 'vitest'
 import { joinRunId } from '../ids'
+import { compareActivityIds } from '../loom/events'
 import { type Actor, SYSTEM_ACTOR } from '../actors'
 import type { ActivityDraft, MigrationDefinition, MigrationStore, RunRecord, TransitionRequest } from '../ports'
 import type { CandidateStatus, StepResult } from '../schemas'
 import { candidateStatusOf, STATUS_RULES, type StatusAction } from '../rules'
-import { candidates } from './fakes'
+import { candidates, eventually } from './fakes'
 import { contractTests, type ContractOptions } from './contract-test'
 
 export type StoreFactory = () => Promise<{ store: MigrationStore; close?: () => Promise<void> }>
@@ -880,6 +881,72 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
         expect(svc1.map((e) => e.type)).toEqual(['run.queue', 'run.dequeue'])
         expect((await store.listActivity({ migrationId: 'other', limit: 10 })).map((e) => e.type)).toEqual(['run.queue'])
         expect(await store.listActivity({ migrationId: 'nope', limit: 10 })).toEqual([])
+      })
+
+      test('reads the whole log across migrations in id order, and the newest entries newest first', async () => {
+        await store.upsertMigration(definition(), candidates(2), undefined, draft('migration.announced'))
+        await store.upsertMigration(
+          definition('other', 'Other'),
+          candidates(1),
+          undefined,
+          draft('migration.announced', { migrationId: 'other' }),
+        )
+        expect((await move('svc-0', 'queue', { by: alice })).ok).toBe(true)
+        expect((await store.transition({ migrationId: 'other', candidateId: 'svc-0', action: 'queue', at: at(), by: teamA })).ok).toBe(true)
+        const whole = await store.listActivity({ limit: 100 })
+        expect(whole.map((e) => [e.migrationId, e.type])).toEqual([
+          ['app-chart', 'migration.announced'],
+          ['other', 'migration.announced'],
+          ['app-chart', 'run.queue'],
+          ['other', 'run.queue'],
+        ])
+        const ids = whole.map((e) => e.id)
+        expect(ids.every((id) => /^[0-9]+$/.test(id))).toBe(true)
+        expect([...ids].sort(compareActivityIds)).toEqual(ids)
+        expect(await store.listActivity({ after: ids[1]!, limit: 1 })).toEqual([whole[2]])
+        expect(await store.listActivity({ limit: 2, newest: true })).toEqual([whole[3], whole[2]])
+        expect(await store.listActivity({ after: ids[2]!, limit: 5, newest: true })).toEqual([whole[3]])
+        expect(await store.listActivity({ migrationId: 'app-chart', limit: 1, newest: true })).toEqual([whole[2]])
+        expect(await store.listActivity({ migrationId: 'other', candidateId: 'svc-0', limit: 5, newest: true })).toEqual([whole[3]])
+      })
+
+      test('wakes its watchers after entries are written, and stops when told', async () => {
+        await seed(2)
+        let woken = 0
+        const stop = store.watchActivity(() => woken++)
+        try {
+          // A listening store may need a moment before its first notification can arrive.
+          await new Promise((resolve) => setTimeout(resolve, 100))
+          woken = 0
+          expect((await move('svc-0', 'queue', { by: alice })).ok).toBe(true)
+          await eventually(() => expect(woken).toBeGreaterThan(0))
+          stop()
+          await new Promise((resolve) => setTimeout(resolve, 100))
+          const after = woken
+          expect((await move('svc-1', 'queue', { by: alice })).ok).toBe(true)
+          await new Promise((resolve) => setTimeout(resolve, 200))
+          expect(woken).toBe(after)
+        } finally {
+          stop()
+        }
+      })
+
+      test('prunes the oldest entries written before a time, a batch at a time, and keeps the rest readable', async () => {
+        await seed(3)
+        const old = '2026-01-01T00:00:00.000Z'
+        for (const id of ['svc-0', 'svc-1', 'svc-2']) expect((await move(id, 'queue', { at: old, by: alice })).ok).toBe(true)
+        expect((await move('svc-0', 'dequeue', { by: alice })).ok).toBe(true)
+        const before = await all()
+        expect(await store.pruneActivity('2026-02-01T00:00:00.000Z', 2)).toBe(2)
+        expect(await store.pruneActivity('2026-02-01T00:00:00.000Z', 2)).toBe(1)
+        expect(await store.pruneActivity('2026-02-01T00:00:00.000Z', 2)).toBe(0)
+        expect(await all()).toEqual(before.slice(3))
+        expect(await all('svc-0')).toEqual([before[3]])
+        expect(await all('svc-1')).toEqual([])
+        expect(await store.listActivity({ limit: 10 })).toEqual(before.slice(3))
+        // New entries still come after the kept ones.
+        expect((await move('svc-1', 'dequeue', { by: alice })).ok).toBe(true)
+        expect((await all()).map((e) => e.type)).toEqual(['run.dequeue', 'run.dequeue'])
       })
 
       test('writes exactly one entry per change of concurrent transitions, each with its actor', async () => {

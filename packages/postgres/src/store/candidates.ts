@@ -16,6 +16,7 @@ export function candidateMethods(ctx: StoreContext): CandidateMethods {
             ${migrationId}::text, ${candidateRows(candidates)}::text::json, ${draftOrNull(activity)}::text::json
           ) as replaced
         `
+        if (row!.replaced === true && activity) ctx.wrote()
         return row!.replaced === true
       })
     },

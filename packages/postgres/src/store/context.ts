@@ -1,5 +1,9 @@
 import type { Sql } from 'postgres'
+import { isEmbedded } from '../embedded'
 import { guard } from '../failures'
+
+/** After LISTEN failed (the database away), the next try waits this long. */
+const LISTEN_RETRY_MS = 1_000
 
 /** What every part of the store works with: the caller's client, Loom's tables in its schema, and the call wrapper. */
 export type StoreContext = ReturnType<typeof storeContext>
@@ -26,9 +30,63 @@ export function storeContext(sql: Sql<any>, schema: string, timeoutMs: number) {
     from ${tables.runSteps} s
     where s.migration_id = r.migration_id and s.candidate_id = r.candidate_id
   ), '[]'::json)`
+  /** Who waits for entries (`watchActivity`), woken once per turn of the event loop. */
+  const watchers = new Set<() => void>()
+  let waking = false
+  const wake = () => {
+    if (waking) return
+    waking = true
+    queueMicrotask(() => {
+      waking = false
+      for (const watcher of watchers) watcher()
+    })
+  }
+  const embedded = isEmbedded(sql)
+  /** The LISTEN that wakes the watchers for every process's entries, while any watches. */
+  let listening: Promise<{ unlisten(): Promise<void> } | undefined> | undefined
+  const listen = () => {
+    // Other processes' entries arrive as notifications (version 5's trigger), each after its
+    // transaction commits. The client listens on a connection of its own and listens again after
+    // a reconnect; each time it does, the watchers wake, for whatever came while it was away.
+    listening = sql.listen(`${schema}.activity`, wake, wake).catch(() => {
+      listening = undefined
+      const timer = setTimeout(() => {
+        if (watchers.size > 0 && !listening) listen()
+      }, LISTEN_RETRY_MS)
+      ;(timer as { unref?: () => void }).unref?.()
+      return undefined
+    })
+  }
   return {
     sql,
     tables,
+    /** Adds a watcher of the log; returns its remover. */
+    watch(watcher: () => void): () => void {
+      const entry = () => watcher()
+      watchers.add(entry)
+      if (!listening && !embedded) listen()
+      return () => {
+        watchers.delete(entry)
+        if (watchers.size > 0 || !listening) return
+        const stopping = listening
+        listening = undefined
+        void stopping.then((listener) => listener?.unlisten()).catch(() => {})
+      }
+    },
+    /** Whether anyone watches the log. */
+    watched: () => watchers.size > 0,
+    /**
+     * Wakes the watchers: a call of this store added entries. Needed for the embedded database
+     * only (a server's notifications reach this process too), and cheap: once per turn.
+     */
+    wrote: () => {
+      if (embedded && watchers.size > 0) wake()
+    },
+    /** Wakes the watchers soon: a read ended before entries still held back, and no write may come to wake them. */
+    wakeSoon(ms: number) {
+      const timer = setTimeout(wake, ms)
+      ;(timer as { unref?: () => void }).unref?.()
+    },
     /** The bound on every call (0: none). */
     timeoutMs,
     /** The sequence every attempt number is drawn from, as `nextval` takes it. */

@@ -140,6 +140,7 @@ export function runMethods(ctx: StoreContext): RunMethods {
             throw error
           })
           if (rows === RETRY || rows.length === 0) return RETRY
+          ctx.wrote()
           return { ok: true, run: { ...next, attempt: Number(rows[0]!.attempt) }, previous: decision.previous }
         }),
       )
@@ -176,6 +177,7 @@ export function runMethods(ctx: StoreContext): RunMethods {
             select 1 from saved
           `
           if (rows.length === 0) return RETRY
+          ctx.wrote()
           return { outcome: 'recorded', run }
         }),
       )
@@ -201,7 +203,9 @@ export function runMethods(ctx: StoreContext): RunMethods {
             )${activity ? sql`, logged as (${logSaved(activity)})` : sql``}
             select 1 from saved
           `
-          return rows.length > 0 ? true : RETRY
+          if (rows.length === 0) return RETRY
+          if (activity) ctx.wrote()
+          return true
         }),
       )
     },

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto'
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client'
 import { DefaultLogger, NativeConnection, Runtime, type WorkflowBundle } from '@temporalio/worker'
-import type { Engine, LoomEvent, MigrationStore, StepDispatcher } from '@loom/core'
+import type { Engine, MigrationStore, StepDispatcher } from '@loom/core'
 import { bundleLoomWorkflows, createLoomWorker, temporalEngine, type TemporalEngineOptions } from '../../src/index'
 
 // Workers log every state change at INFO, and the core warns when a test terminates a
@@ -38,7 +38,6 @@ export interface HarnessOptions {
   /** Start no worker (the test hosts it elsewhere). */
   noWorker?: boolean
   taskQueue?: string
-  onEvent?: (event: LoomEvent) => void
 }
 
 export async function createHarness(options: HarnessOptions): Promise<Harness> {
@@ -55,7 +54,6 @@ export async function createHarness(options: HarnessOptions): Promise<Harness> {
       store: options.store,
       dispatcher: options.dispatcher,
       workflowBundle: await loomBundle(),
-      ...(options.onEvent ? { onEvent: options.onEvent } : {}),
     })
     const running = worker.run()
     let stopped: Promise<void> | undefined

@@ -26,8 +26,6 @@ import {
   type Engine,
   type Identities,
   type Loom,
-  type LoomInstance,
-  type LoomEvent,
   type MigrationStore,
   type StepDispatcher,
 } from '@loom/core'
@@ -125,10 +123,8 @@ export async function startBackend(config: ConsoleConfig, options: BackendOption
       dryRunner = { dryRun: (target, request) => (target.workerUrl ? overHttp.dryRunner : mqttDry).dryRun(target, request) }
     }
 
-    // Events of runs hosted by a Temporal worker in this process reach Loom's subscribers through publish.
-    let published: LoomInstance | undefined
-    const onEvent = (event: LoomEvent) => published?.publish(event)
-    const engine = config.temporalAddress ? await temporal(config, { store, dispatcher, onEvent }, closers, log) : localEngine()
+    // What the runs of a Temporal worker change lands in the store's activity log, which Loom's subscribers follow.
+    const engine = config.temporalAddress ? await temporal(config, { store, dispatcher }, closers, log) : localEngine()
 
     const loom = createLoom({
       store,
@@ -139,7 +135,6 @@ export async function startBackend(config: ConsoleConfig, options: BackendOption
       stepTimeout: config.stepTimeout,
       ...(config.allowedWorkerUrls ? { allowedWorkerUrls: config.allowedWorkerUrls } : {}),
     })
-    published = loom
     closers.push(() => loom.close())
     await loom.ready
 
@@ -251,7 +246,7 @@ async function connectMqtt(url: string, closers: Closer[]) {
 
 async function temporal(
   config: ConsoleConfig,
-  deps: { store: MigrationStore; dispatcher: StepDispatcher; onEvent: (event: LoomEvent) => void },
+  deps: { store: MigrationStore; dispatcher: StepDispatcher },
   closers: Closer[],
   log: (message: string) => void,
 ): Promise<Engine> {

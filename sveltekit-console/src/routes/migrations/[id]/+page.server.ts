@@ -1,6 +1,7 @@
 import { error } from '@sveltejs/kit'
 import { runId, type CandidateQuery, type StatusCounts } from '@loom/core'
 import { loadFrom, runActions } from '$lib/server/actions'
+import { isLastOutcome } from '$lib/history'
 import { STATUSES, countsOf, isStatus, totalOf } from '$lib/status'
 import type { Actions, PageServerLoad } from './$types'
 
@@ -17,26 +18,40 @@ export const load: PageServerLoad = async ({ params, url, parent, locals, depend
 
   const q = (url.searchParams.get('q') ?? '').trim().slice(0, 500)
   const statusParam = url.searchParams.get('status')
-  const status = isStatus(statusParam) ? statusParam : undefined
+  const lastOutcomeParam = url.searchParams.get('lastOutcome')
+  const lastOutcome = isLastOutcome(lastOutcomeParam) ? lastOutcomeParam : undefined
+  // Only not-started candidates have a last outcome: that filter stands in for the status one
+  // instead of narrowing it, so a leftover `status=queued` cannot make it match nothing.
+  const status = !lastOutcome && isStatus(statusParam) ? statusParam : undefined
   const requested = Number.parseInt(url.searchParams.get('page') ?? '1', 10)
   const base: CandidateQuery = q ? { q } : {}
+  const totalOfQuery = async (query: CandidateQuery) =>
+    (await loadFrom(locals.loom.searchCandidates(migration.id, { ...base, ...query, limit: 1 }))).total
 
   const countsFor = async (): Promise<StatusCounts> => {
     if (!q) return migration.counts
-    const totals = await Promise.all(
-      STATUSES.map((s) => loadFrom(locals.loom.searchCandidates(migration.id, { ...base, status: s, limit: 1 }))),
-    )
-    return countsOf((s) => totals[STATUSES.indexOf(s)]!.total)
+    const [failed, ...totals] = await Promise.all([
+      totalOfQuery({ lastOutcome: 'failed' }),
+      ...STATUSES.map((s) => totalOfQuery({ status: s })),
+    ])
+    return countsOf((s) => totals[STATUSES.indexOf(s)]!, failed)
   }
 
   const counts = await countsFor()
-  const matching = status ? counts[status] : totalOf(counts)
+  // The failed are counted on every migration; the other outcomes only when asked for.
+  const matchingOf = async () => {
+    if (lastOutcome === 'failed') return counts.failed
+    if (lastOutcome) return totalOfQuery({ lastOutcome })
+    return status ? counts[status] : totalOf(counts)
+  }
+  const matching = await matchingOf()
   const pages = Math.max(1, Math.ceil(matching / PAGE_SIZE))
   const page = Number.isInteger(requested) && requested >= 1 ? Math.min(requested, pages) : 1
   const result = await loadFrom(
     locals.loom.searchCandidates(migration.id, {
       ...base,
       ...(status ? { status } : {}),
+      ...(lastOutcome ? { lastOutcome } : {}),
       limit: PAGE_SIZE,
       offset: (page - 1) * PAGE_SIZE,
     }),
@@ -55,7 +70,7 @@ export const load: PageServerLoad = async ({ params, url, parent, locals, depend
     candidates: result.candidates.map((c) => ({ ...c, runId: c.runId ?? runId(migration.id, c.id) })),
     total: result.total,
     counts,
-    filter: { q, status: status ?? null, page, pages },
+    filter: { q, status: status ?? null, lastOutcome: lastOutcome ?? null, page, pages },
     pageSize: PAGE_SIZE,
     metadataKeys,
   }

@@ -4,6 +4,7 @@ import {
   parseRunId,
   type Candidate,
   type CandidateStatus,
+  type LastAttempt,
   type Loom,
   type RunHistory,
   type RunInfo,
@@ -26,11 +27,18 @@ async function preview(loom: Loom, migrationId: string, candidateId: string): Pr
   }
 }
 
-/** A not-started candidate has no run to read it from: Loom has it on its own, or `not_found`. */
-async function candidateOf(loom: Loom, migrationId: string, candidateId: string): Promise<Candidate | undefined> {
+/**
+ * A not-started candidate has no run to read it from: Loom has it on its own, with how its
+ * last attempt ended when it had one, or `not_found`.
+ */
+async function candidateOf(
+  loom: Loom,
+  migrationId: string,
+  candidateId: string,
+): Promise<{ candidate: Candidate; lastAttempt?: LastAttempt } | undefined> {
   try {
-    const { status: _status, runId: _runId, ...candidate } = await loom.getCandidate(migrationId, candidateId)
-    return candidate
+    const { status: _status, runId: _runId, lastAttempt, ...candidate } = await loom.getCandidate(migrationId, candidateId)
+    return lastAttempt ? { candidate, lastAttempt } : { candidate }
   } catch (e) {
     if (LoomError.is(e, 'not_found')) return undefined
     return loadFrom(Promise.reject(e))
@@ -56,17 +64,18 @@ export const load: PageServerLoad = async ({ params, locals, parent, depends, ur
   } catch (e) {
     if (!LoomError.is(e, 'not_found')) await loadFrom(Promise.reject(e))
   }
-  const candidate = run?.candidate ?? (await candidateOf(locals.loom, ids.migrationId, ids.candidateId))
-  if (!candidate) {
+  const found = run ? { candidate: run.candidate } : await candidateOf(locals.loom, ids.migrationId, ids.candidateId)
+  if (!found) {
     error(404, { message: `Migration ${migration.name} has no candidate ${ids.candidateId}.`, code: 'not_found' })
   }
+  const { candidate } = found
   const status: CandidateStatus = run?.status ?? 'not_started'
 
-  // A not-started candidate may have run before: its last attempt (failed, rejected or cancelled) is still worth showing.
-  let lastAttempt: RunStatusResponse | undefined
+  // A not-started candidate may have run before: the steps of its last execution (failed, rejected or cancelled) are still worth showing.
+  let lastRun: RunStatusResponse | undefined
   if (status === 'not_started') {
     try {
-      lastAttempt = await locals.loom.runStatus(runId)
+      lastRun = await locals.loom.runStatus(runId)
     } catch (e) {
       if (!LoomError.is(e, 'not_found')) throw e
     }
@@ -87,7 +96,9 @@ export const load: PageServerLoad = async ({ params, locals, parent, depends, ur
     candidate,
     status,
     steps: run?.steps ?? [],
-    lastAttempt: lastAttempt ?? null,
+    // How the candidate's last attempt ended, who ended it and why: the banner at the top.
+    lastAttempt: found.lastAttempt ?? null,
+    lastRun: lastRun ?? null,
     attempts: newestFirst(history),
     // Streamed: the page shows a skeleton until the worker answers. `?preview` waits for it,
     // for browsers without JavaScript, which cannot receive streamed data.

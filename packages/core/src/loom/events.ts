@@ -1,0 +1,205 @@
+import type { ActivityEntry, MigrationStore } from '../ports'
+import { STATUS_RULES, candidateStatusOf } from '../rules'
+import type { CandidateStatus, LoomEvent } from '../schemas'
+
+/** How many entries one read of the log takes. */
+const PAGE = 200
+/** After a failed read, the next try waits this long, doubling up to MAX_RETRY_MS. */
+const FIRST_RETRY_MS = 250
+const MAX_RETRY_MS = 5_000
+
+const ACTIVITY_ID = /^[0-9]{1,30}$/
+
+/**
+ * Orders two ids of the activity log: negative when `a` was written before `b`. Ids are
+ * decimal digits and may pass 2^53, so they compare as big integers.
+ */
+export function compareActivityIds(a: string, b: string): number {
+  const [x, y] = [BigInt(a), BigInt(b)]
+  return x < y ? -1 : x > y ? 1 : 0
+}
+
+/** Whether `id` can be an id of the activity log (a `Last-Event-ID` may be anything). */
+export function isActivityId(id: unknown): id is string {
+  return typeof id === 'string' && ACTIVITY_ID.test(id)
+}
+
+export interface SubscribeOptions {
+  /**
+   * Deliver the entries after this id first (an id from an earlier event: `Last-Event-ID`),
+   * then every change from then on. An id that is not one of the log's is ignored.
+   */
+  after?: string
+  /** Called once the subscription is in place: every change from then on reaches the listener. */
+  onReady?: () => void
+}
+
+interface Subscriber {
+  listener: (event: LoomEvent) => void
+  /** Set while the subscriber still has to be given the entries after it, up to the feed's head. */
+  replayFrom?: string
+  onReady?: () => void
+}
+
+/**
+ * The changes of every process that shares the store, in the order of the log, once each:
+ * `Loom.subscribe`. One reader follows the log for all of this Loom's subscribers, from the
+ * newest entry when the first subscribes; the store wakes it when entries are added
+ * (`watchActivity`), and it reads from its cursor until the log has nothing more. A subscriber
+ * with `after` is given the entries it missed first, up to the reader's cursor, and joins it
+ * there. Reads are serialized, so entries reach each listener in log order, never twice.
+ */
+export function activityFeed(store: MigrationStore, onError: (error: unknown) => void) {
+  const subscribers = new Set<Subscriber>()
+  /** The last entry every live subscriber has been given; undefined before the first read, or on an empty log. */
+  let head: string | undefined
+  let started = false
+  let unwatch: (() => void) | undefined
+  let running = false
+  let again = false
+  let retryMs = FIRST_RETRY_MS
+  let retry: ReturnType<typeof setTimeout> | undefined
+
+  const deliver = (subscriber: Subscriber, entry: ActivityEntry) => {
+    const event = eventOf(entry)
+    if (!event || !subscribers.has(subscriber)) return
+    try {
+      subscriber.listener(event)
+    } catch (error) {
+      onError(error)
+    }
+  }
+
+  /** Gives `subscriber` the entries after its cursor up to `head`, the ones the live read has passed. */
+  const replay = async (subscriber: Subscriber, from: string) => {
+    let cursor = from
+    while (head !== undefined && compareActivityIds(cursor, head) < 0 && subscribers.has(subscriber)) {
+      const page = await store.listActivity({ after: cursor, limit: PAGE })
+      for (const entry of page) {
+        if (compareActivityIds(entry.id, head) > 0) return
+        deliver(subscriber, entry)
+        cursor = entry.id
+      }
+      if (page.length < PAGE) return
+    }
+  }
+
+  const read = async () => {
+    if (!started) {
+      // The cursor starts at the newest entry: a subscriber sees what happens from now on.
+      head = (await store.listActivity({ limit: 1, newest: true }))[0]?.id
+      started = true
+    }
+    for (const subscriber of subscribers) {
+      if (subscriber.replayFrom !== undefined) {
+        await replay(subscriber, subscriber.replayFrom)
+        delete subscriber.replayFrom
+      }
+      if (subscriber.onReady) {
+        const ready = subscriber.onReady
+        delete subscriber.onReady
+        ready()
+      }
+    }
+    for (;;) {
+      const page = await store.listActivity({ limit: PAGE, ...(head === undefined ? {} : { after: head }) })
+      for (const entry of page) {
+        for (const subscriber of subscribers) if (subscriber.replayFrom === undefined) deliver(subscriber, entry)
+        head = entry.id
+      }
+      if (page.length < PAGE) return
+    }
+  }
+
+  /** Reads until nothing is left; a wake-up during a read makes it read once more. */
+  const pump = async () => {
+    if (running) {
+      again = true
+      return
+    }
+    running = true
+    try {
+      do {
+        again = false
+        await read()
+      } while (again && subscribers.size > 0)
+      retryMs = FIRST_RETRY_MS
+    } catch (error) {
+      // The store is away: the cursor stays where it was, so the next read misses nothing.
+      onError(error)
+      retry = setTimeout(() => {
+        retry = undefined
+        void pump()
+      }, retryMs)
+      ;(retry as { unref?: () => void }).unref?.()
+      retryMs = Math.min(retryMs * 2, MAX_RETRY_MS)
+    } finally {
+      running = false
+    }
+  }
+
+  const stop = () => {
+    unwatch?.()
+    unwatch = undefined
+    if (retry) clearTimeout(retry)
+    retry = undefined
+    started = false
+    head = undefined
+  }
+
+  return {
+    subscribe(listener: (event: LoomEvent) => void, options: SubscribeOptions = {}): () => void {
+      const subscriber: Subscriber = { listener }
+      if (isActivityId(options.after)) subscriber.replayFrom = options.after
+      if (options.onReady) subscriber.onReady = options.onReady
+      subscribers.add(subscriber)
+      unwatch ??= store.watchActivity(() => void pump())
+      void pump()
+      return () => {
+        if (subscribers.delete(subscriber) && subscribers.size === 0) stop()
+      }
+    },
+  }
+}
+
+/**
+ * The event a subscriber is given for an entry of the log, with the entry's id, actor and
+ * attempt; undefined for an entry no event stands for.
+ */
+function eventOf(entry: ActivityEntry): LoomEvent | undefined {
+  const { id, at, actor, migrationId, runId, candidateId, attempt, detail } = entry
+  const base = { id, migrationId, at, actor }
+  switch (entry.type) {
+    case 'migration.announced':
+      return { type: 'migration.updated', ...base }
+    case 'migration.deleted':
+      return { type: 'migration.deleted', ...base }
+    case 'candidates.submitted':
+      return { type: 'candidates.submitted', ...base, count: Number(detail.count ?? 0) }
+  }
+  if (runId === undefined || candidateId === undefined) return undefined
+  const run = { ...base, runId, candidateId, ...(attempt === undefined ? {} : { attempt }) }
+  switch (entry.type) {
+    case 'step.dispatched':
+      return { type: 'step.dispatched', ...run, step: Number(detail.step) }
+    case 'step.reported': {
+      const { stepName, success, done, ...rest } = detail
+      const metadata: Record<string, string> = {}
+      for (const [key, value] of Object.entries(rest)) if (typeof value === 'string') metadata[key] = value
+      const result = { stepName: String(stepName), candidate: { id: candidateId }, success: success === true }
+      return {
+        type: 'step.reported',
+        ...run,
+        result: Object.keys(metadata).length > 0 ? { ...result, metadata } : result,
+        done: done === true,
+      }
+    }
+  }
+  const action = entry.type.slice('run.'.length) as keyof typeof STATUS_RULES
+  const rule = STATUS_RULES[action]
+  if (!rule) return undefined
+  // Every action but a cancel is allowed from one status; a cancel's entry says which it was made from.
+  const from = rule.from as readonly CandidateStatus[]
+  const previous = from.length === 1 ? from[0]! : ((detail.previous as CandidateStatus | undefined) ?? from[from.length - 1]!)
+  return { type: 'run.status', ...run, status: candidateStatusOf(rule.to), previous }
+}
