@@ -447,6 +447,8 @@ const ActivityCursorSchema = v.pipe(
 export const ActivityQuerySchema = v.object({
   after: v.optional(ActivityCursorSchema),
   limit: v.optional(IntegerIn(1, MAX_ACTIVITY_PAGE)),
+  /** `newest`: the latest `limit` entries (after `after`, when given), newest first, without `next`. Default `oldest`. */
+  order: v.optional(v.picklist(['oldest', 'newest'], 'must be oldest or newest')),
 })
 
 export const ActivityEntrySchema = v.object({

@@ -150,10 +150,12 @@ export function migrationRoutes({ loom, guards, schemas, limits }: Served, lists
         description:
           'Each entry is one change (an announce, a submission, a status transition, a step dispatched or reported), ' +
           'with who made it, when, and the attempt it belongs to. Without `after` the page starts at the oldest entry; ' +
-          'pass the page’s `next` as `after` to read on. A page without `next` is the last one so far.',
+          'pass the page’s `next` as `after` to read on. A page without `next` is the last one so far. ' +
+          'With `order=newest` the page holds the latest entries, newest first.',
         params: {
           after: 'The `next` of the previous page (the id of the last entry read)',
           limit: 'Most entries in the page (1–1000, default 100)',
+          order: '`newest` for the latest entries, newest first (no `next`); default `oldest`',
         },
         responses: { 200: { description: 'A page of the log', body: ActivityPageSchema } },
       }),

@@ -19,11 +19,17 @@ export function activityMethods(ctx: LoomContext): ActivityMethods {
       parse(SlugSchema, migrationId, 'migrationId')
       const query = parse(ActivityQuerySchema, input, 'query')
       const limit = query.limit ?? DEFAULT_ACTIVITY_PAGE
-      const entries = await store.listActivity({ migrationId, limit, ...(query.after === undefined ? {} : { after: query.after }) })
+      const newest = query.order === 'newest'
+      const entries = await store.listActivity({
+        migrationId,
+        limit,
+        ...(query.after === undefined ? {} : { after: query.after }),
+        ...(newest ? { newest } : {}),
+      })
       // The log outlives a deleted migration; a migration that never was has none.
       if (entries.length === 0 && query.after === undefined) await requireMigration(migrationId)
       const last = entries[entries.length - 1]
-      return entries.length === limit && last ? { entries, next: last.id } : { entries }
+      return entries.length === limit && last && !newest ? { entries, next: last.id } : { entries }
     },
 
     async history(runId) {

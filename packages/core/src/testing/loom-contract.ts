@@ -536,6 +536,8 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
         ])
         const end = await loom.activity(M, { after: rest.next! })
         expect(end).toEqual({ entries: [] })
+        const latest = await loom.activity(M, { order: 'newest', limit: 2 })
+        expect(latest).toEqual({ entries: [rest.entries[1], rest.entries[0]] })
         expect(page.entries[1]).toMatchObject({ runId, candidateId: 'svc-0', attempt: expect.any(Number), actor: expect.any(Object) })
       })
 
@@ -543,6 +545,7 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
         await expectLoomError(loom.activity(M, { after: 'abc' }), 'invalid')
         await expectLoomError(loom.activity(M, { limit: 0 }), 'invalid')
         await expectLoomError(loom.activity(M, { limit: 1001 }), 'invalid')
+        await expectLoomError(loom.activity(M, { order: 'latest' as 'newest' }), 'invalid')
         await expectLoomError(loom.activity('nope'), 'not_found')
       })
 

@@ -1,7 +1,6 @@
 /**
- * The overview's activity feed: the latest entries of every migration's log, newest first.
- * The log is read oldest first, page by page; the work is capped, so a migration with a long
- * log shows the latest entries of the pages read (the feed says when it stopped early).
+ * The overview's activity feed: the latest entries of every migration's log, newest first, one
+ * read per migration (`order: 'newest'`), however long its log.
  */
 import type { ActivityPage, Loom } from '@loom/core'
 
@@ -15,40 +14,23 @@ interface FeedEntry extends ActivityEntry {
 
 export interface Feed {
   entries: FeedEntry[]
-  /** Some migration's log was longer than the pages read: the feed may miss its newest entries. */
-  truncated: boolean
 }
 
 export interface FeedOptions {
   /** Entries to show. */
   keep?: number
-  /** Pages to read per migration, at most. */
-  pages?: number
-  pageSize?: number
-}
-
-async function tailOf(loom: Loom, migrationId: string, keep: number, pages: number, pageSize: number) {
-  let tail: ActivityEntry[] = []
-  let after: string | undefined
-  for (let read = 0; read < pages; read++) {
-    const page = await loom.activity(migrationId, { limit: pageSize, ...(after ? { after } : {}) })
-    tail = [...tail, ...page.entries].slice(-keep)
-    if (!page.next) return { tail, truncated: false }
-    after = page.next
-  }
-  return { tail, truncated: true }
 }
 
 export async function latestActivity(
   loom: Loom,
   migrations: ReadonlyArray<{ id: string; name: string }>,
-  { keep = 20, pages = 5, pageSize = 100 }: FeedOptions = {},
+  { keep = 20 }: FeedOptions = {},
 ): Promise<Feed> {
-  const tails = await Promise.all(migrations.map((m) => tailOf(loom, m.id, keep, pages, pageSize)))
+  const latest = await Promise.all(migrations.map((m) => loom.activity(m.id, { order: 'newest', limit: keep })))
   const names = new Map(migrations.map((m) => [m.id, m.name]))
-  const entries = tails
-    // Each log newest first; the sort is stable, so entries of the same moment keep their log's order.
-    .flatMap((t) => [...t.tail].reverse())
+  const entries = latest
+    // Each log comes newest first; the sort is stable, so entries of the same moment keep their log's order.
+    .flatMap((page) => page.entries)
     .sort((a, b) => b.at.localeCompare(a.at))
     .slice(0, keep)
   // A run page exists while its candidate does; ask once per candidate.
@@ -74,5 +56,5 @@ export async function latestActivity(
       return { ...entry, migrationName }
     }),
   )
-  return { entries: feed, truncated: tails.some((t) => t.truncated) }
+  return { entries: feed }
 }

@@ -133,6 +133,7 @@ export async function startBackend(config: ConsoleConfig, options: BackendOption
       dryRunner,
       instanceId: config.instanceId,
       stepTimeout: config.stepTimeout,
+      ...(config.activityRetention ? { activityRetention: config.activityRetention } : {}),
       ...(config.allowedWorkerUrls ? { allowedWorkerUrls: config.allowedWorkerUrls } : {}),
     })
     closers.push(() => loom.close())

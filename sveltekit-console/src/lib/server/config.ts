@@ -59,6 +59,8 @@ export interface ConsoleConfig {
   instanceId: string
   /** The deadline of a step without `config.timeout` (`LOOM_STEP_TIMEOUT`, default `24h`). */
   stepTimeout: string
+  /** How long the activity log keeps an entry (`LOOM_ACTIVITY_RETENTION`); absent: for ever. */
+  activityRetention?: string
 }
 
 type Env = Record<string, string | undefined>
@@ -90,7 +92,15 @@ function duration(name: string, value: string | undefined, fallback: string): st
   const v = nonEmpty(value) ?? fallback
   const ms = parseDuration(v)
   if (ms === undefined || ms > MAX_STEP_TIMEOUT_MS) {
-    throw new Error(`${name}: "${v}" must be a whole number of seconds, minutes or hours up to 90 days ("90s", "30m", "2h")`)
+    throw new Error(`${name}: "${v}" must be a whole number of seconds, minutes, hours or days up to 90 days ("90s", "30m", "2h", "7d")`)
+  }
+  return v
+}
+
+function retention(value: string | undefined): string | undefined {
+  const v = nonEmpty(value)
+  if (v !== undefined && parseDuration(v) === undefined) {
+    throw new Error(`LOOM_ACTIVITY_RETENTION: "${v}" must be a whole number of hours or days ("720h", "90d")`)
   }
   return v
 }
@@ -177,6 +187,8 @@ export function readConfig(env: Env, cwd = process.cwd()): ConsoleConfig {
     sessionTtlMs: sessionTtl(env.LOOM_SESSION_TTL),
   }
   if (loomUrl) config.loomUrl = loomUrl.replace(/\/+$/, '')
+  const activityRetention = retention(env.LOOM_ACTIVITY_RETENTION)
+  if (activityRetention) config.activityRetention = activityRetention
   const token = bearerToken('LOOM_TOKEN', env.LOOM_TOKEN)
   if (token) config.token = token
   const workerToken = bearerToken('LOOM_WORKER_TOKEN', env.LOOM_WORKER_TOKEN)
