@@ -8,7 +8,6 @@ import {
   errorOf,
   formatDuration,
   isLastOutcome,
-  LAST_OUTCOME_LABEL,
   lastAttemptDetail,
   newestFirst,
   OUTCOME_LABEL,
@@ -114,7 +113,7 @@ describe('last attempts', () => {
 
   it('names every outcome in plain words, in core order, and knows only those', () => {
     expect(LAST_OUTCOMES).toEqual(['failed', 'rejected', 'cancelled', 'dequeued'])
-    expect(LAST_OUTCOMES.map((o) => LAST_OUTCOME_LABEL[o])).toEqual(['Failed', 'Rejected', 'Cancelled', 'Removed from queue'])
+    expect(LAST_OUTCOMES.map((o) => OUTCOME_LABEL[o])).toEqual(['Failed', 'Rejected', 'Cancelled', 'Removed from queue'])
     expect(LAST_OUTCOMES.every(isLastOutcome)).toBe(true)
     expect(['completed', 'not_started', '', 'toString', null, undefined].some((v) => isLastOutcome(v))).toBe(false)
   })

@@ -17,9 +17,6 @@ export const OUTCOME_LABEL: Record<AttemptHistory['outcome'], string> = {
   dequeued: 'Removed from queue',
 }
 
-/** How a `not_started` candidate's last attempt ended, in the same words as its attempt's outcome. */
-export const LAST_OUTCOME_LABEL: Record<LastOutcome, string> = OUTCOME_LABEL
-
 /** What the console's Failed count is: not a status, a part of Not started. */
 export const FAILED_HINT = 'Not started after a failed attempt'
 
