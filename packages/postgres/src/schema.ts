@@ -390,7 +390,7 @@ const MIGRATIONS: readonly SchemaMigration[] = [
   },
   {
     version: 5,
-    name: 'last attempts, step reporters, the log in order and its notifications',
+    name: 'last attempts, step reporters, the log in order',
     sql: `
       -- How an attempt that did not complete ended (LastAttempt as JSON), and its outcome on its
       -- own for the lastOutcome filter and counts.failed. Who reported each step. All nullable
@@ -409,20 +409,6 @@ const MIGRATIONS: readonly SchemaMigration[] = [
       -- version 4: an index on id alone looks cheap to them and is not).
       create index activity_in_order on {schema}.activity ((id + 0));
 
-      -- Every statement that adds entries wakes the processes listening on "<schema>.activity":
-      -- PostgreSQL delivers the notification when, and only if, the transaction commits. The
-      -- payload is empty; a listener reads the log from its cursor.
-      create function {schema}.notify_activity() returns trigger language plpgsql as $$
-      begin
-        if exists (select 1 from added) then
-          perform pg_notify(tg_table_schema || '.activity', '');
-        end if;
-        return null;
-      end
-      $$;
-      create trigger activity_notify after insert on {schema}.activity
-        referencing new table as added
-        for each statement execute function {schema}.notify_activity();
     `,
   },
 ]

@@ -36,15 +36,25 @@ export function candidateMethods(ctx: StoreContext): CandidateMethods {
             and (${outcome}::text is null or r.last_outcome = ${outcome}::text)
             and (${q}::text is null or exists (select 1 from unnest(c.search) term where strpos(term, ${q}::text) > 0))
         `
+        // The matching keys are gathered first, whole (materialized), then counted, ordered and
+        // paged, and only the page's rows are read in full. Asked for a page and a count in one
+        // plan, PostgreSQL costs the LIMIT as if it could stop early and walks every candidate in
+        // order, looking up each one's run; gathered first, the match is a join of the two tables
+        // whatever the filter, so a filter on status and one on last outcome cost alike.
         // Limit and offset are bigint: core lets an offset reach MAX_OFFSET (2^31 - 1), the top of
         // an int4, and a caller of the store itself may go past it.
         // The page carries the total; only an empty page (no match, an offset past the end, or
         // no such migration) needs a second statement to tell which.
         const rows = await sql`
-          select count(*) over ()::int as total, c.id, c.kind, c.metadata, c.state, c.files, st.status, r.last_attempt
-          ${matching()}
-          order by c.position
-          limit ${query.limit ?? null}::bigint offset ${query.offset ?? 0}::bigint
+          with matched as materialized (select c.id, c.position, st.status, r.last_attempt ${matching()}),
+          page as (
+            select * from matched order by position
+            limit ${query.limit ?? null}::bigint offset ${query.offset ?? 0}::bigint
+          )
+          select (select count(*) from matched)::int as total, c.id, c.kind, c.metadata, c.state, c.files, p.status, p.last_attempt
+          from page p
+          join ${T.candidates} c on c.migration_id = ${migrationId} and c.id = p.id
+          order by p.position
         `
         if (rows.length === 0) {
           const [row] = await sql`
