@@ -4,6 +4,8 @@ import type { CandidateStatus, LoomEvent } from '../schemas'
 
 /** How many entries one read of the log takes. */
 const PAGE = 200
+/** How many pages a subscriber catching up is given per read, before the live subscribers' turn. */
+const REPLAY_PAGES = 5
 /** After a failed read, the next try waits this long, doubling up to MAX_RETRY_MS. */
 const FIRST_RETRY_MS = 250
 const MAX_RETRY_MS = 5_000
@@ -70,18 +72,24 @@ export function activityFeed(store: MigrationStore, onError: (error: unknown) =>
     }
   }
 
-  /** Gives `subscriber` the entries after its cursor up to `head`, the ones the live read has passed. */
-  const replay = async (subscriber: Subscriber, from: string) => {
-    let cursor = from
-    while (head !== undefined && compareActivityIds(cursor, head) < 0 && subscribers.has(subscriber)) {
+  /**
+   * Gives `subscriber` the entries after its cursor up to `head`, the ones the live read has
+   * passed, at most REPLAY_PAGES pages per read so that a client far behind does not hold up
+   * the live ones; true once it has caught up.
+   */
+  const replay = async (subscriber: Subscriber): Promise<boolean> => {
+    for (let pages = 0; pages < REPLAY_PAGES; pages++) {
+      const cursor = subscriber.replayFrom!
+      if (head === undefined || compareActivityIds(cursor, head) >= 0 || !subscribers.has(subscriber)) return true
       const page = await store.listActivity({ after: cursor, limit: PAGE })
       for (const entry of page) {
-        if (compareActivityIds(entry.id, head) > 0) return
+        if (compareActivityIds(entry.id, head) > 0) return true
         deliver(subscriber, entry)
-        cursor = entry.id
+        subscriber.replayFrom = entry.id
       }
-      if (page.length < PAGE) return
+      if (page.length < PAGE) return true
     }
+    return false
   }
 
   const read = async () => {
@@ -92,7 +100,11 @@ export function activityFeed(store: MigrationStore, onError: (error: unknown) =>
     }
     for (const subscriber of subscribers) {
       if (subscriber.replayFrom !== undefined) {
-        await replay(subscriber, subscriber.replayFrom)
+        // Still behind: it goes on at the next read, after the live subscribers have theirs.
+        if (!(await replay(subscriber))) {
+          again = true
+          continue
+        }
         delete subscriber.replayFrom
       }
       if (subscriber.onReady) {
