@@ -62,7 +62,9 @@ const MAX_RECONNECT_DELAY_MS = 30_000
  * `subscribe` keeps one `GET /events` stream for all listeners, reconnecting with
  * `Last-Event-ID` so that no event is missed across a dropped connection. Requests made
  * through the client after `subscribe` returns wait (up to 5 s) for the stream to be in
- * place, so the events they cause are delivered, as they would be in-process.
+ * place, so the events they cause are delivered, as they would be in-process. Unlike an
+ * in-process `Loom`, the stream is shared: `after` applies to the call that opens it (a later
+ * listener joins it where it is), and `onReady` fires when the server says `: connected`.
  *
  * @example
  * import { createClient } from '@loom/client'
@@ -77,7 +79,7 @@ export function createClient(options: ClientOptions): LoomClient {
   const onError = options.onError ?? ((error: unknown) => console.warn('[loom client]', error))
   const initialDelay = options.reconnectDelayMs ?? 1_000
   const listeners = new Set<(event: LoomEvent) => void>()
-  let stream: { controller: AbortController; ready: Promise<void> } | undefined
+  let stream: { controller: AbortController; ready: Promise<void>; connected: Promise<void> } | undefined
 
   const headers = (extra: Record<string, string> = {}): Record<string, string> => ({
     ...options.headers,
@@ -126,6 +128,17 @@ export function createClient(options: ClientOptions): LoomClient {
       clearTimeout(readyTimer)
       markReady()
     }
+    // `ready` lets requests go on (after the stream is in place, or it gave up waiting);
+    // `connected` is the server saying the subscription is in place, what `onReady` waits for.
+    let markConnected!: () => void
+    const connected = new Promise<void>((resolve) => {
+      markConnected = resolve
+    })
+    const onComment = (text: string) => {
+      if (text !== 'connected') return
+      markConnected()
+      isReady()
+    }
     void (async () => {
       let lastEventId = after
       let delay = initialDelay
@@ -137,7 +150,7 @@ export function createClient(options: ClientOptions): LoomClient {
             signal: controller.signal,
           })
           if (!response.ok || !response.body) throw await errorOf(response, base)
-          for await (const message of readEventStream(response.body, isReady)) {
+          for await (const message of readEventStream(response.body, onComment)) {
             failures = 0
             if (message.retry !== undefined) delay = message.retry
             if (message.id !== undefined) lastEventId = message.id
@@ -167,7 +180,7 @@ export function createClient(options: ClientOptions): LoomClient {
       }
       isReady()
     })()
-    return { controller, ready }
+    return { controller, ready, connected }
   }
 
   const stop = () => {
@@ -261,7 +274,7 @@ export function createClient(options: ClientOptions): LoomClient {
       listeners.add(listener)
       // One stream serves every listener: `after` is where it starts when this call opens it.
       stream ??= connect(isActivityId(subscribeOptions.after) ? subscribeOptions.after : undefined)
-      if (subscribeOptions.onReady) void stream.ready.then(subscribeOptions.onReady)
+      if (subscribeOptions.onReady) void stream.connected.then(subscribeOptions.onReady)
       return () => {
         listeners.delete(listener)
         if (listeners.size === 0) stop()

@@ -9,9 +9,9 @@ export interface SseMessage {
 /**
  * Reads a `text/event-stream` body into messages (the EventSource parsing rules, without
  * EventSource: it is missing on Node 20 and cannot send an Authorization header).
- * `onBytes` is called when the first bytes arrive, comments included.
+ * `onComment` is given each comment line's text (`: connected` gives `connected`).
  */
-export async function* readEventStream(body: ReadableStream<Uint8Array>, onBytes?: () => void): AsyncGenerator<SseMessage> {
+export async function* readEventStream(body: ReadableStream<Uint8Array>, onComment?: (text: string) => void): AsyncGenerator<SseMessage> {
   const reader = body.getReader()
   const decoder = new TextDecoder()
   let buffer = ''
@@ -19,15 +19,10 @@ export async function* readEventStream(body: ReadableStream<Uint8Array>, onBytes
   let event = ''
   let id: string | undefined
   let retry: number | undefined
-  let seenBytes = false
   try {
     for (;;) {
       const { done, value } = await reader.read()
       if (done) return
-      if (!seenBytes) {
-        seenBytes = true
-        onBytes?.()
-      }
       buffer += decoder.decode(value, { stream: true })
       // A line may end in \r\n, \n or \r; a lone trailing \r may be the first half of \r\n.
       let match: RegExpExecArray | null
@@ -43,7 +38,10 @@ export async function* readEventStream(body: ReadableStream<Uint8Array>, onBytes
           retry = undefined
           continue
         }
-        if (line.startsWith(':')) continue
+        if (line.startsWith(':')) {
+          onComment?.(line.slice(1).trimStart())
+          continue
+        }
         const colon = line.indexOf(':')
         const field = colon < 0 ? line : line.slice(0, colon)
         let content = colon < 0 ? '' : line.slice(colon + 1)

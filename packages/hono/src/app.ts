@@ -60,10 +60,10 @@ export interface LoomAppOptions {
   heartbeatMs?: number
   /**
    * Serve `GET /migrations/{id}/candidates` without a query from the serialized list, kept
-   * until this process's `loom` reports a change to the migration. Several times faster
-   * for large lists, but only correct when every change goes through this process's
-   * `loom` (memory store, or embedded PGlite with the local engine); not with a store
-   * shared between processes or a Temporal engine. Default false.
+   * until `loom`'s subscription reports a change to the migration (from the store's activity
+   * log, so from any process). Several times faster for large lists, but a list is dropped a
+   * moment after the change, so a client may read one from just before its own change.
+   * Default false.
    */
   cacheCandidateLists?: boolean
   /** Receives errors that are bugs (answered 500). Default: console.error. */
@@ -168,7 +168,15 @@ export function loomApp(loom: ServedLoom, options: LoomAppOptions = {}) {
       describeRoute({
         operationId: 'events',
         summary: 'Server-sent events: one `event: <type>` message per change, its data a LoomEvent; reconnect with Last-Event-ID',
-        parameters: [{ name: 'Last-Event-ID', in: 'header', required: false, schema: v.string() }],
+        parameters: [
+          {
+            name: 'Last-Event-ID',
+            in: 'header',
+            required: false,
+            description: 'The id of the last event received: every change after it is sent first. Any other text starts the stream now.',
+            schema: v.string(),
+          },
+        ],
         responses: {
           200: {
             description: 'The event stream',
@@ -176,7 +184,9 @@ export function loomApp(loom: ServedLoom, options: LoomAppOptions = {}) {
               'text/event-stream': {
                 schema: {
                   type: 'string',
-                  description: 'Each message: `id: {instance}-{n}`, `event: <LoomEvent type>`, `data: <LoomEvent as JSON>`',
+                  description:
+                    'Each message: `id: <activity entry id, decimal>`, `event: <LoomEvent type>`, `data: <LoomEvent as JSON>`; ' +
+                    '`retry: 2000` first, then a `: connected` comment once the subscription is in place',
                 },
               },
             },

@@ -59,7 +59,7 @@ async function seenOneThenGone() {
   const t = await setup()
   await t.loom.announce(announcement(M, { candidates: candidates(3) }))
   const first = reader(await t.app.request('/events'))
-  await eventually(() => expect(first.blocks).toHaveLength(1))
+  await eventually(() => expect(first.blocks).toHaveLength(2))
   await t.loom.queue(M, 'svc-0')
   await eventually(() => expect(first.events()).toHaveLength(1))
   const lastId = first.events()[0]!.id
@@ -74,7 +74,7 @@ describe('GET /events', () => {
     expect(res.status).toBe(200)
     expect(res.headers.get('content-type')).toBe('text/event-stream')
     const stream = reader(res)
-    await eventually(() => expect(stream.blocks[0]).toBe(': connected\nretry: 2000'))
+    await eventually(() => expect(stream.blocks.slice(0, 2)).toEqual(['retry: 2000', ': connected']))
 
     await t.call('POST', '/registry/announce', announcement(M, { steps: ['update-chart'], candidates: candidates(1) }))
     await t.call('POST', `/migrations/${M}/candidates`, { candidates: candidates(2) })
@@ -135,7 +135,7 @@ describe('GET /events', () => {
 
     // An id that is none of the log's (API 0.2's `{epoch}-{n}`) replays nothing.
     const stranger = reader(await t.app.request('/events', { headers: { 'Last-Event-ID': 'deadbeef-1' } }))
-    await eventually(() => expect(stranger.blocks).toHaveLength(1))
+    await eventually(() => expect(stranger.blocks).toHaveLength(2))
     expect(stranger.events()).toEqual([])
     await second.close()
     await stranger.close()
@@ -159,6 +159,22 @@ describe('GET /events', () => {
     await t.close()
   })
 
+  it('replays thousands of missed changes to a client without dropping it', async () => {
+    const { t, lastId } = await seenOneThenGone()
+    // 3,000 changes missed: far more than a stream may have unsent at once.
+    for (let i = 0; i < 1_500; i++) {
+      await t.loom.dequeue(`${M}__svc-0`).catch(() => {})
+      await t.loom.queue(M, 'svc-0')
+    }
+    const missed = (await t.store.listActivity({ after: lastId, limit: 10_000 })).length
+    expect(missed).toBeGreaterThanOrEqual(2_999)
+    const again = reader(await t.app.request('/events', { headers: { 'Last-Event-ID': lastId } }))
+    await eventually(() => expect(again.events()).toHaveLength(missed), { timeoutMs: 20_000 })
+    expect(again.blocks.includes(': connected')).toBe(true)
+    await again.close()
+    await t.close()
+  })
+
   it('unsubscribes from Loom when a stream closes', async () => {
     const t = await setup()
     const { wrapped, active } = counting(t.loom)
@@ -166,7 +182,7 @@ describe('GET /events', () => {
     const app = loomApp(wrapped)
     const a = reader(await app.request('/events'))
     const b = reader(await app.request('/events'))
-    await eventually(() => expect(a.blocks.length + b.blocks.length).toBe(2))
+    await eventually(() => expect(a.blocks.length + b.blocks.length).toBe(4))
     expect(active()).toBe(2)
     await a.close()
     await eventually(() => expect(active()).toBe(1))

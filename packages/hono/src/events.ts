@@ -2,7 +2,10 @@ import { isActivityId, type Loom, type LoomEvent } from '@loom/core'
 import type { Context } from 'hono'
 import { streamSSE } from 'hono/streaming'
 
-/** A client this many writes behind is dropped; it reconnects with `Last-Event-ID` and catches up from the store. */
+/**
+ * A client this many writes behind is dropped; it reconnects with `Last-Event-ID` and catches
+ * up from the store. A replay waits for each page to be written, so only live changes can pile up.
+ */
 const MAX_PENDING_WRITES = 500
 
 /**
@@ -18,11 +21,12 @@ export function eventStream(c: Context, loom: Loom, heartbeatMs: number): Respon
   return streamSSE(c, async (stream) => {
     let pending = 0
     let chain = Promise.resolve()
-    const write = (text: string) => {
-      if (stream.aborted || stream.closed) return
+    /** Queues `text`; the promise says when it has been written, which a replay waits for between pages. */
+    const write = (text: string): Promise<void> => {
+      if (stream.aborted || stream.closed) return chain
       if (pending >= MAX_PENDING_WRITES) {
         stream.abort()
-        return
+        return chain
       }
       pending++
       chain = chain
@@ -31,6 +35,7 @@ export function eventStream(c: Context, loom: Loom, heartbeatMs: number): Respon
           () => void pending--,
           () => void pending--,
         )
+      return chain
     }
     const send = (event: LoomEvent) => write(`id: ${event.id ?? ''}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`)
 
@@ -40,9 +45,11 @@ export function eventStream(c: Context, loom: Loom, heartbeatMs: number): Respon
     })
     // An id from before the log (API 0.2's `{epoch}-{n}`), or any other text, resumes nothing: the stream starts now.
     const lastEventId = c.req.header('last-event-id')
+    // The reconnection delay first: a client dropped while it is still catching up keeps it.
+    write('retry: 2000\n\n')
     const unsubscribe = loom.subscribe(send, {
       ...(isActivityId(lastEventId) ? { after: lastEventId } : {}),
-      onReady: () => write(': connected\nretry: 2000\n\n'),
+      onReady: () => void write(': connected\n\n'),
     })
     const heartbeat = setInterval(() => write(': heartbeat\n\n'), heartbeatMs)
     try {

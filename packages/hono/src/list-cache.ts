@@ -8,10 +8,11 @@ const MAX_ENTRIES = 64
  * that migration. Serializing a list of thousands of candidates costs more than the rest
  * of the request together (see bench/http-candidates.ts); consoles poll it.
  *
- * Only correct when every change reaches this process's `loom.subscribe`: a memory store,
- * or an embedded database with the local engine. A store shared with another process, or
- * an engine whose runs end in another process (a Temporal worker), changes lists without
- * telling this one. Hence opt-in.
+ * A list is dropped when `loom.subscribe` delivers a change to its migration, which follows
+ * the store's activity log: changes made by other processes sharing the store (replicas, a
+ * Temporal worker) drop it too, but a moment after they happen, not before the request that
+ * made them has its answer. A client may so read a list from just before its own change.
+ * Hence opt-in.
  */
 export function listCache(loom: Loom) {
   const entries = new Map<string, Uint8Array<ArrayBuffer>>()

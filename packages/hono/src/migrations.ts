@@ -115,7 +115,10 @@ export function migrationRoutes({ loom, guards, schemas, limits }: Served, lists
       describeRoute({
         operationId: 'listCandidates',
         summary: 'Candidates with their status, in submission order; all of them without a query',
-        params: { q: 'Case-insensitive substring of the id or a metadata value' },
+        params: {
+          q: 'Case-insensitive substring of the id or a metadata value',
+          lastOutcome: 'Only not_started candidates whose last attempt ended so (`failed` is what `counts.failed` counts)',
+        },
         responses: {
           200: {
             description: 'The matching candidates',

@@ -105,8 +105,10 @@ describe('GET /openapi.json', () => {
       ['id', 'path', true],
       ['after', 'query', false],
       ['limit', 'query', false],
+      ['order', 'query', false],
     ])
     expect(activity.parameters[2].schema).toMatchObject({ type: 'integer', minimum: 1, maximum: 1000 })
+    expect(activity.parameters[3].schema).toMatchObject({ enum: ['oldest', 'newest'] })
     expect(activity.parameters[1].schema).toMatchObject({ type: 'string', pattern: '^[0-9]{1,20}$' })
     expect(activity.responses['200'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/ActivityPage' })
     expect(Object.keys(activity.responses)).toEqual(['200', '400', '401', '403', '404'])

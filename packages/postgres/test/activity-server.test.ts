@@ -247,4 +247,31 @@ describe.skipIf(!DATABASE_URL)(`the activity log under concurrent writers ${NEED
       await loom.close()
     }
   })
+
+  it('goes on waking a subscribed Loom after its listening connection is killed', { timeout: 60_000 }, async () => {
+    const loom = createLoom({ store: reader, engine: localEngine(), reconcile: false })
+    const seen: LoomEvent[] = []
+    try {
+      await new Promise<void>((resolve) => loom.subscribe((event) => seen.push(event), { onReady: resolve }))
+      const admin = sharedPool()
+      const listeners = async () =>
+        admin<{ pid: number }[]>`select pid from pg_stat_activity where query ilike ${`listen "${schema}.activity"%`}`
+      await eventually(async () => expect(await listeners()).toHaveLength(1), { timeoutMs: 5_000 })
+      const [{ pid }] = await listeners()
+      await admin`select pg_terminate_backend(${pid}::int)`
+      // Listening again (a new backend), the next change from another pool reaches the subscriber.
+      await eventually(async () => expect((await listeners()).map((l) => l.pid)).not.toEqual([pid]), { timeoutMs: 10_000 })
+      await eventually(async () => expect(await listeners()).toHaveLength(1), { timeoutMs: 10_000 })
+      const moved = await stores[0]!.transition({
+        migrationId: 'app-chart',
+        candidateId: 'svc-0',
+        action: 'queue',
+        at: new Date().toISOString(),
+      })
+      expect(moved.ok).toBe(true)
+      await eventually(() => expect(seen.map((e) => e.type)).toEqual(['run.status']), { timeoutMs: 5_000 })
+    } finally {
+      await loom.close()
+    }
+  })
 })

@@ -62,6 +62,87 @@ describe('activityFeed', () => {
     for (const stop of subscriptions.splice(0)) stop()
   })
 
+  it('starts a fresh subscriber at the newest entry after the last one left during a read', async () => {
+    const { store, churn } = await storeWith(10)
+    let release!: () => void
+    const held = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const slow: MigrationStore = Object.create(store)
+    slow.listActivity = async (query) => {
+      const entries = await store.listActivity(query)
+      if (query.newest) await held
+      return entries
+    }
+    const feed = activityFeed(slow, (error) => {
+      throw error
+    })
+    const stop = feed.subscribe(() => {})
+    stop() // while its first read waits on the store
+    await churn([0, 1, 2, 3, 4])
+    release()
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    const fresh = subscribed(feed)
+    await fresh.ready
+    await churn([5])
+    await eventually(() => expect(fresh.events).toHaveLength(2))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(fresh.events.map((e) => (e.type === 'run.status' ? e.candidateId : e.type))).toEqual(['svc-5', 'svc-5'])
+    for (const stop of subscriptions.splice(0)) stop()
+  })
+
+  it('gives a subscriber whose `after` is ahead of the reader (a replica further on) nothing twice', async () => {
+    const { store, churn } = await storeWith(5)
+    // A store that never wakes the reader: it reads only when a subscriber comes.
+    const deaf: MigrationStore = Object.create(store)
+    deaf.watchActivity = () => () => {}
+    const feed = activityFeed(deaf, (error) => {
+      throw error
+    })
+    const live = subscribed(feed)
+    await live.ready
+    await churn([0, 1]) // four entries the reader has not read
+    const unread = await store.listActivity({ limit: 10 })
+    const ahead = subscribed(feed, unread[1]!.id)
+    await ahead.ready
+    await eventually(() => expect(live.events).toHaveLength(4))
+    expect(idsOf(ahead.events)).toEqual(unread.slice(2).map((e) => e.id))
+    for (const stop of subscriptions.splice(0)) stop()
+  })
+
+  it('waits for a listener’s promises between the pages of a replay, so a slow stream is not flooded', async () => {
+    const { store, churn } = await storeWith(10)
+    await churn(Array.from({ length: 750 }, (_, i) => i % 10))
+    const feed = activityFeed(store, (error) => {
+      throw error
+    })
+    let inFlight = 0
+    let most = 0
+    let received = 0
+    const ready = new Promise<void>((resolve) => {
+      subscriptions.push(
+        feed.subscribe(
+          () => {
+            inFlight++
+            most = Math.max(most, inFlight)
+            received++
+            return new Promise<void>((done) =>
+              setTimeout(() => {
+                inFlight--
+                done()
+              }, 1),
+            )
+          },
+          { after: '1', onReady: resolve },
+        ),
+      )
+    })
+    await ready
+    expect(received).toBe(1_499)
+    expect(most).toBeLessThanOrEqual(200)
+    for (const stop of subscriptions.splice(0)) stop()
+  })
+
   it('reads again after the store failed, missing nothing', async () => {
     const { store, churn } = await storeWith(3)
     let down = false

@@ -6,6 +6,8 @@ import type { CandidateStatus, LoomEvent } from '../schemas'
 const PAGE = 200
 /** How many pages a subscriber catching up is given per read, before the live subscribers' turn. */
 const REPLAY_PAGES = 5
+/** How long a replay waits, at most, for a page's deliveries to be sent (a stalled client is not waited for longer). */
+const REPLAY_DRAIN_MS = 5_000
 /** After a failed read, the next try waits this long, doubling up to MAX_RETRY_MS. */
 const FIRST_RETRY_MS = 250
 const MAX_RETRY_MS = 5_000
@@ -32,14 +34,19 @@ export interface SubscribeOptions {
    * then every change from then on. An id that is not one of the log's is ignored.
    */
   after?: string
-  /** Called once the subscription is in place: every change from then on reaches the listener. */
+  /**
+   * Called once the subscription is in place (after the entries since `after`): every change
+   * from then on reaches the listener.
+   */
   onReady?: () => void
 }
 
 interface Subscriber {
-  listener: (event: LoomEvent) => void
-  /** Set while the subscriber still has to be given the entries after it, up to the feed's head. */
-  replayFrom?: string
+  listener: (event: LoomEvent) => unknown
+  /** The last entry it was given (or its `after`): it is given only entries after this one. */
+  last?: string
+  /** True while it is still being given the entries the live read has passed (it came with `after`). */
+  replaying: boolean
   onReady?: () => void
 }
 
@@ -48,75 +55,95 @@ interface Subscriber {
  * `Loom.subscribe`. One reader follows the log for all of this Loom's subscribers, from the
  * newest entry when the first subscribes; the store wakes it when entries are added
  * (`watchActivity`), and it reads from its cursor until the log has nothing more. A subscriber
- * with `after` is given the entries it missed first, up to the reader's cursor, and joins it
- * there. Reads are serialized, so entries reach each listener in log order, never twice.
+ * with `after` is given the entries it missed first, a few pages per read, up to the reader's
+ * cursor, and joins it there. Reads are serialized, and each subscriber keeps the last entry it
+ * was given, so entries reach each listener in log order, never twice (an `after` the reader has
+ * not reached yet, from a replica further on, included).
  */
 export function activityFeed(store: MigrationStore, onError: (error: unknown) => void) {
   const subscribers = new Set<Subscriber>()
-  /** The last entry every live subscriber has been given; undefined before the first read, or on an empty log. */
+  /** The last entry the live read has passed; undefined before the first read, or on an empty log. */
   let head: string | undefined
   let started = false
+  /** Grows each time the last subscriber leaves: a read begun before then stops at its next step. */
+  let generation = 0
   let unwatch: (() => void) | undefined
   let running = false
   let again = false
   let retryMs = FIRST_RETRY_MS
   let retry: ReturnType<typeof setTimeout> | undefined
 
-  const deliver = (subscriber: Subscriber, entry: ActivityEntry) => {
+  /** Hands `entry` to `subscriber` unless it had it; what its listener returns (a promise, maybe). */
+  const deliver = (subscriber: Subscriber, entry: ActivityEntry): unknown => {
+    if (!subscribers.has(subscriber)) return undefined
+    if (subscriber.last !== undefined && compareActivityIds(entry.id, subscriber.last) <= 0) return undefined
+    subscriber.last = entry.id
     const event = eventOf(entry)
-    if (!event || !subscribers.has(subscriber)) return
+    if (!event) return undefined
     try {
-      subscriber.listener(event)
+      return subscriber.listener(event)
     } catch (error) {
       onError(error)
+      return undefined
     }
   }
 
   /**
-   * Gives `subscriber` the entries after its cursor up to `head`, the ones the live read has
+   * Gives `subscriber` the entries after its last one up to `head`, the ones the live read has
    * passed, at most REPLAY_PAGES pages per read so that a client far behind does not hold up
-   * the live ones; true once it has caught up.
+   * the live ones, and waiting after each page (up to REPLAY_DRAIN_MS) for what its listener
+   * returned, so that a stream is not handed more than it can send. True once it has caught up.
    */
-  const replay = async (subscriber: Subscriber): Promise<boolean> => {
+  const replay = async (subscriber: Subscriber, at: number): Promise<boolean> => {
     for (let pages = 0; pages < REPLAY_PAGES; pages++) {
-      const cursor = subscriber.replayFrom!
+      const cursor = subscriber.last!
       if (head === undefined || compareActivityIds(cursor, head) >= 0 || !subscribers.has(subscriber)) return true
       const page = await store.listActivity({ after: cursor, limit: PAGE })
+      if (at !== generation) return true
+      const sent: unknown[] = []
       for (const entry of page) {
-        if (compareActivityIds(entry.id, head) > 0) return true
-        deliver(subscriber, entry)
-        subscriber.replayFrom = entry.id
+        if (compareActivityIds(entry.id, head) > 0) break
+        sent.push(deliver(subscriber, entry))
       }
-      if (page.length < PAGE) return true
+      await drained(sent)
+      if (page.length < PAGE || compareActivityIds(subscriber.last!, head) >= 0) return true
     }
     return false
   }
 
-  const read = async () => {
+  const read = async (at: number) => {
     if (!started) {
       // The cursor starts at the newest entry: a subscriber sees what happens from now on.
-      head = (await store.listActivity({ limit: 1, newest: true }))[0]?.id
+      const newest = (await store.listActivity({ limit: 1, newest: true }))[0]?.id
+      if (at !== generation) return
+      head = newest
       started = true
     }
     for (const subscriber of subscribers) {
-      if (subscriber.replayFrom !== undefined) {
+      if (subscriber.replaying) {
         // Still behind: it goes on at the next read, after the live subscribers have theirs.
-        if (!(await replay(subscriber))) {
+        if (!(await replay(subscriber, at))) {
           again = true
           continue
         }
-        delete subscriber.replayFrom
+        if (at !== generation) return
+        subscriber.replaying = false
       }
-      if (subscriber.onReady) {
-        const ready = subscriber.onReady
+      const ready = subscriber.onReady
+      if (ready) {
         delete subscriber.onReady
-        ready()
+        try {
+          ready()
+        } catch (error) {
+          onError(error)
+        }
       }
     }
     for (;;) {
       const page = await store.listActivity({ limit: PAGE, ...(head === undefined ? {} : { after: head }) })
+      if (at !== generation) return
       for (const entry of page) {
-        for (const subscriber of subscribers) if (subscriber.replayFrom === undefined) deliver(subscriber, entry)
+        for (const subscriber of subscribers) if (!subscriber.replaying) deliver(subscriber, entry)
         head = entry.id
       }
       if (page.length < PAGE) return
@@ -129,40 +156,52 @@ export function activityFeed(store: MigrationStore, onError: (error: unknown) =>
       again = true
       return
     }
+    if (subscribers.size === 0) return
     running = true
+    const at = generation
     try {
       do {
         again = false
-        await read()
-      } while (again && subscribers.size > 0)
+        await read(at)
+      } while (again && subscribers.size > 0 && at === generation)
       retryMs = FIRST_RETRY_MS
     } catch (error) {
       // The store is away: the cursor stays where it was, so the next read misses nothing.
       onError(error)
-      retry = setTimeout(() => {
-        retry = undefined
-        void pump()
-      }, retryMs)
-      ;(retry as { unref?: () => void }).unref?.()
-      retryMs = Math.min(retryMs * 2, MAX_RETRY_MS)
+      if (subscribers.size > 0 && at === generation) {
+        if (retry) clearTimeout(retry)
+        retry = setTimeout(() => {
+          retry = undefined
+          void pump()
+        }, retryMs)
+        ;(retry as { unref?: () => void }).unref?.()
+        retryMs = Math.min(retryMs * 2, MAX_RETRY_MS)
+      }
     } finally {
       running = false
     }
+    // A subscriber that came while a read of an earlier generation was finishing starts now.
+    if (at !== generation && subscribers.size > 0) void pump()
   }
 
   const stop = () => {
+    generation++
     unwatch?.()
     unwatch = undefined
     if (retry) clearTimeout(retry)
     retry = undefined
+    retryMs = FIRST_RETRY_MS
     started = false
     head = undefined
   }
 
   return {
-    subscribe(listener: (event: LoomEvent) => void, options: SubscribeOptions = {}): () => void {
-      const subscriber: Subscriber = { listener }
-      if (isActivityId(options.after)) subscriber.replayFrom = options.after
+    subscribe(listener: (event: LoomEvent) => unknown, options: SubscribeOptions = {}): () => void {
+      const subscriber: Subscriber = { listener, replaying: false }
+      if (isActivityId(options.after)) {
+        subscriber.last = options.after
+        subscriber.replaying = true
+      }
       if (options.onReady) subscriber.onReady = options.onReady
       subscribers.add(subscriber)
       unwatch ??= store.watchActivity(() => void pump())
@@ -172,6 +211,18 @@ export function activityFeed(store: MigrationStore, onError: (error: unknown) =>
       }
     },
   }
+}
+
+/** Waits for the promises among `results`, but not longer than REPLAY_DRAIN_MS. */
+async function drained(results: unknown[]): Promise<void> {
+  const promises = results.filter((r): r is Promise<unknown> => typeof (r as Promise<unknown> | undefined)?.then === 'function')
+  if (promises.length === 0) return
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, REPLAY_DRAIN_MS)
+  })
+  await Promise.race([Promise.allSettled(promises), timeout])
+  clearTimeout(timer)
 }
 
 /**

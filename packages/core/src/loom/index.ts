@@ -119,9 +119,11 @@ export interface Loom {
   /**
    * Calls `listener` for every change, made by this process or any other sharing the store,
    * in the order of the activity log, until the returned function is called. With `after`
-   * (the id of an event seen before), the changes since then come first.
+   * (the id of an event seen before), the changes since then come first; a listener that
+   * returns a promise (a stream's write) is waited for between their pages, so a client far
+   * behind is not handed more than it can take.
    */
-  subscribe(listener: (event: LoomEvent) => void, options?: SubscribeOptions): () => void
+  subscribe(listener: (event: LoomEvent) => unknown, options?: SubscribeOptions): () => void
   /** Resolves when store and engine answer; otherwise `unavailable` naming the failing one. */
   health(): Promise<HealthReport>
 }

@@ -41,10 +41,10 @@ const MAX_REDELIVERY_PAUSE_MS = 60_000
 /** Runs claimed from lapsed owners per tick, so one tick stays short however many there are. */
 const CLAIM_LIMIT = 100
 
-/** How often expired activity is deleted, and how much per statement and per tick. */
+/** How often expired activity is deleted, how much per statement, and for how long per tick at most. */
 const PRUNE_EVERY_MS = 3600_000
 const PRUNE_BATCH = 5_000
-const PRUNE_BATCHES_PER_TICK = 20
+const PRUNE_BUDGET_MS = 1_000
 
 export function reconciler(ctx: LoomContext, host: RunHost, timings: ReconcilerTimings): Reconciler {
   const { store, engine, onError, instanceId, now, activityRetentionMs } = ctx
@@ -136,14 +136,19 @@ export function reconciler(ctx: LoomContext, host: RunHost, timings: ReconcilerT
     }
     for (const runId of checked.keys()) if (!live.has(runId)) checked.delete(runId)
     for (const key of redelivered.keys()) if (!live.has(key.slice(0, key.indexOf('#')))) redelivered.delete(key)
+    // Not in the first pass, which `ready` waits for: the runs come first.
+    if (activityRetentionMs !== undefined && !first && nowMs >= nextPrune) await prune(nowMs, activityRetentionMs)
     first = false
-    if (activityRetentionMs !== undefined && nowMs >= nextPrune) await prune(nowMs, activityRetentionMs)
   }
 
-  /** Deletes expired entries, a bounded number of batches per tick; what is left goes at the next tick. */
+  /**
+   * Deletes expired entries for at most PRUNE_BUDGET_MS a tick, so the next lease renewal is
+   * never late; what is left goes at the next tick.
+   */
   const prune = async (nowMs: number, retentionMs: number) => {
     const before = new Date(nowMs - retentionMs).toISOString()
-    for (let batch = 0; batch < PRUNE_BATCHES_PER_TICK; batch++) {
+    const started = Date.now()
+    while (Date.now() - started < PRUNE_BUDGET_MS) {
       if ((await store.pruneActivity(before, PRUNE_BATCH)) < PRUNE_BATCH) {
         nextPrune = nowMs + PRUNE_EVERY_MS
         return

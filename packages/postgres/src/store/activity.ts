@@ -94,7 +94,7 @@ export function activityMethods(ctx: StoreContext): ActivityMethods {
           const entries = rows.filter((row: Row) => row.id !== null).map(activityOf)
           if (entries.length >= limit || rows[0]?.held !== true || newest) return entries
           if (Date.now() - started + pause > maxWaitMs) {
-            if (ctx.watched()) ctx.wakeSoon(HELD_RETRY_MS)
+            if (ctx.hub.watched()) ctx.hub.wakeSoon(HELD_RETRY_MS)
             return entries
           }
           await new Promise((resolve) => setTimeout(resolve, pause))
@@ -102,7 +102,7 @@ export function activityMethods(ctx: StoreContext): ActivityMethods {
       })
     },
 
-    watchActivity: ctx.watch,
+    watchActivity: (watcher) => ctx.hub.watch(watcher),
 
     pruneActivity(before, limit) {
       return call(async () => {

@@ -16,7 +16,7 @@ export function candidateMethods(ctx: StoreContext): CandidateMethods {
             ${migrationId}::text, ${candidateRows(candidates)}::text::json, ${draftOrNull(activity)}::text::json
           ) as replaced
         `
-        if (row!.replaced === true && activity) ctx.wrote()
+        if (row!.replaced === true && activity) ctx.hub.wrote()
         return row!.replaced === true
       })
     },

@@ -1,9 +1,6 @@
 import type { Sql } from 'postgres'
-import { isEmbedded } from '../embedded'
 import { guard } from '../failures'
-
-/** After LISTEN failed (the database away), the next try waits this long. */
-const LISTEN_RETRY_MS = 1_000
+import { activityHub } from './watch'
 
 /** What every part of the store works with: the caller's client, Loom's tables in its schema, and the call wrapper. */
 export type StoreContext = ReturnType<typeof storeContext>
@@ -30,89 +27,12 @@ export function storeContext(sql: Sql<any>, schema: string, timeoutMs: number) {
     from ${tables.runSteps} s
     where s.migration_id = r.migration_id and s.candidate_id = r.candidate_id
   ), '[]'::json)`
-  /** Who waits for entries (`watchActivity`), woken once per turn of the event loop. */
-  const watchers = new Set<() => void>()
-  let waking = false
-  const wake = () => {
-    if (waking) return
-    waking = true
-    queueMicrotask(() => {
-      waking = false
-      for (const watcher of watchers) watcher()
-    })
-  }
-  const embedded = isEmbedded(sql)
-  /**
-   * NOTIFY, after the writes and outside their transactions: a transaction that notifies takes
-   * a lock of the whole database before it commits and holds it until its commit is on disk,
-   * which makes concurrent writers commit one at a time (a trigger on the log cost +12 to +85 %
-   * a transition in bench/activity.ts). One notification at a time per process instead: writes
-   * made while one is on its way are told by the next, so under load a process sends about one
-   * per round trip, and each wakes every listener to read from its cursor. A notification lost
-   * with its process only delays the readers until the next change anywhere: they miss nothing.
-   */
-  let notifying = false
-  let pending = false
-  const announce = () => {
-    pending = true
-    if (notifying) return
-    notifying = true
-    pending = false
-    void sql
-      .notify(`${schema}.activity`, '')
-      .catch(() => {})
-      .finally(() => {
-        notifying = false
-        if (pending) announce()
-      })
-  }
-  /** The LISTEN that wakes the watchers for every process's entries, while any watches. */
-  let listening: Promise<{ unlisten(): Promise<void> } | undefined> | undefined
-  const listen = () => {
-    // Every process's entries arrive as notifications (`announce`, sent by the writer after its
-    // write committed). The client listens on a connection of its own and listens again after
-    // a reconnect; each time it does, the watchers wake, for whatever came while it was away.
-    listening = sql.listen(`${schema}.activity`, wake, wake).catch(() => {
-      listening = undefined
-      const timer = setTimeout(() => {
-        if (watchers.size > 0 && !listening) listen()
-      }, LISTEN_RETRY_MS)
-      ;(timer as { unref?: () => void }).unref?.()
-      return undefined
-    })
-  }
+  const hub = activityHub(sql, schema)
   return {
     sql,
     tables,
-    /** Adds a watcher of the log; returns its remover. */
-    watch(watcher: () => void): () => void {
-      const entry = () => watcher()
-      watchers.add(entry)
-      if (!listening && !embedded) listen()
-      return () => {
-        watchers.delete(entry)
-        if (watchers.size > 0 || !listening) return
-        const stopping = listening
-        listening = undefined
-        void stopping.then((listener) => listener?.unlisten()).catch(() => {})
-      }
-    },
-    /** Whether anyone watches the log. */
-    watched: () => watchers.size > 0,
-    /**
-     * A call of this store added entries: on the embedded database, wake this process's
-     * watchers; on a server, tell every listening process (this one included) with NOTIFY.
-     */
-    wrote: () => {
-      if (embedded) {
-        if (watchers.size > 0) wake()
-      } else announce()
-    },
-    /** Wakes the watchers soon: a read ended before entries still held back, and no write may come to wake them. */
-    wakeSoon(ms: number) {
-      const timer = setTimeout(wake, ms)
-      ;(timer as { unref?: () => void }).unref?.()
-    },
+    /** Who waits for the log's entries, and how they are woken (`watch`, `wrote` after a write). */
+    hub,
     /** The bound on every call (0: none). */
     timeoutMs,
     /** The sequence every attempt number is drawn from, as `nextval` takes it. */

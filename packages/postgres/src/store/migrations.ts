@@ -89,7 +89,7 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
         `
         // Another worker's migration: nothing was written, and the record is the stored one, naming its owner.
         if (row!.applied !== true) return migrationOf({ ...row, id: definition.id })
-        if (activity) ctx.wrote()
+        if (activity) ctx.hub.wrote()
         const record: MigrationRecord = { ...structuredClone(definition), createdAt: iso(row!.created_at) }
         if (row!.owner !== null) record.owner = row!.owner
         return record
@@ -108,7 +108,7 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
     deleteMigration(id, activity) {
       return call(async () => {
         const [row] = await sql`select ${fn('delete_migration')}(${id}::text, ${draftOrNull(activity)}::text::json) as outcome`
-        if (row!.outcome === 'deleted' && activity) ctx.wrote()
+        if (row!.outcome === 'deleted' && activity) ctx.hub.wrote()
         return row!.outcome as 'deleted' | 'not_found' | 'running'
       })
     },

@@ -140,7 +140,7 @@ export function runMethods(ctx: StoreContext): RunMethods {
             throw error
           })
           if (rows === RETRY || rows.length === 0) return RETRY
-          ctx.wrote()
+          ctx.hub.wrote()
           return { ok: true, run: { ...next, attempt: Number(rows[0]!.attempt) }, previous: decision.previous }
         }),
       )
@@ -177,7 +177,7 @@ export function runMethods(ctx: StoreContext): RunMethods {
             select 1 from saved
           `
           if (rows.length === 0) return RETRY
-          ctx.wrote()
+          ctx.hub.wrote()
           return { outcome: 'recorded', run }
         }),
       )
@@ -204,7 +204,7 @@ export function runMethods(ctx: StoreContext): RunMethods {
             select 1 from saved
           `
           if (rows.length === 0) return RETRY
-          if (activity) ctx.wrote()
+          if (activity) ctx.hub.wrote()
           return true
         }),
       )
