@@ -444,6 +444,120 @@ describe('bad input changes nothing', () => {
   })
 })
 
+/**
+ * Each required field of each body removed in turn, from a body the route would take. The
+ * lists are written out from the schemas in core, not read off them: a field made optional
+ * there must fail here.
+ */
+describe('a body without a required field is refused naming it, and nothing changes', () => {
+  const candidate = {
+    id: 'svc-9',
+    kind: 'application',
+    files: [{ name: 'values', repo: 'acme/gitops', files: [{ path: 'apps/svc-9/values.yaml', url: 'https://git/values.yaml' }] }],
+  }
+  const candidateFields = (at: string) => [
+    `${at}.id`,
+    `${at}.files.0.name`,
+    `${at}.files.0.repo`,
+    `${at}.files.0.files`,
+    `${at}.files.0.files.0.path`,
+    `${at}.files.0.files.0.url`,
+  ]
+  const steps = [{ name: 'update-chart', workerApp: 'charts', config: { chart: 'app' } }]
+  const stepFields = ['steps.0.name', 'steps.0.workerApp']
+  const routes = [
+    {
+      path: '/registry/announce',
+      body: { id: 'other', name: 'Other', candidates: [candidate], steps },
+      required: ['id', 'name', 'steps', ...stepFields, ...candidateFields('candidates.0')],
+    },
+    {
+      path: '/migrations',
+      body: { name: 'Other', candidates: [candidate], steps },
+      required: ['name', 'candidates', 'steps', ...stepFields, ...candidateFields('candidates.0')],
+    },
+    {
+      path: `/migrations/${M}/candidates`,
+      body: { candidates: [candidate] },
+      required: ['candidates', ...candidateFields('candidates.0')],
+    },
+    ...[`/event/${RUN}`, `/event/${RUN}/pr-opened`].map((path) => ({
+      path,
+      body: { ...step, candidate },
+      required: ['stepName', 'candidate', 'success', ...candidateFields('candidate')],
+    })),
+  ]
+
+  /** `body` without the key at the dotted `path` (`steps.0.workerApp`). */
+  const without = (body: unknown, path: string): unknown => {
+    const copy = structuredClone(body)
+    const keys = path.split('.')
+    const last = keys.pop()!
+    let parent: any = copy
+    for (const key of keys) parent = parent[key]
+    expect(parent, `${path} must be in the valid body`).toHaveProperty(last)
+    delete parent[last]
+    return copy
+  }
+
+  const missing = routes.flatMap(({ path, body, required }) => required.map((field) => [path, field, without(body, field)] as const))
+
+  it.each(missing)('POST %s without %s → 400 naming it as required', async (path, field, body) => {
+    const t = await setup()
+    try {
+      await t.loom.announce(announcement(M, { steps: ['update-chart'], candidates: candidates(2) }))
+      await t.loom.queue(M, 'svc-0')
+      const before = await t.snapshot()
+      const res = await t.call('POST', path, body)
+      expect(res.status).toBe(400)
+      expect(res.json).toEqual({ error: `${field}: is required`, code: 'invalid', field })
+      expect(await t.snapshot()).toEqual(before)
+      expect(t.worker.dispatched).toEqual([])
+    } finally {
+      await t.close()
+    }
+  })
+
+  it.each([
+    ['/registry/announce', { id: 'other', name: 'Other', candidates: [candidate], steps }],
+    ['/migrations', { name: 'Other', candidates: [candidate], steps }],
+  ])('POST %s without steps.0.workerApp registers nothing in an empty Loom', async (path, body) => {
+    const t = await setup()
+    try {
+      const res = await t.call('POST', path, without(body, 'steps.0.workerApp'))
+      expect(res.status).toBe(400)
+      expect(res.json).toEqual({ error: 'steps.0.workerApp: is required', code: 'invalid', field: 'steps.0.workerApp' })
+      expect(await t.loom.listMigrations()).toEqual([])
+      // The same body with the field is registered: the refusal was of the field alone.
+      expect((await t.call('POST', path, body)).status).toBe(path === '/migrations' ? 201 : 200)
+      expect(await t.loom.listMigrations()).toHaveLength(1)
+    } finally {
+      await t.close()
+    }
+  })
+
+  it.each([`/migrations/${M}/queue`, `/migrations/${M}/dry-run`])(
+    'POST %s without candidateId or candidate.id → 400 saying the body must have one',
+    async (path) => {
+      const t = await setup()
+      try {
+        await t.loom.announce(announcement(M, { steps: ['update-chart'], candidates: candidates(2) }))
+        const before = await t.snapshot()
+        for (const body of [{}, { candidate: {} }]) {
+          const res = await t.call('POST', path, body)
+          expect(res.status).toBe(400)
+          expect(res.json).toEqual({ error: 'body: must have candidateId or candidate.id', code: 'invalid', field: 'body' })
+        }
+        expect(await t.snapshot()).toEqual(before)
+        expect(t.worker.dispatched).toEqual([])
+        expect(t.worker.dryRuns).toEqual([])
+      } finally {
+        await t.close()
+      }
+    },
+  )
+})
+
 describe('oversized bodies', () => {
   const big = { candidates: candidates(100) }
 

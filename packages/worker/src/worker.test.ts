@@ -550,6 +550,117 @@ describe('createWorker: running steps', () => {
   })
 })
 
+/**
+ * Loom refusing a final outcome with `unavailable` once (a restart, a store failover) must
+ * cost one retry, not the step: the report is sent again and the run moves on, with the
+ * handler run once.
+ */
+describe('createWorker: a report Loom refuses as unavailable once', () => {
+  /** `steps` under a Loom whose first `complete` is refused with `unavailable`; `completes` counts every call. */
+  function setupWithFirstReportRefused(steps: StepSpec[]) {
+    const counts = { completes: 0 }
+    const wrap = (inner: Loom): Loom => ({
+      ...inner,
+      complete: async (runId, event) => {
+        if (++counts.completes === 1) throw new LoomError('unavailable', 'store: connection refused')
+        return inner.complete(runId, event)
+      },
+    })
+    return { ...setup(steps, { wrap }), counts }
+  }
+
+  it('sends a handler’s outcome again: the run completes, the handler ran once, complete was called twice', async () => {
+    let calls = 0
+    const { loom, worker, errors, counts } = setupWithFirstReportRefused([
+      {
+        name: 'edit',
+        run: () => {
+          calls++
+          return { metadata: { prUrl: 'https://git/pr/1' } }
+        },
+      },
+    ])
+    await worker.start()
+    const runId = await execute(loom, 'billing')
+    await eventually(async () => expect(await statusOf(loom, 'billing')).toBe('completed'))
+    expect(calls).toBe(1)
+    expect(counts.completes).toBe(2)
+    expect((await loom.getRun(runId)).steps?.map((s) => [s.stepName, s.success, s.metadata])).toEqual([
+      ['edit', true, { prUrl: 'https://git/pr/1' }],
+    ])
+    expect(errors).toEqual([])
+  })
+
+  it('sends worker.complete again: it resolves, the run completes, the handler ran once, complete was called twice', async () => {
+    let calls = 0
+    const dispatched = deferred<string>()
+    const { loom, worker, errors, counts } = setupWithFirstReportRefused([
+      {
+        name: 'open-pr',
+        run: ({ runId }) => {
+          calls++
+          dispatched.resolve(runId)
+          return pending()
+        },
+      },
+    ])
+    await worker.start()
+    const runId = await execute(loom, 'billing')
+    expect(await dispatched.promise).toBe(runId)
+    await worker.complete(runId, 'open-pr', { success: true, metadata: { phase: 'merged' } })
+    await eventually(async () => expect(await statusOf(loom, 'billing')).toBe('completed'))
+    expect(calls).toBe(1)
+    expect(counts.completes).toBe(2)
+    expect((await loom.getRun(runId)).steps?.[0]?.metadata).toEqual({ phase: 'merged' })
+    expect(errors).toEqual([])
+  })
+
+  it('over HTTP, sends the outcome again after a 503: the run completes, the handler ran once, two reports were posted', async () => {
+    const loom = createLoom({
+      store: memoryStore(),
+      engine: localEngine({ retryDelayMs: 5 }),
+      dispatcher: httpDispatcher({
+        token: WORKER_TOKEN,
+        fetch: ((input, init) => worker.app.request(String(input), init)) as typeof fetch,
+      }),
+    })
+    const api = loomApp(loom, { token: 'operator', workerToken: WORKER_TOKEN })
+    let calls = 0
+    let reports = 0
+    const worker: Worker = createWorker({
+      app: 'charts',
+      loomUrl: 'http://loom.test/api',
+      token: WORKER_TOKEN,
+      url: 'http://worker.test',
+      fetch: async (input, init) => {
+        const { pathname } = new URL(String(input))
+        // The contract's answer of a Loom whose store is down, for the first final report only.
+        if (/^\/api\/event\/[^/]+$/.test(pathname) && ++reports === 1) {
+          return Response.json({ error: 'store: connection refused', code: 'unavailable', dependency: 'store' }, { status: 503 })
+        }
+        return api.request(new Request(String(input).replace('/api', ''), init))
+      },
+      migrations: [
+        migrationOf([
+          {
+            name: 'edit',
+            run: () => {
+              calls++
+            },
+          },
+        ]),
+      ],
+      retry: { attempts: 4, initialDelayMs: 1, maxDelayMs: 5 },
+    })
+    opened.push({ loom, worker })
+    await worker.start()
+    await execute(loom, 'billing')
+    await eventually(async () => expect(await statusOf(loom, 'billing')).toBe('completed'))
+    expect(calls).toBe(1)
+    expect(reports).toBe(2)
+  })
+})
+
 describe('createWorker: the HTTP app', () => {
   const post = (worker: Worker, path: string, body: unknown, token?: string) =>
     worker.app.request(path, {
