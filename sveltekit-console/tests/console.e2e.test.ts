@@ -290,9 +290,9 @@ describe('the console in Chromium', () => {
     const review = page.locator('[data-testid="timeline-step"][data-step="verify-sync"]')
     await expect(review.getAttribute('data-state')).resolves.toBe('failed')
     await expect(review.textContent()).resolves.toContain('prod is Degraded in Argo CD')
-    // The attempt history: failed at the review, each step with its times and who reported it.
+    // The attempt history: rejected at the review, each step with its times and who reported it.
     const attempt = page.locator('[data-testid="attempt"]').first()
-    await expect(attempt.getAttribute('data-outcome')).resolves.toBe('failed')
+    await expect(attempt.getAttribute('data-outcome')).resolves.toBe('rejected')
     await expect(attempt.textContent()).resolves.toContain('Executed by anonymous')
     const reviewRow = attempt.locator('tr[data-step="verify-sync"]')
     await expect(reviewRow.locator('[data-testid="step-by"]').textContent()).resolves.toBe('anonymous')

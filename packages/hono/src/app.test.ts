@@ -251,6 +251,9 @@ describe('GET /migrations/{id}/candidates', () => {
     const summary = await t.call('GET', '/migrations?summary=true')
     expect(summary.json.migrations[0].counts).toEqual({ not_started: 3, queued: 0, running: 0, completed: 0, failed: 1 })
     expect((await t.call('GET', `/runs/${runId}`)).status).toBe(404)
+    // A registered migration's candidates stay as registered (API 0.2's shape): the lists tell how attempts ended.
+    const migration = (await t.call('GET', `/migrations/${M}`)).json
+    expect(migration.candidates[0]).not.toHaveProperty('lastAttempt')
   })
 
   it('400 naming the query parameter', async () => {

@@ -18,7 +18,8 @@ export function overview({ counts, cancelledAttempts, ...record }: MigrationSumm
 export function registeredMigration(summary: MigrationSummary, listed: CandidateWithStatus[]): RegisteredMigration {
   const candidateRuns: Record<string, CandidateRun> = {}
   const candidates: Candidate[] = []
-  for (const { status, runId: _runId, ...candidate } of listed) {
+  // The candidates as registered: their status goes in `candidateRuns`, how the last attempt ended in the lists only.
+  for (const { status, runId: _runId, lastAttempt: _last, ...candidate } of listed) {
     candidates.push(candidate)
     if (status !== 'not_started') candidateRuns[candidate.id] = { status }
   }
