@@ -5,6 +5,7 @@ import postgres from 'postgres'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { onEachDatabase, scratchStore, statementsSent } from '../test/databases'
 import { postgresStore, type PostgresStore } from './index'
+import { channelOf } from './store/watch'
 
 const definition = (id = 'app-chart'): MigrationDefinition => ({
   id,
@@ -280,3 +281,15 @@ async function closedPort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()))
   return port
 }
+
+describe('the activity log’s notification channel', () => {
+  it('is `<schema>.activity` while that fits an identifier, and a stable short name past it', () => {
+    expect(channelOf('loom')).toBe('loom.activity')
+    const long = `s${'x'.repeat(62)}`
+    const other = `t${'x'.repeat(62)}`
+    expect(channelOf(long)).toMatch(/^loom\.activity\.[0-9a-f]{8}$/)
+    expect(channelOf(long)).toBe(channelOf(long))
+    expect(channelOf(long)).not.toBe(channelOf(other))
+    expect(channelOf(`${'y'.repeat(54)}`).length).toBe(63)
+  })
+})

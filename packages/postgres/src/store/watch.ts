@@ -37,7 +37,7 @@ export function activityHub(sql: Sql<any>, schema: string): ActivityHub {
 }
 
 function createHub(sql: Sql<any>, schema: string): ActivityHub {
-  const channel = `${schema}.activity`
+  const channel = channelOf(schema)
   const watchers = new Set<() => void>()
   let waking = false
   /** Wakes every watcher once per turn of the event loop, however many wake-ups came. */
@@ -125,4 +125,17 @@ function createHub(sql: Sql<any>, schema: string): ActivityHub {
     },
     wakeSoon: (ms) => later(ms, wake),
   }
+}
+
+/**
+ * The channel of a schema's log: `<schema>.activity`, or, for a schema name too long for that to
+ * fit PostgreSQL's 63 bytes (a channel is an identifier), `loom.activity.<hash of the name>`.
+ */
+export function channelOf(schema: string): string {
+  const plain = `${schema}.activity`
+  if (plain.length <= 63) return plain
+  // FNV-1a, 32 bits: stable across processes and versions, which is all a channel name needs.
+  let hash = 0x811c9dc5
+  for (let i = 0; i < schema.length; i++) hash = Math.imul(hash ^ schema.charCodeAt(i), 0x01000193) >>> 0
+  return `loom.activity.${hash.toString(16).padStart(8, '0')}`
 }
