@@ -257,7 +257,7 @@ describe.skipIf(!DATABASE_URL)(`the activity log under concurrent writers ${NEED
       const listeners = async () =>
         admin<{ pid: number }[]>`select pid from pg_stat_activity where query ilike ${`listen "${schema}.activity"%`}`
       await eventually(async () => expect(await listeners()).toHaveLength(1), { timeoutMs: 5_000 })
-      const [{ pid }] = await listeners()
+      const pid = (await listeners())[0]!.pid
       await admin`select pg_terminate_backend(${pid}::int)`
       // Listening again (a new backend), the next change from another pool reaches the subscriber.
       await eventually(async () => expect((await listeners()).map((l) => l.pid)).not.toEqual([pid]), { timeoutMs: 10_000 })
