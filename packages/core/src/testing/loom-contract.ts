@@ -76,6 +76,11 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
         await loom.queue(M, 'svc-0')
         await loom.cancel(await loom.queue(M, 'svc-1'))
         await loom.queue(M, 'svc-2')
+        // Both announces could land in one millisecond, where a fresh createdAt equals the kept one:
+        // let the clock move on, and prove it has with a migration announced now.
+        await eventually(() => expect(Date.now()).toBeGreaterThan(Date.parse(first.createdAt) + 1), { timeoutMs: 1_000, intervalMs: 2 })
+        const fresh = await loom.announce(announcement('clock-probe'))
+        expect(Date.parse(fresh.createdAt)).toBeGreaterThan(Date.parse(first.createdAt))
         const second = await loom.announce({ ...announcement(M, { steps: ['only-step'] }), name: 'Renamed' })
         expect(second.name).toBe('Renamed')
         expect(second.steps.map((s) => s.name)).toEqual(['only-step'])
