@@ -233,6 +233,13 @@ describe('errors', () => {
     expect(error.details).toEqual({ httpStatus: 502 })
     const garbled = createClient({ baseUrl: 'http://loom.test', fetch: async () => new Response('not json', { status: 200 }) })
     await expectLoomError(garbled.getMigration(M), 'unavailable')
+    // An error body of the contract's shape but a code outside its closed set is not Loom's.
+    const teapot = createClient({
+      baseUrl: 'http://loom.test',
+      fetch: async () => Response.json({ error: 'I am a teapot', code: 'teapot' }, { status: 418 }),
+    })
+    const odd = await expectLoomError(teapot.getMigration(M), 'unavailable')
+    expect(odd.details).toEqual({ httpStatus: 418 })
   })
 })
 

@@ -558,6 +558,23 @@ describe('a body without a required field is refused naming it, and nothing chan
   )
 })
 
+describe('a JSON body of another media type', () => {
+  it('is refused for its type, so a cross-site form (text/plain, no preflight) cannot call the API; nothing changes', async () => {
+    const t = await setup()
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+      const res = await t.app.request('/registry/announce', {
+        method: 'POST',
+        headers: { 'content-type': type },
+        body: JSON.stringify(announcement(M, { candidates: candidates(1) })),
+      })
+      expect(res.status, type).toBe(400)
+      expect(await res.json(), type).toEqual({ error: 'body: Content-Type must be application/json', code: 'invalid', field: 'body' })
+    }
+    expect(await t.loom.listMigrations()).toEqual([])
+    await t.close()
+  })
+})
+
 describe('oversized bodies', () => {
   const big = { candidates: candidates(100) }
 
