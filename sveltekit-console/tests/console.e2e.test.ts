@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runId, type RunInfo } from '@loom/core'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
-import { hydrated, launchBrowser, removeDir, screenshot, seriousViolations, startConsole, type ConsoleServer } from './harness'
+import { dropSchema, hydrated, launchBrowser, removeDir, screenshot, seriousViolations, startConsole, type ConsoleServer } from './harness'
 
 const MIGRATION = 'app-chart'
 const MIGRATION_NAME = 'Applications: generic chart → own chart'
@@ -36,17 +36,6 @@ async function expectAccessible(p: Page) {
   expect(await seriousViolations(p)).toEqual([])
 }
 
-async function dropSchema() {
-  if (!process.env.DATABASE_URL) return
-  const { default: postgres } = await import('postgres')
-  const sql = postgres(process.env.DATABASE_URL, { max: 1, onnotice: () => {} })
-  try {
-    await sql.unsafe(`drop schema if exists "${unique}" cascade`)
-  } finally {
-    await sql.end()
-  }
-}
-
 beforeAll(async () => {
   server = await startConsole({
     env: {
@@ -69,7 +58,7 @@ afterAll(async () => {
   await browser?.close()
   const code = await server?.stop()
   await removeDir(server?.dataDir ?? '')
-  await dropSchema()
+  await dropSchema(unique)
   // Ctrl-C (SIGINT) stops the console cleanly: exit code 0.
   expect(code).toBe(0)
 })
@@ -223,7 +212,8 @@ describe('the console in Chromium', () => {
     await expect(confirm.isVisible()).resolves.toBe(false)
     await expect(row(page, CANCEL).getAttribute('data-status')).resolves.toBe('queued')
     await cancel.click()
-    // The reason field has the focus once the question opens.
+    // The reason field has the focus once the question opens (the console moves it there after the panel renders).
+    await page.locator('[name="reason"]:focus').waitFor({ timeout: 5_000 })
     await expect(page.evaluate(() => document.activeElement?.getAttribute('name'))).resolves.toBe('reason')
     await page.keyboard.type(CANCEL_REASON)
     await screenshot(page, '06a-cancel-confirm')

@@ -12,7 +12,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runId, type CandidateWithStatus } from '@loom/core'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
-import { hydrated, launchBrowser, removeDir, screenshot, seriousViolations, startConsole, type ConsoleServer } from './harness'
+import { dropSchema, hydrated, launchBrowser, removeDir, screenshot, seriousViolations, startConsole, type ConsoleServer } from './harness'
 
 const MIGRATION = 'app-chart'
 const ALICE = 'alice-failures-secret'
@@ -82,17 +82,6 @@ async function expectAccessible(p: Page) {
   expect(await seriousViolations(p)).toEqual([])
 }
 
-async function dropSchema() {
-  if (!process.env.DATABASE_URL) return
-  const { default: postgres } = await import('postgres')
-  const sql = postgres(process.env.DATABASE_URL, { max: 1, onnotice: () => {} })
-  try {
-    await sql.unsafe(`drop schema if exists "${unique}" cascade`)
-  } finally {
-    await sql.end()
-  }
-}
-
 beforeAll(async () => {
   server = await startConsole({
     env: {
@@ -145,7 +134,7 @@ afterAll(async () => {
   await browser?.close()
   await server?.stop()
   await removeDir(server?.dataDir ?? '')
-  await dropSchema()
+  await dropSchema(unique)
 })
 
 describe('failures in the console', () => {

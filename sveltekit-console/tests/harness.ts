@@ -137,6 +137,18 @@ export async function startConsole(options: StartOptions = {}): Promise<ConsoleS
   }
 }
 
+/** Drops a test's own schema from the PostgreSQL of DATABASE_URL (nothing to do without one). */
+export async function dropSchema(schema: string): Promise<void> {
+  if (!process.env.DATABASE_URL) return
+  const { default: postgres } = await import('postgres')
+  const sql = postgres(process.env.DATABASE_URL, { max: 1, onnotice: () => {} })
+  try {
+    await sql.unsafe(`drop schema if exists "${schema}" cascade`)
+  } finally {
+    await sql.end()
+  }
+}
+
 export async function removeDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true })
 }
