@@ -615,6 +615,42 @@ describe('createWorker: a report Loom refuses as unavailable once', () => {
     expect(errors).toEqual([])
   })
 
+  it('sends a pull request opened again: the progress shows, the handler ran once, prOpened was called twice', async () => {
+    let calls = 0
+    let opened = 0
+    const dispatched = deferred<string>()
+    const { loom, worker, errors } = setup(
+      [
+        {
+          name: 'open-pr',
+          run: ({ runId }) => {
+            calls++
+            dispatched.resolve(runId)
+            return pending({ prUrl: 'https://git/pr/9' })
+          },
+        },
+      ],
+      {
+        wrap: (inner: Loom): Loom => ({
+          ...inner,
+          prOpened: async (runId, event) => {
+            if (++opened === 1) throw new LoomError('unavailable', 'store: connection refused')
+            return inner.prOpened(runId, event)
+          },
+        }),
+      },
+    )
+    await worker.start()
+    const runId = await execute(loom, 'billing')
+    expect(await dispatched.promise).toBe(runId)
+    await eventually(async () =>
+      expect((await loom.getRun(runId)).steps?.[0]?.metadata).toEqual({ phase: 'open', prUrl: 'https://git/pr/9' }),
+    )
+    expect(calls).toBe(1)
+    expect(opened).toBe(2)
+    expect(errors).toEqual([])
+  })
+
   it('over HTTP, sends the outcome again after a 503: the run completes, the handler ran once, two reports were posted', async () => {
     const loom = createLoom({
       store: memoryStore(),

@@ -87,6 +87,36 @@ describe('the reconciler', () => {
     await loom.close()
   })
 
+  it('fails a worker step past its deadline, but leaves a manual review waiting for its operator however long it takes', async () => {
+    const worker = fakeWorker()
+    let clock = Date.parse('2026-03-01T00:00:00.000Z')
+    const loom = createLoom({
+      store: memoryStore(),
+      engine: localEngine(),
+      dispatcher: worker.dispatcher,
+      now: () => new Date(clock),
+      stepTimeout: '1h',
+      reconcile,
+    })
+    try {
+      await loom.announce(announcement(M, { steps: ['review', 'update-chart'], manual: ['review'], candidates: [{ id: 'billing-api' }] }))
+      await loom.execute(await loom.queue(M, 'billing-api'))
+      await eventually(async () => expect((await loom.getRun(RUN)).steps?.[0]?.metadata?.phase).toBe('awaiting_review'))
+      clock += 48 * 3600_000
+      // Several passes of the reconciler, two days past the deadline.
+      await new Promise((resolve) => setTimeout(resolve, reconcile.intervalMs * 6))
+      expect((await loom.getRun(RUN)).status).toBe('running')
+      expect((await loom.getRun(RUN)).steps?.[0]?.metadata?.phase).toBe('awaiting_review')
+      // The worker step after it does have a deadline.
+      await loom.complete(RUN, done('review'))
+      await eventually(() => expect(worker.stepsOf(RUN)).toEqual(['update-chart']))
+      clock += 2 * 3600_000
+      await eventually(async () => expect((await loom.getCandidate(M, 'billing-api')).lastAttempt).toMatchObject({ step: 'update-chart' }))
+    } finally {
+      await loom.close()
+    }
+  })
+
   it('ends, with the reason, a run its engine refuses to resume', async () => {
     const store = memoryStore()
     const worker = fakeWorker()
