@@ -1,4 +1,4 @@
-import type { Candidate, CandidateQuery, CandidateStatus, LastOutcome } from './schemas'
+import type { Candidate, CandidateQuery, CandidateStatus, LastOutcome, StatusCounts } from './schemas'
 
 /**
  * Whether a candidate matches a listing query: its status equals `status`, its last attempt
@@ -13,4 +13,20 @@ export function matchesQuery(candidate: Candidate, status: CandidateStatus, quer
   const needle = query.q.toLowerCase()
   if (candidate.id.toLowerCase().includes(needle)) return true
   return Object.values(candidate.metadata ?? {}).some((value) => value.toLowerCase().includes(needle))
+}
+
+/**
+ * How many candidates match `query`, from a migration's kept counts: `total` candidates,
+ * `counts` by status and `outcomes` (of the `not_started` ones, by how their last attempt
+ * ended). Undefined when the counts cannot say (a `q` must look at the candidates).
+ */
+export function totalFromCounts(
+  query: Pick<CandidateQuery, 'status' | 'lastOutcome' | 'q'>,
+  total: number,
+  counts: StatusCounts,
+  outcomes: Record<LastOutcome, number>,
+): number | undefined {
+  if (query.q) return undefined
+  if (query.lastOutcome) return query.status && query.status !== 'not_started' ? 0 : outcomes[query.lastOutcome]
+  return query.status ? counts[query.status] : total
 }

@@ -11,17 +11,26 @@ import type {
   RunState,
   TransitionResult,
 } from './ports'
-import type { CancelledAttempt, Candidate, CandidateQuery } from './schemas'
-import { candidateStatusOf, decideStepProgress, decideStepReport, decideTransition, emptyCounts } from './rules'
+import type { CancelledAttempt, Candidate, CandidateQuery, LastOutcome, StatusCounts } from './schemas'
+import { candidateStatusOf, decideStepProgress, decideStepReport, decideTransition, emptyCounts, standingOf } from './rules'
 import { candidateWithStatus } from './loom/shapes'
-import { matchesQuery } from './candidate-query'
+import { matchesQuery, totalFromCounts } from './candidate-query'
 
 interface StoredMigration {
   record: MigrationRecord
   /** Insertion-ordered: submission order is the listing order. */
   candidates: Map<string, Candidate>
+  /** The candidate ids in listing order, and each one's index in it: where a cursor resumes. */
+  order: string[]
+  positions: Map<string, number>
   runs: Map<string, RunRecord>
   cancelledAttempts: CancelledAttempt[]
+  /** Kept by every change, so that summaries and totals read no candidate. */
+  counts: StatusCounts
+  /** Of the `not_started` candidates, how many had their last attempt end each way. */
+  outcomes: Record<LastOutcome, number>
+  /** Drawn from the store's counter by every change, so a migration deleted and made again never repeats one. */
+  version: number
 }
 
 /**
@@ -38,6 +47,7 @@ interface StoredMigration {
 export function memoryStore(): MigrationStore {
   const migrations = new Map<string, StoredMigration>()
   let attempts = 0
+  let versions = 0
   /** Each process's lease: until when it is alive. */
   const leases = new Map<string, string>()
   const leaseLapsed = (owner: string | undefined, at: string) => {
@@ -75,14 +85,21 @@ export function memoryStore(): MigrationStore {
     }
   }
 
-  const summary = (m: StoredMigration): MigrationSummary => {
-    const counts = emptyCounts()
-    for (const id of m.candidates.keys()) {
-      const run = m.runs.get(id)
-      counts[candidateStatusOf(run?.state)]++
-      if (run?.lastAttempt?.outcome === 'failed') counts.failed++
+  const summary = (m: StoredMigration): MigrationSummary => ({
+    ...clone(m.record),
+    counts: { ...m.counts },
+    cancelledAttempts: clone(m.cancelledAttempts),
+    version: String(m.version),
+  })
+
+  /** Adds (`sign` 1) or takes away (-1) a candidate with this run from the kept counts. */
+  const tally = (m: StoredMigration, run: RunRecord | undefined, sign: 1 | -1) => {
+    const { status, outcome } = standingOf(run)
+    m.counts[status] += sign
+    if (outcome) {
+      m.outcomes[outcome] += sign
+      if (outcome === 'failed') m.counts.failed += sign
     }
-    return { ...clone(m.record), counts, cancelledAttempts: clone(m.cancelledAttempts) }
   }
 
   const replace = (m: StoredMigration, candidates: Candidate[]) => {
@@ -93,6 +110,11 @@ export function memoryStore(): MigrationStore {
     }
     for (const id of m.runs.keys()) if (!next.has(id)) m.runs.delete(id)
     m.candidates = next
+    m.order = [...next.keys()]
+    m.positions = new Map(m.order.map((id, index) => [id, index]))
+    m.counts = emptyCounts()
+    m.outcomes = { failed: 0, rejected: 0, cancelled: 0, dequeued: 0 }
+    for (const id of m.order) tally(m, m.runs.get(id), 1)
   }
 
   return {
@@ -109,10 +131,16 @@ export function memoryStore(): MigrationStore {
       const m: StoredMigration = existing ?? {
         record,
         candidates: new Map(),
+        order: [],
+        positions: new Map(),
         runs: new Map(),
         cancelledAttempts: [],
+        counts: emptyCounts(),
+        outcomes: { failed: 0, rejected: 0, cancelled: 0, dequeued: 0 },
+        version: 0,
       }
       m.record = record
+      m.version = ++versions
       if (candidates) replace(m, candidates)
       migrations.set(definition.id, m)
       return clone(record)
@@ -140,6 +168,7 @@ export function memoryStore(): MigrationStore {
       const m = migrations.get(migrationId)
       if (!m) return false
       replace(m, candidates)
+      m.version = ++versions
       if (activity) write(activity)
       return true
     },
@@ -147,21 +176,39 @@ export function memoryStore(): MigrationStore {
     async listCandidates(migrationId, query: CandidateQuery = {}): Promise<CandidatePage | undefined> {
       const m = migrations.get(migrationId)
       if (!m) return undefined
-      const matching: Array<{ candidate: Candidate; run: RunRecord | undefined }> = []
-      for (const candidate of m.candidates.values()) {
-        const run = m.runs.get(candidate.id)
-        if (matchesQuery(candidate, candidateStatusOf(run?.state), query, run?.lastAttempt?.outcome)) matching.push({ candidate, run })
+      const matches = (id: string) => {
+        const run = m.runs.get(id)
+        const { status, outcome } = standingOf(run)
+        return matchesQuery(m.candidates.get(id)!, status, query, outcome) ? run : false
       }
-      const offset = query.offset ?? 0
-      const page = matching.slice(offset, query.limit === undefined ? undefined : offset + query.limit)
-      return {
-        candidates: page.map(({ candidate, run }) => {
-          const listed = candidateWithStatus(copyCandidate(candidate), run)
-          if (listed.lastAttempt) listed.lastAttempt = clone(listed.lastAttempt)
-          return listed
-        }),
-        total: matching.length,
+      // From the cursor's place, or the offset's: only as far as the page reaches.
+      const cursor = query.after === undefined ? undefined : m.positions.get(query.after)
+      if (query.after !== undefined && cursor === undefined) return { candidates: [], total: countMatches(m, query, matches) }
+      let skip = cursor === undefined ? (query.offset ?? 0) : 0
+      const limit = query.limit ?? Number.POSITIVE_INFINITY
+      const candidates: CandidatePage['candidates'] = []
+      for (let index = cursor === undefined ? 0 : cursor + 1; index < m.order.length && candidates.length < limit; index++) {
+        const id = m.order[index]!
+        const run = matches(id)
+        if (run === false) continue
+        if (skip > 0) {
+          skip--
+          continue
+        }
+        const listed = candidateWithStatus(copyCandidate(m.candidates.get(id)!), run)
+        if (listed.lastAttempt) listed.lastAttempt = clone(listed.lastAttempt)
+        candidates.push(listed)
       }
+      return { candidates, total: countMatches(m, query, matches) }
+    },
+
+    async versions(ids) {
+      const found = new Map<string, string>()
+      for (const id of ids ?? migrations.keys()) {
+        const m = migrations.get(id)
+        if (m) found.set(id, String(m.version))
+      }
+      return found
     },
 
     async getCandidate(migrationId, candidateId) {
@@ -175,10 +222,14 @@ export function memoryStore(): MigrationStore {
     async transition(request): Promise<TransitionResult> {
       const m = migrations.get(request.migrationId)
       if (!m?.candidates.has(request.candidateId)) return { ok: false, reason: 'not_found' }
-      const decision = decideTransition(m.runs.get(request.candidateId), request)
+      const previous = m.runs.get(request.candidateId)
+      const decision = decideTransition(previous, request)
       if (!decision.ok) return decision
       const run: RunRecord = { ...structuredClone(decision.next), attempt: decision.attempt === 'new' ? ++attempts : decision.attempt }
+      tally(m, previous, -1)
       m.runs.set(request.candidateId, run)
+      tally(m, run, 1)
+      m.version = ++versions
       if (decision.cancelledAttempt) m.cancelledAttempts.push(decision.cancelledAttempt)
       write({ ...decision.activity, attempt: run.attempt })
       return { ok: true, run: clone(run), previous: decision.previous }
@@ -266,6 +317,15 @@ export function memoryStore(): MigrationStore {
 
     async ping() {},
   }
+}
+
+/** How many candidates match `query`: from the kept counts when they say, else by looking at each. */
+function countMatches(m: StoredMigration, query: CandidateQuery, matches: (id: string) => unknown): number {
+  const counted = totalFromCounts(query, m.order.length, m.counts, m.outcomes)
+  if (counted !== undefined) return counted
+  let total = 0
+  for (const id of m.order) if (matches(id) !== false) total++
+  return total
 }
 
 /** The index of the first entry whose id is greater than `after`. */

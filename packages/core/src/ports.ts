@@ -40,8 +40,11 @@ export interface MigrationRecord {
 
 /** A migration with the figures an overview needs. */
 export interface MigrationSummary extends MigrationRecord {
+  /** Kept by the store as candidates and runs change (never counted on read), so reading it costs the same at any size. */
   counts: StatusCounts
   cancelledAttempts: CancelledAttempt[]
+  /** The migration's version, as {@link MigrationStore.versions} gives it. */
+  version: string
 }
 
 /** The definition part of a migration, as announced or registered. */
@@ -291,10 +294,24 @@ export interface MigrationStore {
    * The migration's candidates joined with their status (and, while `not_started` after an
    * attempt, the run's `lastAttempt`), in submission order, filtered by `status`, by
    * `lastOutcome` (the outcome of that `lastAttempt`) and by `q` (a case-insensitive substring
-   * of the id or a metadata value), then paged by `offset` and `limit`. Undefined when the
-   * migration does not exist.
+   * of the id or a metadata value), then paged by `offset` and `limit`, or by `after` (the
+   * page starts after that candidate; empty when the migration has no candidate with that id).
+   * `total` counts every match, whatever the page. Undefined when the migration does not exist.
+   *
+   * Costs time in proportion to the page, not to the migration, unless `offset` is large or
+   * `q` matches many candidates (counting them costs in proportion to the matches): `total`
+   * comes from the counts the store keeps whenever the query has no `q`.
    */
   listCandidates(migrationId: string, query?: CandidateQuery): Promise<CandidatePage | undefined>
+
+  /**
+   * Each migration's version, by id: all of them, or only those of `ids` that exist. A
+   * version is an opaque string that changes with every change the migration's reads can
+   * show (its definition, its candidates, any candidate's status or last attempt, a cancelled
+   * attempt) and with nothing else, as seen by every process sharing the store: what HTTP
+   * `ETag`s are made of. Costs no read of candidates or runs.
+   */
+  versions(ids?: string[]): Promise<Map<string, string>>
 
   /** One candidate and its run record, or undefined when either the migration or the candidate is unknown. */
   getCandidate(migrationId: string, candidateId: string): Promise<{ candidate: Candidate; run?: RunRecord } | undefined>

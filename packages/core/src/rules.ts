@@ -9,11 +9,21 @@
 import { joinRunId } from './ids'
 import { SYSTEM_ACTOR } from './actors'
 import type { ActivityDraft, RecordedStep, RecordStepRequest, RunRecord, RunState, StepProgressRequest, TransitionRequest } from './ports'
-import type { CancelledAttempt, CandidateStatus, LastAttempt, StatusCounts } from './schemas'
+import type { CancelledAttempt, CandidateStatus, LastAttempt, LastOutcome, StatusCounts } from './schemas'
 
 /** The candidate status a run state shows as: a run that failed, was cancelled or dequeued is `not_started`. */
 export function candidateStatusOf(state: RunState | undefined): CandidateStatus {
   return state === 'queued' || state === 'running' || state === 'completed' ? state : 'not_started'
+}
+
+/**
+ * Where a candidate with this run stands in the counts: its status, and, while `not_started`
+ * after an attempt, how that attempt ended (what `lastOutcome` filters and `counts.failed` counts).
+ */
+export function standingOf(run: Pick<RunRecord, 'state' | 'lastAttempt'> | undefined): { status: CandidateStatus; outcome?: LastOutcome } {
+  const status = candidateStatusOf(run?.state)
+  const outcome = status === 'not_started' ? run?.lastAttempt?.outcome : undefined
+  return outcome === undefined ? { status } : { status, outcome }
 }
 
 /**

@@ -346,6 +346,11 @@ export const CandidateQuerySchema = v.object({
   q: v.optional(Text(500)),
   limit: v.optional(IntegerIn(1, 10_000)),
   offset: v.optional(IntegerIn(0, MAX_OFFSET)),
+  /**
+   * A cursor: the page starts after this candidate, in listing order (the id of the last
+   * candidate of the previous page). It need not match the filters. Not with `offset`.
+   */
+  after: v.optional(SlugSchema),
 })
 
 /**

@@ -21,12 +21,13 @@ export {
   decideStepReport,
   decideTransition,
   emptyCounts,
+  standingOf,
   type NextRun,
   type StatusAction,
   type StepReportDecision,
   type TransitionDecision,
 } from './rules'
-export { matchesQuery } from './candidate-query'
+export { matchesQuery, totalFromCounts } from './candidate-query'
 export { joinRunId } from './ids'
 export { compareActivityIds } from './loom/events'
 export type {

@@ -28,7 +28,7 @@ import type {
   RunStatusResponse,
   StepCompletedEvent,
 } from '../schemas'
-import { limitedSchemas } from '../schemas'
+import { limitedSchemas, SlugSchema } from '../schemas'
 import { parse } from '../validate'
 import { type WorkerUrlPolicy, workerUrlPolicy } from '../worker-urls'
 import { loomContext } from './context'
@@ -187,6 +187,14 @@ export interface LoomInstance extends Loom {
   /** The limits this instance holds requests to. */
   readonly limits: Readonly<Limits>
   /**
+   * A version of what the reads of one migration show (its definition, candidates, statuses,
+   * last attempts, cancelled attempts), or, without `migrationId`, of every migration at once:
+   * a short string that changes with every such change, made by this process or any other
+   * sharing the store, and with nothing else. What `@loom/hono` makes `ETag`s of. Reads no
+   * candidate. `not_found` for an unknown migration.
+   */
+  versionOf(migrationId?: string): Promise<string>
+  /**
    * Resolves once the engine is attached and the reconciler's first pass is done: the runs this
    * process owns (same `instanceId`) are resumed, and those of lapsed owners taken over.
    */
@@ -267,10 +275,23 @@ export function createLoom(deps: LoomDeps): LoomInstance {
     return held as unknown as Loom
   }
 
+  const versionOf = async (migrationId?: string): Promise<string> => {
+    if (migrationId === undefined) {
+      let catalog = ''
+      for (const [id, version] of await store.versions()) catalog += `${id}\u0000${version}\u0000`
+      return digest(catalog)
+    }
+    parse(SlugSchema, migrationId, 'migrationId')
+    const version = (await store.versions([migrationId])).get(migrationId)
+    if (version === undefined) throw new LoomError('not_found', `migration ${migrationId} not found`, { details: { migrationId } })
+    return version
+  }
+
   return {
     ...actingAs(SYSTEM_ACTOR),
     as: actingAs,
     limits,
+    versionOf,
     ready,
     async close() {
       await ready.catch(() => {})
@@ -324,6 +345,23 @@ function retentionOf(text: string | undefined): number | undefined {
     })
   }
   return ms
+}
+
+/**
+ * A short digest of `text` (cyrb53: 53 bits, two multiplicative 32-bit hashes): the catalog's
+ * version, which must change with any migration's and be short enough for a header.
+ */
+function digest(text: string): string {
+  let h1 = 0xdeadbeef
+  let h2 = 0x41c6ce57
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i)
+    h1 = Math.imul(h1 ^ ch, 2654435761)
+    h2 = Math.imul(h2 ^ ch, 1597334677)
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909)
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(36)
 }
 
 async function check(dependency: string, probe: () => Promise<unknown> | unknown): Promise<void> {

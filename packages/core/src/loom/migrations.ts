@@ -110,8 +110,19 @@ export function migrationMethods(ctx: LoomContext, actor: Actor): MigrationMetho
     async searchCandidates(migrationId, input) {
       parse(SlugSchema, migrationId, 'migrationId')
       const query = parse(CandidateQuerySchema, input, 'query')
+      if (query.after !== undefined && query.offset !== undefined) {
+        throw new LoomError('invalid', 'query.after: a page starts after a cursor or at an offset, not both', {
+          details: { field: 'query.after' },
+        })
+      }
       const page = await store.listCandidates(migrationId, query)
       if (!page) throw new LoomError('not_found', `migration ${migrationId} not found`)
+      // A cursor the store did not find: tell why the page is empty (the candidate may have been removed since).
+      if (query.after !== undefined && page.candidates.length === 0 && !(await store.getCandidate(migrationId, query.after))) {
+        throw new LoomError('invalid', `query.after: migration ${migrationId} has no candidate ${query.after}; start again without after`, {
+          details: { field: 'query.after' },
+        })
+      }
       return page
     },
 

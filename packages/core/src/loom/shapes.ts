@@ -10,7 +10,7 @@ import type { Candidate, CandidateRun, CandidateWithStatus, RegisteredMigration,
 /** A migration as an overview lists it: everything but the candidates and their runs. */
 export type MigrationOverview = Omit<RegisteredMigration, 'candidates' | 'candidateRuns'>
 
-export function overview({ counts, cancelledAttempts, ...record }: MigrationSummary): MigrationOverview {
+export function overview({ counts, cancelledAttempts, version: _version, ...record }: MigrationSummary): MigrationOverview {
   return { ...record, counts, cancelledAttempts }
 }
 

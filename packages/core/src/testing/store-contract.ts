@@ -820,6 +820,151 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
       })
     })
 
+    describe('kept counts, cursors and versions', () => {
+      const list = async (query: Parameters<MigrationStore['listCandidates']>[1] = {}) => (await store.listCandidates('app-chart', query))!
+      const report = (candidateId: string, success: boolean) =>
+        store.recordStep({ migrationId: 'app-chart', candidateId, result: result('update-chart', success), done: true, at: at() })
+
+      /** The counts and every filter's total, as the store keeps them, against counting the whole list by hand. */
+      const expectCountsKept = async () => {
+        const all = (await list()).candidates
+        const counted = { not_started: 0, queued: 0, running: 0, completed: 0, failed: 0 }
+        for (const c of all) {
+          counted[c.status]++
+          if (c.lastAttempt?.outcome === 'failed') counted.failed++
+        }
+        expect((await store.getMigration('app-chart'))!.counts).toEqual(counted)
+        expect((await store.listMigrations()).find((m) => m.id === 'app-chart')!.counts).toEqual(counted)
+        for (const status of STATUSES) {
+          expect((await list({ status, limit: 1 })).total, status).toBe(all.filter((c) => c.status === status).length)
+        }
+        for (const lastOutcome of ['failed', 'rejected', 'cancelled', 'dequeued'] as const) {
+          const matching = all.filter((c) => c.lastAttempt?.outcome === lastOutcome).length
+          expect((await list({ lastOutcome, limit: 1 })).total, lastOutcome).toBe(matching)
+          expect((await list({ lastOutcome, status: 'not_started', limit: 1 })).total).toBe(matching)
+          expect((await list({ lastOutcome, status: 'queued', limit: 1 })).total).toBe(0)
+        }
+        expect((await list({ limit: 1 })).total).toBe(all.length)
+      }
+
+      test('keeps the counts and totals through every transition, rewrite and announce, equal to counting the list', async () => {
+        await seed(8)
+        await expectCountsKept()
+        await bring('svc-0', 'completed')
+        await bring('svc-1', 'running')
+        await bring('svc-2', 'queued')
+        await expectCountsKept()
+        expect((await report('svc-1', false)).outcome).toBe('recorded')
+        expect((await move('svc-1', 'fail')).ok).toBe(true)
+        expect((await move('svc-2', 'dequeue')).ok).toBe(true)
+        await bring('svc-3', 'running')
+        expect((await move('svc-3', 'cancel')).ok).toBe(true)
+        await bring('svc-4', 'running')
+        expect((await move('svc-4', 'unexecute')).ok).toBe(true)
+        await expectCountsKept()
+        expect((await move('svc-0', 'queue')).ok).toBe(false)
+        await expectCountsKept()
+        // A new list drops svc-1 (failed) and svc-2 (dequeued), keeps the queued and completed ones, adds two.
+        expect(await store.replaceCandidates('app-chart', [{ id: 'svc-3' }, { id: 'new-a' }, { id: 'new-b' }])).toBe(true)
+        await expectCountsKept()
+        expect((await store.getMigration('app-chart'))!.counts).toEqual({ not_started: 3, queued: 1, running: 0, completed: 1, failed: 0 })
+        await bring('new-a', 'queued')
+        await store.upsertMigration(definition(), [...candidates(2), { id: 'new-a' }])
+        await expectCountsKept()
+        await store.upsertMigration(definition('app-chart', 'Renamed'))
+        await expectCountsKept()
+        expect((await move('new-a', 'queue')).ok).toBe(false)
+        expect((await move('new-a', 'execute')).ok).toBe(true)
+        expect((await move('new-a', 'fail')).ok).toBe(true)
+        await expectCountsKept()
+        expect((await store.getMigration('app-chart'))!.counts.failed).toBe(1)
+      })
+
+      test('keeps the counts exact when transitions race each other and a rewrite of the list', async () => {
+        await seed(30)
+        for (let i = 0; i < 10; i++) await bring(`svc-${i}`, 'queued')
+        const moves = [
+          ...Array.from({ length: 10 }, (_, i) => move(`svc-${i}`, 'execute')),
+          ...Array.from({ length: 10 }, (_, i) => move(`svc-${i + 10}`, 'queue')),
+          store.replaceCandidates('app-chart', candidates(25)),
+          ...Array.from({ length: 5 }, (_, i) => move(`svc-${i + 20}`, 'queue')),
+        ]
+        await Promise.all(moves)
+        await expectCountsKept()
+      })
+
+      test('pages by cursor after a candidate, with or without filters, the cursor itself need not match', async () => {
+        await seed(7)
+        await bring('svc-1', 'queued')
+        await bring('svc-4', 'queued')
+        await bring('svc-6', 'queued')
+        const ids = (page: { candidates: { id: string }[] }) => page.candidates.map((c) => c.id)
+        expect(ids(await list({ after: 'svc-2', limit: 3 }))).toEqual(['svc-3', 'svc-4', 'svc-5'])
+        expect(ids(await list({ after: 'svc-5' }))).toEqual(['svc-6'])
+        expect(ids(await list({ after: 'svc-6', limit: 3 }))).toEqual([])
+        // svc-2 is not queued: the page starts after its place all the same.
+        const queued = await list({ status: 'queued', after: 'svc-2', limit: 1 })
+        expect(ids(queued)).toEqual(['svc-4'])
+        expect(queued.total).toBe(3)
+        expect(ids(await list({ q: 'SVC-', after: 'svc-4', limit: 10 }))).toEqual(['svc-5', 'svc-6'])
+        expect((await list({ q: 'svc-', after: 'svc-4', limit: 1 })).total).toBe(7)
+        // Walking the whole list by cursor gives the list.
+        const walked: string[] = []
+        for (let after: string | undefined; ; ) {
+          const page = await list({ limit: 2, ...(after === undefined ? {} : { after }) })
+          walked.push(...ids(page))
+          if (page.candidates.length < 2) break
+          after = page.candidates.at(-1)!.id
+        }
+        expect(walked).toEqual(candidates(7).map((c) => c.id))
+        expect(await list({ after: 'no-such-candidate', limit: 2 })).toEqual({ candidates: [], total: 7 })
+      })
+
+      test('gives each migration a version that changes with every change its reads show, and with no read', async () => {
+        await seed(3)
+        await store.upsertMigration(definition('other', 'Other'), candidates(1))
+        const versionOf = async () => (await store.versions(['app-chart'])).get('app-chart')!
+        const seen = new Set<string>()
+        const changed = async (what: string) => {
+          const version = await versionOf()
+          expect(seen.has(version), `${what} gave a version seen before`).toBe(false)
+          seen.add(version)
+          expect((await store.getMigration('app-chart'))!.version).toBe(version)
+          return version
+        }
+        let version = await changed('the first announce')
+        await list({ status: 'queued' })
+        await store.getMigration('app-chart')
+        await store.listMigrations()
+        await store.getCandidate('app-chart', 'svc-0')
+        expect(await versionOf()).toBe(version)
+        expect((await move('svc-0', 'execute')).ok).toBe(false)
+        expect(await versionOf()).toBe(version)
+        const other = (await store.versions(['other'])).get('other')
+        await bring('svc-0', 'queued')
+        version = await changed('a queue')
+        expect((await store.versions(['other'])).get('other')).toBe(other)
+        await move('svc-0', 'dequeue', { by: { kind: 'operator', name: 'alice' } })
+        version = await changed('a dequeue')
+        await store.replaceCandidates('app-chart', candidates(4))
+        version = await changed('a new list')
+        await store.upsertMigration(definition('app-chart', 'Renamed'))
+        version = await changed('an announce')
+        expect(await store.versions(['app-chart', 'nope', 'other'])).toEqual(
+          new Map([
+            ['app-chart', version],
+            ['other', other],
+          ]),
+        )
+        expect([...(await store.versions()).keys()].sort()).toEqual(['app-chart', 'other'])
+        // Deleted and announced again, it starts from a version it never had before.
+        expect(await store.deleteMigration('app-chart')).toBe('deleted')
+        expect((await store.versions(['app-chart'])).has('app-chart')).toBe(false)
+        await seed(3)
+        await changed('an announce after a delete')
+      })
+    })
+
     describe('activity log', () => {
       const alice: Actor = { kind: 'operator', name: 'alice' }
       const teamA: Actor = { kind: 'worker', name: 'team-a' }
