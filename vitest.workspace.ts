@@ -20,4 +20,5 @@ export default [
   'tests/packages',
   'tests/consumer',
   'tests/faults',
+  'tests/bench',
 ]

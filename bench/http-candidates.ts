@@ -2,7 +2,8 @@
  * `GET /migrations/{id}/candidates` of loomApp against a bare Hono route returning the
  * same JSON bytes, with 1,000 and 10,000 candidates on the memory store; and, to separate
  * the store's share from serialization's, a route that serializes the same list held in
- * memory (`c.json(list)`), and loomApp with its opt-in `cacheCandidateLists`. The apps run
+ * memory (`c.json(list)`), and loomApp with its body cache (on by default; off for the
+ * uncached figure). The apps run
  * on @hono/node-server in one child process (so the load generator does not share their
  * event loop); autocannon drives them from this process over 127.0.0.1, taking turns each
  * round. Prints requests per second, latency and Loom's ratio to the
@@ -45,8 +46,8 @@ async function buildApps(n: number) {
   await loom.announce({ id: M, name: 'App chart', steps: [{ name: 'bump', workerApp: 'charts' }], candidates: candidates(n) })
   // A few runs, so statuses and run ids vary as they would.
   for (let i = 0; i < n; i += 10) await loom.queue(M, `svc-${i}`)
-  const loomHttp = loomApp(loom)
-  const loomCached = loomApp(loom, { cacheCandidateLists: true })
+  const loomHttp = loomApp(loom, { bodyCache: false })
+  const loomCached = loomApp(loom)
   const reference = await loomHttp.request(`/migrations/${M}/candidates`)
   const bytes = new Uint8Array(await reference.arrayBuffer())
   const bare = new Hono().get('/migrations/:id/candidates', (c) => c.body(bytes, 200, { 'content-type': 'application/json' }))
@@ -160,7 +161,7 @@ async function parent() {
           `    bare route (same bytes)        ${show(b)}\n` +
           `    loomApp                        ${show(l)}   ratio to bare ${(l.rps / b.rps).toFixed(2)}\n` +
           `    c.json of the list (no store)  ${show(j)}   ratio to bare ${(j.rps / b.rps).toFixed(2)}\n` +
-          `    loomApp, cacheCandidateLists   ${show(k)}   ratio to bare ${(k.rps / b.rps).toFixed(2)}\n` +
+          `    loomApp, body cache           ${show(k)}   ratio to bare ${(k.rps / b.rps).toFixed(2)}\n` +
           `    rounds: bare ${all(bare)}; loomApp ${all(loom)}; c.json ${all(serialize)}; cached ${all(cached)}; ` +
           `errors ${[...bare, ...loom, ...serialize, ...cached].reduce((s, m) => s + m.errors, 0)}`,
       )

@@ -2,7 +2,7 @@ import { LoomError, createLoom, localEngine, memoryStore, type LoomEvent } from 
 import { announcement, candidates, eventually, expectLoomError } from '@loom/core/testing'
 import { type LoomAppOptions, loomApp } from '@loom/hono'
 import { afterEach, describe, expect, it } from 'vitest'
-import { createClient } from './index'
+import { type ClientOptions, createClient } from './index'
 
 const M = 'app-chart'
 const cleanups: Array<() => Promise<void> | void> = []
@@ -12,7 +12,13 @@ afterEach(async () => {
 
 /** A client over a real loomApp, through `app.request`, with every request recorded. */
 async function over(
-  options: { token?: string; appToken?: string; app?: LoomAppOptions; wrap?: (request: Request, response: Response) => Response } = {},
+  options: {
+    token?: string
+    appToken?: string
+    app?: LoomAppOptions
+    client?: Partial<ClientOptions>
+    wrap?: (request: Request, response: Response) => Response
+  } = {},
 ) {
   const store = memoryStore()
   const loom = createLoom({ store, engine: localEngine(), onError: () => {} })
@@ -26,6 +32,7 @@ async function over(
     headers: { 'x-trace': 'abc' },
     reconnectDelayMs: 10,
     onError: (e) => errors.push(e),
+    ...options.client,
     fetch: async (input, init) => {
       const request = new Request(input, init)
       requests.push(request.clone())
@@ -162,6 +169,119 @@ describe('requests', () => {
     expect(page.candidates.map((c) => c.id)).toEqual(['svc-2', 'svc-4'])
     expect(new URL(requests[0]!.url).search).toBe('?q=payments&limit=2&offset=1')
     expect(await client.searchCandidates(M, {})).toMatchObject({ total: 5 })
+  })
+
+  it('pages a search by cursor, passing `after`', async () => {
+    const { client, loom, requests } = await over()
+    await loom.announce(announcement(M, { candidates: candidates(5) }))
+    const first = await client.searchCandidates(M, { limit: 2 })
+    const second = await client.searchCandidates(M, { limit: 2, after: first.candidates.at(-1)!.id })
+    const third = await client.searchCandidates(M, { limit: 2, after: second.candidates.at(-1)!.id })
+    expect([first, second, third].map((page) => [page.total, page.candidates.map((c) => c.id)])).toEqual([
+      [5, ['svc-0', 'svc-1']],
+      [5, ['svc-2', 'svc-3']],
+      [5, ['svc-4']],
+    ])
+    expect(requests.map((r) => new URL(r.url).search)).toEqual(['?limit=2', '?limit=2&after=svc-1', '?limit=2&after=svc-3'])
+    const both = await expectLoomError(client.searchCandidates(M, { after: 'svc-1', offset: 1 }), 'invalid')
+    expect(both.details).toEqual({ httpStatus: 400, field: 'query.after' })
+    const gone = await expectLoomError(client.searchCandidates(M, { after: 'ghost' }), 'invalid')
+    expect(gone.details?.field).toBe('query.after')
+  })
+})
+
+describe('conditional requests', () => {
+  /** A client whose every request is recorded with the status it was answered. */
+  const recorded = async (client: Partial<ClientOptions> = {}) => {
+    const statuses: number[] = []
+    const t = await over({
+      client,
+      wrap: (_request, response) => {
+        statuses.push(response.status)
+        return response
+      },
+    })
+    return { ...t, statuses }
+  }
+
+  it('revalidates the lists and the migration with If-None-Match, and answers a 304 from the kept body', async () => {
+    const { client, loom, requests, statuses } = await recorded()
+    await loom.announce(announcement(M, { candidates: candidates(3) }))
+    const reads = [
+      () => client.listMigrations(),
+      () => client.listMigrations({ summary: true }),
+      () => client.getMigration(M),
+      () => client.listCandidates(M),
+      () => client.searchCandidates(M, { q: 'payments', limit: 1 }),
+    ]
+    const first: unknown[] = []
+    for (const read of reads) first.push(await read())
+    expect(first).toEqual([
+      await loom.listMigrations(),
+      await loom.listMigrations({ summary: true }),
+      await loom.getMigration(M),
+      await loom.listCandidates(M),
+      await loom.searchCandidates(M, { q: 'payments', limit: 1 }),
+    ])
+    expect(requests.map((r) => r.headers.get('if-none-match'))).toEqual([null, null, null, null, null])
+    // A caller changing what it got changes nothing kept.
+    ;(first[3] as Array<{ status: string }>)[0]!.status = 'mangled'
+    const again: unknown[] = []
+    for (const read of reads) again.push(await read())
+    expect(statuses.slice(5)).toEqual([304, 304, 304, 304, 304])
+    expect(requests.slice(5).every((r) => r.headers.get('if-none-match')?.startsWith('W/"'))).toBe(true)
+    expect(again).toEqual([first[0], first[1], first[2], await loom.listCandidates(M), first[4]])
+    expect((again[4] as { total: number }).total).toBe(2)
+
+    await loom.queue(M, 'svc-0')
+    const changed: unknown[] = []
+    for (const read of reads) changed.push(await read())
+    // The page (svc-0 only) shows the status too, so every read changed.
+    expect(statuses.slice(10)).toEqual([200, 200, 200, 200, 200])
+    expect((changed[3] as Array<{ status: string }>)[0]!.status).toBe('queued')
+    expect(changed[2]).toEqual(await loom.getMigration(M))
+    expect(changed[4]).toEqual(await loom.searchCandidates(M, { q: 'payments', limit: 1 }))
+  })
+
+  it('keeps the bodies of a few URLs only, the least recently used dropped first', async () => {
+    const { client, loom, requests } = await recorded({ conditionalRequests: { maxEntries: 2 } })
+    await loom.announce(announcement(M, { candidates: candidates(3) }))
+    const conditions = async (...reads: Array<() => Promise<unknown>>) => {
+      const from = requests.length
+      for (const read of reads) await read()
+      return requests.slice(from).map((r) => r.headers.get('if-none-match') !== null)
+    }
+    const a = () => client.getMigration(M)
+    const b = () => client.listCandidates(M)
+    const c = () => client.searchCandidates(M, { limit: 1 })
+    expect(await conditions(a, b, a, c)).toEqual([false, false, true, false])
+    // c pushed out b, the least recently used.
+    expect(await conditions(a, c, b)).toEqual([true, true, false])
+  })
+
+  it('sends no If-None-Match when turned off, or to a server that sends no ETag', async () => {
+    const off = await recorded({ conditionalRequests: false })
+    await off.loom.announce(announcement(M))
+    await off.client.getMigration(M)
+    await off.client.getMigration(M)
+    expect(off.statuses).toEqual([200, 200])
+    expect(off.requests.map((r) => r.headers.get('if-none-match'))).toEqual([null, null])
+
+    const { versionOf: _, ...remote } = off.loom
+    const app = loomApp(remote)
+    const sent: Array<string | null> = []
+    const client = createClient({
+      baseUrl: 'http://loom.test',
+      fetch: (input, init) => {
+        sent.push(new Headers(init?.headers).get('if-none-match'))
+        return app.request(input, init)
+      },
+    })
+    expect(await client.getMigration(M)).toEqual(await client.getMigration(M))
+    expect(sent).toEqual([null, null])
+    expect(() => createClient({ baseUrl: 'http://loom.test', conditionalRequests: { maxEntries: -1 } })).toThrow(
+      'conditionalRequests.maxEntries: must be a whole number, 0 or more',
+    )
   })
 })
 

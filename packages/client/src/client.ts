@@ -40,6 +40,14 @@ export interface ClientOptions {
   reconnectDelayMs?: number
   /** Errors the client handles but should not hide (a listener throwing, the event stream failing). Default: console.warn. */
   onError?: (error: unknown) => void
+  /**
+   * Conditional requests for `listMigrations`, `getMigration`, `listCandidates` and
+   * `searchCandidates`: the last `ETag` and body of each URL are kept, the next request of that
+   * URL sends `If-None-Match`, and a 304 is answered from the kept body, so an unchanged list
+   * is neither serialized by the server nor sent again. The bodies of `maxEntries` URLs (default
+   * 16) are kept at most, the least recently used dropped first; `false` (or 0) turns it off.
+   */
+  conditionalRequests?: false | { maxEntries?: number }
 }
 
 /** `Loom` over HTTP. */
@@ -51,6 +59,14 @@ export interface LoomClient extends Loom {
 /** How long requests wait for a new event subscription to be in place before going ahead anyway. */
 const SUBSCRIBE_READY_TIMEOUT_MS = 5_000
 const MAX_RECONNECT_DELAY_MS = 30_000
+const DEFAULT_CONDITIONAL_ENTRIES = 16
+
+/** What a conditional GET keeps of a 200: its tag, its text (parsed anew each time, so callers may change what they get) and its total. */
+interface Kept {
+  etag: string
+  text: string
+  total: string | null
+}
 
 /**
  * The `Loom` interface over HTTP, with fetch alone (no Node built-ins, no EventSource), so
@@ -79,6 +95,13 @@ export function createClient(options: ClientOptions): LoomClient {
   const onError = options.onError ?? ((error: unknown) => console.warn('[loom client]', error))
   const initialDelay = options.reconnectDelayMs ?? 1_000
   const listeners = new Set<(event: LoomEvent) => void>()
+  const maxKept = options.conditionalRequests === false ? 0 : (options.conditionalRequests?.maxEntries ?? DEFAULT_CONDITIONAL_ENTRIES)
+  if (!Number.isSafeInteger(maxKept) || maxKept < 0) {
+    throw new LoomError('invalid', 'conditionalRequests.maxEntries: must be a whole number, 0 or more', {
+      details: { field: 'conditionalRequests.maxEntries' },
+    })
+  }
+  const kept = new Map<string, Kept>()
   let stream: { controller: AbortController; ready: Promise<void>; connected: Promise<void> } | undefined
 
   const headers = (extra: Record<string, string> = {}): Record<string, string> => ({
@@ -87,29 +110,66 @@ export function createClient(options: ClientOptions): LoomClient {
     ...extra,
   })
 
-  const call = async (method: string, path: string, body?: unknown): Promise<Response> => {
+  const send = async (method: string, path: string, body?: unknown, extra: Record<string, string> = {}): Promise<Response> => {
     if (stream) await stream.ready
-    let response: Response
     try {
-      response = await fetchImpl(`${base}${path}`, {
+      return await fetchImpl(`${base}${path}`, {
         method,
-        headers: headers(body === undefined ? {} : { 'content-type': 'application/json' }),
+        headers: headers(body === undefined ? extra : { ...extra, 'content-type': 'application/json' }),
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       })
     } catch (error) {
       throw new LoomError('unavailable', `Loom at ${base} could not be reached: ${(error as Error).message}`, { cause: error })
     }
+  }
+
+  const call = async (method: string, path: string, body?: unknown): Promise<Response> => {
+    const response = await send(method, path, body)
     if (!response.ok) throw await errorOf(response, base)
     return response
   }
 
-  const json = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
-    const response = await call(method, path, body)
+  const parsed = <T>(text: string, method: string, path: string): T => {
     try {
-      return (await response.json()) as T
+      return JSON.parse(text) as T
     } catch (error) {
       throw new LoomError('unavailable', `Loom at ${base} answered ${method} ${path} with a body that is not JSON`, { cause: error })
     }
+  }
+
+  const json = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+    const response = await call(method, path, body)
+    return parsed<T>(await response.text(), method, path)
+  }
+
+  /**
+   * A GET that revalidates what it kept of the URL's last 200: a 304 is answered from it.
+   * The kept entry is held from the request on, so a 304 finds it even if it was dropped meanwhile.
+   */
+  const conditionalGet = async <T>(path: string): Promise<{ value: T; total: string | null }> => {
+    if (maxKept === 0) {
+      const response = await call('GET', path)
+      return { value: parsed<T>(await response.text(), 'GET', path), total: response.headers.get('x-total-count') }
+    }
+    const last = kept.get(path)
+    const response = await send('GET', path, undefined, last ? { 'if-none-match': last.etag } : {})
+    if (response.status === 304 && last) {
+      await response.body?.cancel()
+      // Most recently used last: Map keeps insertion order.
+      kept.delete(path)
+      kept.set(path, last)
+      return { value: parsed<T>(last.text, 'GET', path), total: last.total }
+    }
+    if (!response.ok) throw await errorOf(response, base)
+    const text = await response.text()
+    const value = parsed<T>(text, 'GET', path)
+    const etag = response.headers.get('etag')
+    kept.delete(path)
+    if (etag) {
+      kept.set(path, { etag, text, total: response.headers.get('x-total-count') })
+      if (kept.size > maxKept) kept.delete(kept.keys().next().value!)
+    }
+    return { value, total: response.headers.get('x-total-count') }
   }
 
   const none = async (method: string, path: string, body?: unknown): Promise<void> => {
@@ -192,11 +252,10 @@ export function createClient(options: ClientOptions): LoomClient {
   async function listMigrations(options: { summary: true }): Promise<MigrationOverview[]>
   async function listMigrations(options?: { summary?: boolean }): Promise<RegisteredMigration[] | MigrationOverview[]>
   async function listMigrations(options: { summary?: boolean } = {}) {
-    const { migrations } = await json<{ migrations: RegisteredMigration[] | MigrationOverview[] }>(
-      'GET',
+    const { value } = await conditionalGet<{ migrations: RegisteredMigration[] | MigrationOverview[] }>(
       options.summary ? '/migrations?summary=true' : '/migrations',
     )
-    return migrations
+    return value.migrations
   }
 
   return {
@@ -206,14 +265,15 @@ export function createClient(options: ClientOptions): LoomClient {
 
     listMigrations,
 
-    getMigration: (id: string) => json<RegisteredMigration>('GET', `/migrations/${segment(id)}`),
+    getMigration: async (id: string) => (await conditionalGet<RegisteredMigration>(`/migrations/${segment(id)}`)).value,
 
     deleteMigration: (id: string) => none('DELETE', `/migrations/${segment(id)}`),
 
     submitCandidates: (migrationId: string, candidates: Candidate[]) =>
       none('POST', `/migrations/${segment(migrationId)}/candidates`, { candidates }),
 
-    listCandidates: (migrationId: string) => json<CandidateWithStatus[]>('GET', `/migrations/${segment(migrationId)}/candidates`),
+    listCandidates: async (migrationId: string) =>
+      (await conditionalGet<CandidateWithStatus[]>(`/migrations/${segment(migrationId)}/candidates`)).value,
 
     async getCandidate(migrationId: string, candidateId: string): Promise<CandidateWithStatus> {
       // Checked here as createLoom checks them: an empty id would otherwise reach another route.
@@ -223,9 +283,11 @@ export function createClient(options: ClientOptions): LoomClient {
     },
 
     async searchCandidates(migrationId: string, query: CandidateQuery): Promise<CandidateSearchResult> {
-      const response = await call('GET', `/migrations/${segment(migrationId)}/candidates${searchOf(query)}`)
-      const candidates = (await response.json()) as CandidateWithStatus[]
-      const total = Number(response.headers.get('x-total-count') ?? Number.NaN)
+      // `after` (a cursor) travels with the rest of the query; the server refuses it with `offset`.
+      const { value: candidates, total: header } = await conditionalGet<CandidateWithStatus[]>(
+        `/migrations/${segment(migrationId)}/candidates${searchOf(query)}`,
+      )
+      const total = Number(header ?? Number.NaN)
       return { candidates, total: Number.isInteger(total) ? total : candidates.length }
     },
 

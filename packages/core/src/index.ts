@@ -36,6 +36,7 @@ export {
 export { DEFAULT_LIMITS, RESERVED_KEYS, readJson, topLevelStrings, type Limits } from './limits'
 export { redactUrl, workerUrlPolicy, type WorkerUrlPolicy } from './worker-urls'
 export { parse } from './validate'
+export { digest } from './digest'
 export {
   CANDIDATE_STATUSES,
   LAST_OUTCOMES,

@@ -12,13 +12,14 @@ import {
 } from '@loom/core'
 import { Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
+import { except } from 'hono/combine'
 import { methodNotAllowed } from 'hono/method-not-allowed'
 import * as v from 'valibot'
 import { callerGuards, type Guards, type LoomEnv } from './auth'
+import { type BodyCacheOptions, bodyCache, versionedAnswers } from './conditional'
 import { describeRoute } from './describe'
 import { errorResponse, type LoomErrorBody, toErrorResponse } from './errors'
 import { eventStream } from './events'
-import { listCache } from './list-cache'
 import { migrationRoutes } from './migrations'
 import { openApiDocument } from './openapi'
 import { registryRoutes } from './registry'
@@ -28,9 +29,12 @@ import { runIdParam } from './validation'
 /**
  * The `Loom` that `loomApp` serves: the interface, plus `as(actor)` to hold each request to
  * its caller's role (what `createLoom` returns). `limits`, when present, are what request
- * bodies are judged against; default core's `DEFAULT_LIMITS`.
+ * bodies are judged against; default core's `DEFAULT_LIMITS`. `versionOf`, when present, is
+ * what `ETag`s and the body cache are made of; without it (a Loom that cannot tell versions,
+ * such as a remote client) no `ETag` is sent, `If-None-Match` is ignored and nothing is cached.
  */
-export type ServedLoom = Loom & Pick<LoomInstance, 'as'> & { readonly limits?: Readonly<Limits> }
+export type ServedLoom = Loom &
+  Pick<LoomInstance, 'as'> & { readonly limits?: Readonly<Limits>; readonly versionOf?: LoomInstance['versionOf'] }
 
 export interface LoomAppOptions {
   /**
@@ -59,13 +63,19 @@ export interface LoomAppOptions {
   /** How often `GET /events` writes a heartbeat comment. Default 15 s. */
   heartbeatMs?: number
   /**
-   * Serve `GET /migrations/{id}/candidates` without a query from the serialized list, kept
-   * until `loom`'s subscription reports a change to the migration (from the store's activity
-   * log, so from any process). Several times faster for large lists, but a list is dropped a
-   * moment after the change, so a client may read one from just before its own change.
-   * Default false.
+   * Keep the serialized bodies of `GET /migrations` (with or without `summary`),
+   * `GET /migrations/{id}` and `GET /migrations/{id}/candidates` (with any query), each under
+   * the store's version of what it shows, and serve one only while the store is still at
+   * that version. Serializing a long list costs more than the rest of the request together
+   * (bench/http-candidates.ts), and consoles read the same lists again and again.
+   *
+   * On by default: the version is read from the store on every request, so a body is never
+   * served after a change, whichever process made it (replicas, a Temporal worker). What it
+   * costs is memory: up to `maxBytes` (default 32 MiB) in at most `maxEntries` (default
+   * 1,000) bodies, per app. `false` turns it off (ETags stay); lower `maxBytes` where memory
+   * is scarce (workerd's isolates have 128 MB). Needs `loom.versionOf`.
    */
-  cacheCandidateLists?: boolean
+  bodyCache?: false | BodyCacheOptions
   /** Receives errors that are bugs (answered 500). Default: console.error. */
   onError?: (error: unknown) => void
 }
@@ -117,7 +127,8 @@ export function loomApp(loom: ServedLoom, options: LoomAppOptions = {}) {
   }
   const served = { loom, guards, schemas, limits }
   const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024
-  const lists = options.cacheCandidateLists ? listCache(loom) : undefined
+  const versionOf = loom.versionOf?.bind(loom)
+  const answer = versionedAnswers(versionOf, versionOf && options.bodyCache !== false ? bodyCache(options.bodyCache) : undefined)
   let openapi: Record<string, unknown> | undefined
 
   const app = new Hono<LoomEnv>()
@@ -138,16 +149,21 @@ export function loomApp(loom: ServedLoom, options: LoomAppOptions = {}) {
       }),
     )
     .use(
-      bodyLimit({
-        maxSize: maxBodyBytes,
-        onError: (c) =>
-          errorResponse(
-            c,
-            new LoomError('too_large', `body: larger than the limit of ${maxBodyBytes} bytes`, { details: { field: 'body' } }),
-          ),
-      }),
+      // Only where a body is read: on Node, asking a GET for its body builds the whole Request
+      // (@hono/node-server makes one lazily), which costs a conditional GET most of its time.
+      except(
+        (c) => c.req.method === 'GET' || c.req.method === 'HEAD',
+        bodyLimit({
+          maxSize: maxBodyBytes,
+          onError: (c) =>
+            errorResponse(
+              c,
+              new LoomError('too_large', `body: larger than the limit of ${maxBodyBytes} bytes`, { details: { field: 'body' } }),
+            ),
+        }),
+      ),
     )
-    .route('/migrations', migrationRoutes(served, lists))
+    .route('/migrations', migrationRoutes(served, answer))
     .route('/registry', registryRoutes(served))
     .route('/runs', runRoutes(served))
     .route('/event', reportRoutes(served))

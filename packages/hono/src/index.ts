@@ -8,6 +8,7 @@
  * built-ins, so it runs on Node, Bun and edge runtimes such as workerd.
  */
 export { loomApp, type LoomApp, type LoomAppOptions, type ServedLoom } from './app'
+export type { BodyCacheOptions } from './conditional'
 export { errorBody, type LoomErrorBody } from './errors'
 export type { RouteAccess } from './describe'
 export { openApiDocument } from './openapi'

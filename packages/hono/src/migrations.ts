@@ -13,8 +13,8 @@ import { Hono } from 'hono'
 import * as v from 'valibot'
 import type { Served } from './app'
 import type { LoomEnv } from './auth'
+import { IF_NONE_MATCH, NOT_MODIFIED, VERSION_HEADERS, type VersionedAnswer } from './conditional'
 import { describeRoute } from './describe'
-import type { ListCache } from './list-cache'
 import { RunIdBodySchema } from './runs'
 import { jsonBody, queryOf, type SlugParam, slugParams } from './validation'
 
@@ -43,7 +43,7 @@ function candidateIdOf(ref: v.InferOutput<typeof CandidateRefSchema>): string {
 }
 
 /** `/migrations`: register, read and delete migrations; submit, list and read candidates; queue and dry-run one. */
-export function migrationRoutes({ loom, guards, schemas, limits }: Served, lists: ListCache | undefined) {
+export function migrationRoutes({ loom, guards, schemas, limits }: Served, answer: VersionedAnswer) {
   const migrationId = slugParams(MIGRATION)
   const as = (actor: Actor): Loom => loom.as(actor)
   return new Hono<LoomEnv>()
@@ -52,11 +52,24 @@ export function migrationRoutes({ loom, guards, schemas, limits }: Served, lists
       describeRoute({
         operationId: 'listMigrations',
         summary: 'Every migration, oldest first; with summary=true without candidates (counts are kept)',
-        responses: { 200: { description: 'The migrations', body: v.object({ migrations: v.array(RegisteredMigrationSchema) }) } },
+        parameters: [IF_NONE_MATCH],
+        responses: {
+          200: {
+            description: 'The migrations',
+            body: v.object({ migrations: v.array(RegisteredMigrationSchema) }),
+            headers: VERSION_HEADERS,
+          },
+          304: NOT_MODIFIED,
+        },
       }),
       guards.allow('listMigrations'),
       queryOf(SummaryQuerySchema),
-      async (c) => c.json({ migrations: await as(c.var.actor).listMigrations({ summary: c.req.valid('query').summary === 'true' }) }),
+      async (c) => {
+        const summary = c.req.valid('query').summary === 'true'
+        return answer(c, summary ? 'migrations?summary' : 'migrations', undefined, async () => ({
+          body: { migrations: await as(c.var.actor).listMigrations({ summary }) },
+        }))
+      },
     )
     .post(
       '/',
@@ -74,11 +87,18 @@ export function migrationRoutes({ loom, guards, schemas, limits }: Served, lists
       describeRoute({
         operationId: 'getMigration',
         summary: 'One migration with its candidates and their runs',
-        responses: { 200: { description: 'The migration', body: RegisteredMigrationSchema } },
+        parameters: [IF_NONE_MATCH],
+        responses: {
+          200: { description: 'The migration', body: RegisteredMigrationSchema, headers: VERSION_HEADERS },
+          304: NOT_MODIFIED,
+        },
       }),
       guards.allow('getMigration'),
       migrationId,
-      async (c) => c.json(await as(c.var.actor).getMigration(c.req.valid('param').id)),
+      async (c) => {
+        const id = c.req.valid('param').id
+        return answer(c, `migration/${id}`, id, async () => ({ body: await as(c.var.actor).getMigration(id) }))
+      },
     )
     .delete(
       '/:id',
@@ -115,34 +135,52 @@ export function migrationRoutes({ loom, guards, schemas, limits }: Served, lists
       describeRoute({
         operationId: 'listCandidates',
         summary: 'Candidates with their status, in submission order; all of them without a query',
+        description:
+          'Page by cursor: pass the id of the last candidate of a page as `after` (with the same filters and `limit`) to read ' +
+          'the next; a page shorter than `limit` is the last. Or by `offset`, not both. `X-Total-Count` counts every match either way.',
         params: {
           q: 'Case-insensitive substring of the id or a metadata value',
           lastOutcome: 'Only not_started candidates whose last attempt ended so (`failed` is what `counts.failed` counts)',
+          limit: 'Most candidates in the page (1–10000); default all',
+          offset: 'How many matches to skip before the page; not with `after`',
+          after:
+            'A cursor: the id of the last candidate of the previous page; the page starts after it, in submission order ' +
+            '(it need not match the filters). Not with `offset`; an id the migration does not have is 400',
         },
+        parameters: [IF_NONE_MATCH],
         responses: {
           200: {
             description: 'The matching candidates',
             body: v.array(CandidateWithStatusSchema),
             headers: {
-              'X-Total-Count': { description: 'How many match, without limit and offset (sent with a query)', schema: { type: 'integer' } },
+              'X-Total-Count': {
+                description: 'How many match, without limit, offset and after (sent with a query)',
+                schema: { type: 'integer' },
+              },
+              ...VERSION_HEADERS,
             },
           },
+          304: NOT_MODIFIED,
         },
+        errors: { invalid: '`after` with `offset`, or an `after` the migration does not have' },
       }),
       guards.allow('listCandidates'),
       migrationId,
       queryOf(CandidateQuerySchema, numbersIn),
       async (c) => {
         const id = c.req.valid('param').id
-        const caller = as(c.var.actor)
+        // `as(…)` only where a body is built: it assembles every method, which costs more than a whole 304.
         // API 0.2 clients expect the bare list of every candidate; a query pages it and counts.
         if (Object.keys(c.req.query()).length === 0) {
-          // The cache holds what Loom itself reads; the guard has let only callers through who may read it.
-          if (lists) return c.body(await lists.get(id), 200, { 'content-type': 'application/json' })
-          return c.json(await caller.listCandidates(id))
+          return answer(c, `candidates/${id}`, id, async () => ({ body: await as(c.var.actor).listCandidates(id) }))
         }
-        const { candidates, total } = await caller.searchCandidates(id, c.req.valid('query'))
-        return c.json(candidates, 200, { 'X-Total-Count': String(total) })
+        const query = c.req.valid('query')
+        // The query as validated names the page: the order of the URL's parameters, or one no schema reads, does not.
+        const search = new URLSearchParams(Object.entries(query).flatMap(([k, value]) => (value === undefined ? [] : [[k, String(value)]])))
+        return answer(c, `candidates/${id}?${search}`, id, async () => {
+          const { candidates, total } = await as(c.var.actor).searchCandidates(id, query)
+          return { body: candidates, headers: { 'X-Total-Count': String(total) } }
+        })
       },
     )
     .get(

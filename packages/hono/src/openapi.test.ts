@@ -214,7 +214,7 @@ describe('GET /openapi.json', () => {
     expect(forbidden(await docOf({}))).toEqual([])
     const hooked = await docOf({ authenticate: () => null })
     expect(forbidden(hooked)).toHaveLength(20)
-    expect(Object.keys(hooked.paths['/migrations'].get.responses)).toEqual(['200', '400', '401', '403'])
+    expect(Object.keys(hooked.paths['/migrations'].get.responses)).toEqual(['200', '304', '400', '401', '403'])
     expect(hooked.paths['/migrations'].get.security).toEqual([])
   })
 

@@ -51,9 +51,14 @@ export async function pglite(options: PgliteOptions = {}): Promise<EmbeddedPostg
   if (options.dataDir !== undefined && (typeof options.dataDir !== 'string' || options.dataDir === '')) {
     throw new LoomError('invalid', 'dataDir: must be a non-empty path', { details: { field: 'dataDir' } })
   }
-  const [{ PGlite }, { PGLiteSocketServer }] = await Promise.all([
+  const [{ PGlite }, { PGLiteSocketServer }, { pg_trgm }] = await Promise.all([
     importPeer<typeof import('@electric-sql/pglite')>('@electric-sql/pglite', () => import('@electric-sql/pglite')),
     importPeer<typeof import('@electric-sql/pglite-socket')>('@electric-sql/pglite-socket', () => import('@electric-sql/pglite-socket')),
+    // The trigram index of q= searches (schema version 6), as on a PostgreSQL server.
+    importPeer<typeof import('@electric-sql/pglite/contrib/pg_trgm')>(
+      '@electric-sql/pglite',
+      () => import('@electric-sql/pglite/contrib/pg_trgm'),
+    ),
   ])
 
   let db: InstanceType<typeof PGlite> | undefined
@@ -68,7 +73,7 @@ export async function pglite(options: PgliteOptions = {}): Promise<EmbeddedPostg
   try {
     // PGlite makes only the last folder of the path.
     if (options.dataDir !== undefined) await mkdir(options.dataDir, { recursive: true })
-    db = await PGlite.create(options.dataDir === undefined ? {} : { dataDir: options.dataDir })
+    db = await PGlite.create({ ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }), extensions: { pg_trgm } })
     const posix = process.platform !== 'win32'
     socketDir = posix ? await mkdtemp(join(tmpdir(), 'loom-pglite-')) : undefined
     const path = socketDir && join(socketDir, '.s.PGSQL.5432')

@@ -16,14 +16,14 @@ const TABLES = [
   'schema_migrations',
   'steps',
 ]
-const ALL_VERSIONS = [1, 2, 3, 4, 5]
+const ALL_VERSIONS = [1, 2, 3, 4, 5, 6]
 
 onEachDatabase((db) => {
   it('creates the tables once; a second call applies nothing', async () => {
     const sql = await db.sql()
     const schema = freshSchema()
     try {
-      expect(SCHEMA_VERSION).toBe(5)
+      expect(SCHEMA_VERSION).toBe(6)
       expect(await migrate(sql, { schema })).toEqual({ applied: ALL_VERSIONS, version: SCHEMA_VERSION })
       expect(await migrate(sql, { schema })).toEqual({ applied: [], version: SCHEMA_VERSION })
       const tables = await sql`select table_name from information_schema.tables where table_schema = ${schema} order by table_name`
@@ -50,7 +50,7 @@ onEachDatabase((db) => {
         values ('app-chart', 'svc-0', 0, 'update-chart', true, true,
           '{"stepName":"update-chart","candidate":{"id":"svc-0"},"success":true}', '2026-01-01T00:01:30Z')`)
 
-      expect(await migrate(sql, { schema })).toEqual({ applied: [2, 3, 4, 5], version: SCHEMA_VERSION })
+      expect(await migrate(sql, { schema })).toEqual({ applied: [2, 3, 4, 5, 6], version: SCHEMA_VERSION })
       const store = postgresStore(sql, { schema })
       const step = {
         result: { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true },
@@ -97,7 +97,7 @@ onEachDatabase((db) => {
       await q(`insert into {s}.runs (migration_id, candidate_id, attempt, state, started_at, updated_at)
         values ('app-chart', 'svc-1', nextval('{s}.attempts'), 'queued', '2026-01-01T00:01:00Z', '2026-01-01T00:01:00Z')`)
 
-      expect(await migrate(sql, { schema })).toEqual({ applied: [3, 4, 5], version: SCHEMA_VERSION })
+      expect(await migrate(sql, { schema })).toEqual({ applied: [3, 4, 5, 6], version: SCHEMA_VERSION })
       const store = postgresStore(sql, { schema })
       const before = {
         id: 'app-chart',
@@ -108,7 +108,17 @@ onEachDatabase((db) => {
         createdAt: '2026-01-01T00:00:00.000Z',
       }
       const kept = (await store.getMigration('app-chart'))!
-      expect(kept).toEqual({ ...before, counts: { not_started: 1, queued: 1, running: 0, completed: 0, failed: 0 }, cancelledAttempts: [] })
+      // Version 6 counted what was stored before it, and gave the migration its first version.
+      expect(kept).toEqual({
+        ...before,
+        counts: { not_started: 1, queued: 1, running: 0, completed: 0, failed: 0 },
+        cancelledAttempts: [],
+        version: expect.stringMatching(/^\d+$/),
+      })
+      expect((await store.listCandidates('app-chart', { status: 'queued', limit: 5 }))!).toMatchObject({
+        total: 1,
+        candidates: [{ id: 'svc-1' }],
+      })
       expect('owner' in kept).toBe(false)
       expect((await store.listMigrations()).map((m) => [m.id, 'owner' in m])).toEqual([
         ['app-chart', false],
@@ -152,7 +162,7 @@ onEachDatabase((db) => {
       await q(`insert into {s}.cancelled_attempts (migration_id, candidate_id, run_id, attempt, cancelled_at)
         values ('app-chart', 'svc-0', 'app-chart__svc-0', 1, '2026-01-01T00:02:00Z')`)
 
-      expect(await migrate(sql, { schema })).toEqual({ applied: [4, 5], version: SCHEMA_VERSION })
+      expect(await migrate(sql, { schema })).toEqual({ applied: [4, 5, 6], version: SCHEMA_VERSION })
       const store = postgresStore(sql, { schema })
       const old = { runId: 'app-chart__svc-0', candidateId: 'svc-0', cancelledAt: '2026-01-01T00:02:00.000Z', attempt: 1 }
       const before = (await store.getMigration('app-chart'))!

@@ -411,6 +411,218 @@ const MIGRATIONS: readonly SchemaMigration[] = [
 
     `,
   },
+  {
+    version: 6,
+    name: 'kept counts and versions, standings on candidates, indexes for every filter, linear rewrites',
+    sql: `
+      -- Every change a migration's reads show draws a new version from this sequence (a
+      -- migration deleted and made again never repeats one): what ETags are made of.
+      create sequence {schema}.versions as bigint;
+
+      -- The counts overviews and totals read, kept by the triggers below in the statement that
+      -- changes a candidate, so that no read counts candidates. n_<outcome>: of the not_started
+      -- candidates, those whose last attempt ended so.
+      alter table {schema}.migrations
+        add column version bigint not null default nextval('{schema}.versions'),
+        add column n_candidates integer not null default 0,
+        add column n_queued integer not null default 0,
+        add column n_running integer not null default 0,
+        add column n_completed integer not null default 0,
+        add column n_failed integer not null default 0,
+        add column n_rejected integer not null default 0,
+        add column n_cancelled integer not null default 0,
+        add column n_dequeued integer not null default 0;
+
+      -- Each candidate's standing (core's standingOf: its status, and its last attempt's outcome
+      -- while not_started), kept from its run by the trigger on runs, so that the status and
+      -- last-outcome filters are index ranges in listing order. search_text: the search terms as
+      -- one text, for the trigram index; the terms themselves still decide what matches.
+      create function {schema}.search_text(p_terms text[]) returns text language sql immutable parallel safe as
+        $$ select array_to_string(p_terms, chr(31)) $$;
+      alter table {schema}.candidates
+        add column status text not null default 'not_started',
+        add column last_outcome text,
+        add column search_text text generated always as ({schema}.search_text(search)) stored;
+
+      update {schema}.candidates c set
+        status = case when r.state in ('queued', 'running', 'completed') then r.state else 'not_started' end,
+        last_outcome = case when r.state in ('queued', 'running', 'completed') then null else r.last_outcome end
+        from {schema}.runs r
+        where r.migration_id = c.migration_id and r.candidate_id = c.id;
+      update {schema}.migrations m set
+        n_candidates = k.total, n_queued = k.queued, n_running = k.running, n_completed = k.completed,
+        n_failed = k.failed, n_rejected = k.rejected, n_cancelled = k.cancelled, n_dequeued = k.dequeued
+        from (
+          select migration_id, count(*) as total,
+            count(*) filter (where status = 'queued') as queued,
+            count(*) filter (where status = 'running') as running,
+            count(*) filter (where status = 'completed') as completed,
+            count(*) filter (where last_outcome = 'failed') as failed,
+            count(*) filter (where last_outcome = 'rejected') as rejected,
+            count(*) filter (where last_outcome = 'cancelled') as cancelled,
+            count(*) filter (where last_outcome = 'dequeued') as dequeued
+          from {schema}.candidates group by migration_id
+        ) k
+        where k.migration_id = m.id;
+
+      create index candidates_by_status on {schema}.candidates (migration_id, status, position);
+      create index candidates_by_outcome on {schema}.candidates (migration_id, last_outcome, position)
+        where last_outcome is not null;
+
+      -- The trigram index makes a q= search cost in proportion to what it matches. pg_trgm ships
+      -- with PostgreSQL and is trusted (a database owner may create it); where it cannot be had,
+      -- searches still answer, reading the migration's candidates.
+      do $trgm$
+      declare
+        v_schema text;
+      begin
+        begin
+          create extension if not exists pg_trgm;
+        exception when others then
+          raise warning 'loom: pg_trgm is not available (%), so q= searches read every candidate', sqlerrm;
+        end;
+        select n.nspname into v_schema
+          from pg_opclass o join pg_namespace n on n.oid = o.opcnamespace
+          where o.opcname = 'gin_trgm_ops' limit 1;
+        if v_schema is not null then
+          execute format('create index candidates_search on {schema}.candidates using gin (search_text %I.gin_trgm_ops)', v_schema);
+        end if;
+      end
+      $trgm$;
+
+      -- A migration row that changes (its definition, its counts) takes a new version.
+      create function {schema}.next_version() returns trigger language plpgsql as $$
+      begin
+        new.version := nextval('{schema}.versions');
+        return new;
+      end
+      $$;
+      create trigger next_version before update on {schema}.migrations
+        for each row execute function {schema}.next_version();
+
+      -- A run's state becomes its candidate's standing, once per statement for all its rows. A
+      -- statement that leaves every standing as it was (a step report, a claim) writes nothing
+      -- here, so it takes no lock on a candidate or a migration.
+      --
+      -- Locks: a transition locks its migration's row first (see the store's runs.ts), then the
+      -- run, the candidate and, through the next trigger, the migration again. The rewrites
+      -- (replace_candidates, delete_migration, upsert_migration) lock the migration's row first
+      -- too, so the two never wait for each other in opposite orders.
+      create function {schema}.runs_standing() returns trigger language plpgsql as $$
+      begin
+        update {schema}.candidates c set status = s.status, last_outcome = s.outcome
+          from (
+            select n.migration_id, n.candidate_id,
+              case when n.state in ('queued', 'running', 'completed') then n.state else 'not_started' end as status,
+              case when n.state in ('queued', 'running', 'completed') then null else n.last_outcome end as outcome
+            from new_runs n
+          ) s
+          where c.migration_id = s.migration_id and c.id = s.candidate_id
+            and (c.status, c.last_outcome) is distinct from (s.status, s.outcome);
+        return null;
+      end
+      $$;
+      create trigger runs_inserted after insert on {schema}.runs
+        referencing new table as new_runs for each statement execute function {schema}.runs_standing();
+      create trigger runs_updated after update on {schema}.runs
+        referencing new table as new_runs for each statement execute function {schema}.runs_standing();
+
+      -- Candidates added, changed or removed move their migration's counts (and so its version),
+      -- once per statement: a rewrite of 100,000 candidates is one update of one row. A change is
+      -- the candidate's new standing counted in (+1) and its old one counted out (-1).
+      create type {schema}.standing as (migration_id text, sign integer, status text, last_outcome text);
+      create function {schema}.candidates_counted() returns trigger language plpgsql as $$
+      declare
+        v_changed {schema}.standing[];
+      begin
+        if tg_op = 'INSERT' then
+          v_changed := array(select (migration_id, 1, status, last_outcome)::{schema}.standing from new_candidates);
+        elsif tg_op = 'DELETE' then
+          v_changed := array(select (migration_id, -1, status, last_outcome)::{schema}.standing from old_candidates);
+        else
+          v_changed := array(
+            select (migration_id, 1, status, last_outcome)::{schema}.standing from new_candidates
+            union all
+            select (migration_id, -1, status, last_outcome)::{schema}.standing from old_candidates
+          );
+        end if;
+        update {schema}.migrations m set
+          n_candidates = m.n_candidates + d.total, n_queued = m.n_queued + d.queued, n_running = m.n_running + d.running,
+          n_completed = m.n_completed + d.completed, n_failed = m.n_failed + d.failed, n_rejected = m.n_rejected + d.rejected,
+          n_cancelled = m.n_cancelled + d.cancelled, n_dequeued = m.n_dequeued + d.dequeued
+          from (
+            select migration_id, sum(sign) as total,
+              coalesce(sum(sign) filter (where status = 'queued'), 0) as queued,
+              coalesce(sum(sign) filter (where status = 'running'), 0) as running,
+              coalesce(sum(sign) filter (where status = 'completed'), 0) as completed,
+              coalesce(sum(sign) filter (where last_outcome = 'failed'), 0) as failed,
+              coalesce(sum(sign) filter (where last_outcome = 'rejected'), 0) as rejected,
+              coalesce(sum(sign) filter (where last_outcome = 'cancelled'), 0) as cancelled,
+              coalesce(sum(sign) filter (where last_outcome = 'dequeued'), 0) as dequeued
+            from unnest(v_changed) group by migration_id
+          ) d
+          where m.id = d.migration_id;
+        return null;
+      end
+      $$;
+      create trigger candidates_inserted after insert on {schema}.candidates
+        referencing new table as new_candidates for each statement execute function {schema}.candidates_counted();
+      create trigger candidates_updated after update on {schema}.candidates
+        referencing old table as old_candidates new table as new_candidates
+        for each statement execute function {schema}.candidates_counted();
+      create trigger candidates_deleted after delete on {schema}.candidates
+        referencing old table as old_candidates for each statement execute function {schema}.candidates_counted();
+
+      -- The rewrite of version 1, linear: the new list's ids are matched by a hash of them (not
+      -- by "<> all", which compares every candidate with every id), the kept candidates are
+      -- known by their standing, and a candidate that arrives as it is stored is not written
+      -- again, so submitting the same list twice reads it and changes nothing. Every caller,
+      -- this version's and older ones, runs this body. The planner cannot know how many ids the
+      -- array holds and guesses a few: it would then look each candidate up in the array (a
+      -- nested loop, quadratic), so nested loops are off while the function runs, leaving hash
+      -- joins, linear.
+      create or replace function {schema}.replace_candidates(p_migration text, p_candidates json)
+      returns boolean language plpgsql set enable_nestloop = off as $$
+      declare
+        v_ids text[] := array(select e->>0 from json_array_elements(p_candidates) e);
+      begin
+        perform 1 from {schema}.migrations where id = p_migration for no key update;
+        if not found then
+          return false;
+        end if;
+        -- A process of an older version moves runs without locking the migration first: hold the
+        -- runs and candidates that may be dropped or moved, so that its transitions wait.
+        perform 1 from {schema}.runs r
+          where r.migration_id = p_migration and not exists (select 1 from unnest(v_ids) n(id) where n.id = r.candidate_id)
+          order by r.candidate_id for update;
+        perform 1 from {schema}.candidates c
+          where c.migration_id = p_migration and not exists (select 1 from unnest(v_ids) n(id) where n.id = c.id)
+          order by c.id for update;
+        delete from {schema}.candidates c
+          where c.migration_id = p_migration and c.status = 'not_started'
+            and not exists (select 1 from unnest(v_ids) n(id) where n.id = c.id);
+        -- Candidates kept for their run go after the new list, in their previous order.
+        update {schema}.candidates c set position = cardinality(v_ids) + kept.rank - 1
+          from (
+            select k.id, row_number() over (order by k.position) as rank
+            from {schema}.candidates k
+            where k.migration_id = p_migration and not exists (select 1 from unnest(v_ids) n(id) where n.id = k.id)
+          ) kept
+          where c.migration_id = p_migration and c.id = kept.id and c.position <> cardinality(v_ids) + kept.rank - 1;
+        insert into {schema}.candidates as c (migration_id, id, position, kind, metadata, state, files, search)
+          select p_migration, e.r->>0, (e.ord - 1)::integer, e.r->>1, (e.r->>2)::json, (e.r->>3)::json,
+            (e.r->>4)::json, array(select json_array_elements_text((e.r->>5)::json))
+          from json_array_elements(p_candidates) with ordinality as e(r, ord)
+          on conflict (migration_id, id) do update set
+            position = excluded.position, kind = excluded.kind, metadata = excluded.metadata,
+            state = excluded.state, files = excluded.files, search = excluded.search
+          where (c.position, c.kind, c.metadata::text, c.state::text, c.files::text)
+            is distinct from (excluded.position, excluded.kind, excluded.metadata::text, excluded.state::text, excluded.files::text);
+        return true;
+      end
+      $$;
+    `,
+  },
 ]
 
 /** The newest schema version this package knows. */

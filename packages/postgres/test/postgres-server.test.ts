@@ -321,7 +321,8 @@ describe.skipIf(!DATABASE_URL)(`workers claiming one migration at once ${NEEDS_S
       winners.add(owner)
       const [definition, candidates] = announcement(id, owner)
       // Every announce, the winner's included, answers with what is stored: the winner's definition, naming the winner.
-      const { counts, cancelledAttempts, ...record } = stored
+      const { counts, cancelledAttempts, version, ...record } = stored
+      expect(version).toMatch(/^\d+$/)
       expect(record).toEqual({ ...definition, owner, createdAt: record.createdAt })
       for (const result of results) expect(result).toEqual(record)
       // No loser's candidates were written, nor were the operator's kept: the winner's replaced them.

@@ -30,6 +30,7 @@ import type {
 } from '../schemas'
 import { limitedSchemas, SlugSchema } from '../schemas'
 import { parse } from '../validate'
+import { digest } from '../digest'
 import { type WorkerUrlPolicy, workerUrlPolicy } from '../worker-urls'
 import { loomContext } from './context'
 import { reconciler } from './reconciler'
@@ -253,7 +254,23 @@ export function createLoom(deps: LoomDeps): LoomInstance {
     await check('engine', () => engine.health?.())
     return { status: 'ok' }
   }
+  /**
+   * The Loom of each actor met lately: assembling every method for each request costs more than
+   * answering a conditional GET, and a deployment's callers are a handful of names.
+   */
+  const actors = new Map<string, Loom>()
   const actingAs = (input: Actor): Loom => {
+    const key = typeof input?.kind === 'string' && typeof input.name === 'string' ? `${input.kind}\u0000${input.name}` : undefined
+    const known = key === undefined ? undefined : actors.get(key)
+    if (known) return known
+    const acting = assemble(input)
+    if (key !== undefined) {
+      if (actors.size >= 256) actors.delete(actors.keys().next().value!)
+      actors.set(key, acting)
+    }
+    return acting
+  }
+  const assemble = (input: Actor): Loom => {
     // Actors come from tokens, hooks and messages: one of another kind, or blank, acts for no one.
     const actor = parse(ActorSchema, input, 'actor')
     const methods: Loom = { ...migrationMethods(ctx, actor), ...runMethods(ctx, actor), ...activityMethods(ctx), subscribe, health }
@@ -345,23 +362,6 @@ function retentionOf(text: string | undefined): number | undefined {
     })
   }
   return ms
-}
-
-/**
- * A short digest of `text` (cyrb53: 53 bits, two multiplicative 32-bit hashes): the catalog's
- * version, which must change with any migration's and be short enough for a header.
- */
-function digest(text: string): string {
-  let h1 = 0xdeadbeef
-  let h2 = 0x41c6ce57
-  for (let i = 0; i < text.length; i++) {
-    const ch = text.charCodeAt(i)
-    h1 = Math.imul(h1 ^ ch, 2654435761)
-    h2 = Math.imul(h2 ^ ch, 1597334677)
-  }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909)
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
-  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(36)
 }
 
 async function check(dependency: string, probe: () => Promise<unknown> | unknown): Promise<void> {

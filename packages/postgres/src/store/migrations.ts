@@ -1,15 +1,15 @@
 import type { CancelledAttempt, Candidate } from '@loom/core'
-import { emptyCounts, type MigrationDefinition, type MigrationRecord, type MigrationStore, type MigrationSummary } from '@loom/core/store'
+import type { MigrationDefinition, MigrationRecord, MigrationStore, MigrationSummary } from '@loom/core/store'
 import type { StoreContext } from './context'
-import { type ActivityDraft, candidateRows, draftOrNull, iso, jsonOrNull, migrationOf, type Row } from './rows'
+import { type ActivityDraft, candidateRows, countsOf, draftOrNull, iso, jsonOrNull, migrationOf, type Row } from './rows'
 
-type MigrationMethods = Pick<MigrationStore, 'upsertMigration' | 'getMigration' | 'listMigrations' | 'deleteMigration'>
+type MigrationMethods = Pick<MigrationStore, 'upsertMigration' | 'getMigration' | 'listMigrations' | 'deleteMigration' | 'versions'>
 
 /** Migrations with their steps, counts and cancelled attempts; the rewrites are single calls of the schema's functions. */
 export function migrationMethods(ctx: StoreContext): MigrationMethods {
-  const { sql, tables: T, ms, fn, call, candidateStatus } = ctx
+  const { sql, tables: T, ms, fn, call } = ctx
 
-  /** The migration rows with steps, counts and cancelled attempts; all of them when `id` is undefined. */
+  /** The migration rows with steps, their kept counts and cancelled attempts; all of them when `id` is undefined. */
   const summaries = async (id: string | undefined): Promise<MigrationSummary[]> => {
     const rows = await sql`
       select
@@ -29,30 +29,13 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
           ) order by a.id)
           from ${T.cancelled} a where a.migration_id = m.id
         ), '[]'::json) as cancelled,
-        counts.*
+        m.version, m.n_candidates, m.n_queued, m.n_running, m.n_completed, m.n_failed
       from ${T.migrations} m
-      cross join lateral (
-        select
-          count(*)::int as total,
-          (count(*) filter (where st.status = 'queued'))::int as queued,
-          (count(*) filter (where st.status = 'running'))::int as running,
-          (count(*) filter (where st.status = 'completed'))::int as completed,
-          (count(*) filter (where r.last_outcome = 'failed'))::int as failed
-        from ${T.candidates} c
-        left join ${T.runs} r on r.migration_id = c.migration_id and r.candidate_id = c.id
-        cross join lateral (select ${candidateStatus()} as status) st
-        where c.migration_id = m.id
-      ) counts
       where ${id === undefined ? sql`true` : sql`m.id = ${id}`}
       order by m.seq
     `
     return rows.map((row) => {
-      const counts = emptyCounts()
-      counts.queued = Number(row.queued)
-      counts.running = Number(row.running)
-      counts.completed = Number(row.completed)
-      counts.not_started = Number(row.total) - counts.queued - counts.running - counts.completed
-      counts.failed = Number(row.failed)
+      const counts = countsOf(row)
       const cancelledAttempts = (row.cancelled as Row[]).map((a) => {
         // Every row has its attempt (version 1 stored it already); one written before version 4 has no actor.
         const cancelled: CancelledAttempt = {
@@ -65,7 +48,7 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
         if (a.reason !== null) cancelled.reason = a.reason
         return cancelled
       })
-      return { ...migrationOf(row), counts, cancelledAttempts }
+      return { ...migrationOf(row), counts, cancelledAttempts, version: String(row.version) }
     })
   }
 
@@ -103,6 +86,17 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
 
     listMigrations() {
       return call(() => summaries(undefined))
+    },
+
+    versions(ids) {
+      return call(async () => {
+        const rows = await sql`
+          select id, version from ${T.migrations}
+          where ${ids === undefined ? sql`true` : sql`id in (select json_array_elements_text(${JSON.stringify(ids)}::text::json))`}
+          order by seq
+        `
+        return new Map(rows.map((row) => [row.id as string, String(row.version)]))
+      })
     },
 
     deleteMigration(id, activity) {

@@ -3,8 +3,8 @@
  * milliseconds and JSON columns as the client parses them; every optional field that is
  * NULL in its column is absent from the record, as it was when written.
  */
-import type { ActivityEntry, Candidate, StepDefinition } from '@loom/core'
-import { joinRunId, type MigrationRecord, type RecordedStep, type RunRecord } from '@loom/core/store'
+import type { ActivityEntry, Candidate, StatusCounts, StepDefinition } from '@loom/core'
+import { emptyCounts, joinRunId, type MigrationRecord, type RecordedStep, type RunRecord } from '@loom/core/store'
 
 export type Row = Record<string, any>
 
@@ -155,4 +155,15 @@ export function activityOf(row: Row): ActivityEntry {
 /** An activity draft as the schema's functions take it (`log_activity`): JSON text, or null for none. */
 export function draftOrNull(draft: ActivityDraft | undefined): string | null {
   return draft === undefined ? null : JSON.stringify(draft)
+}
+
+/** The status counts of a migration row's kept counts. */
+export function countsOf(row: Row): StatusCounts {
+  const counts = emptyCounts()
+  counts.queued = row.n_queued
+  counts.running = row.n_running
+  counts.completed = row.n_completed
+  counts.not_started = row.n_candidates - counts.queued - counts.running - counts.completed
+  counts.failed = row.n_failed
+  return counts
 }

@@ -86,6 +86,7 @@ export function runMethods(ctx: StoreContext): RunMethods {
                   resumable = ${v.resumable}, last_attempt = ${v.lastAttempt}, last_outcome = ${v.lastOutcome},
                   updated_at = ${v.updatedAt}, version = version + 1
                 where migration_id = ${migrationId} and candidate_id = ${candidateId} and version = ${found.version}::bigint
+                  and exists (select 1 from locked)
                 returning attempt`
             : // Inserting through the candidate row: its foreign-key check waits for a replace or delete holding it.
               sql`
@@ -95,14 +96,19 @@ export function runMethods(ctx: StoreContext): RunMethods {
                   ${v.stepStartedAt}, ${v.stepDispatchedAt}, ${v.owner}, ${v.resumable}, ${v.lastAttempt}, ${v.lastOutcome},
                   ${v.updatedAt}
                 from ${T.candidates} c
-                where c.migration_id = ${migrationId} and c.id = ${candidateId}
+                where c.migration_id = ${migrationId} and c.id = ${candidateId} and exists (select 1 from locked)
                 on conflict (migration_id, candidate_id) do nothing
                 returning attempt`
           // The steps, the audit record and the activity entry go in the same statement, only if the
           // write matched. The delete and the upsert touch disjoint rows (names absent from, and
           // present in, the new steps).
+          // The migration's row is locked first, before the run: the triggers that keep the
+          // candidate's standing and the migration's counts lock it last, and a rewrite of the
+          // list locks it first (schema version 6), so no two writers wait for each other in
+          // opposite orders. Transitions of one migration so commit one at a time.
           const rows = await sql`
-            with saved as (${write}),
+            with locked as (select 1 from ${T.migrations} where id = ${migrationId} for no key update),
+            saved as (${write}),
             new_steps as (
               select e.r, e.ord from json_array_elements(${steps}::text::json) with ordinality as e(r, ord)
               where ${rewrite}::boolean
