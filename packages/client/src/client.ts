@@ -10,12 +10,14 @@ import {
   type CandidateQuery,
   type CandidateSearchResult,
   type CandidateWithStatus,
+  type Discovery,
   type DryRunResult,
   type ExecuteOptions,
   type HealthReport,
   type Loom,
   type LoomEvent,
   type MigrationAnnouncement,
+  type PatchCandidatesRequest,
   type MigrationOverview,
   type RegisteredMigration,
   type RegisterMigrationRequest,
@@ -271,6 +273,17 @@ export function createClient(options: ClientOptions): LoomClient {
 
     submitCandidates: (migrationId: string, candidates: Candidate[]) =>
       none('POST', `/migrations/${segment(migrationId)}/candidates`, { candidates }),
+
+    patchCandidates: (migrationId: string, patch: PatchCandidatesRequest) =>
+      none('PATCH', `/migrations/${segment(migrationId)}/candidates`, patch),
+
+    openDiscovery: (migrationId: string) => json<Discovery>('POST', `/migrations/${segment(migrationId)}/discoveries`),
+
+    addToDiscovery: (migrationId: string, discoveryId: string, candidates: Candidate[]) =>
+      none('POST', `/migrations/${segment(migrationId)}/discoveries/${segment(discoveryId)}/candidates`, { candidates }),
+
+    commitDiscovery: (migrationId: string, discoveryId: string) =>
+      none('POST', `/migrations/${segment(migrationId)}/discoveries/${segment(discoveryId)}/commit`),
 
     listCandidates: async (migrationId: string) =>
       (await conditionalGet<CandidateWithStatus[]>(`/migrations/${segment(migrationId)}/candidates`)).value,

@@ -36,7 +36,17 @@ export const SYSTEM_ACTOR: Actor = Object.freeze({ kind: 'system', name: 'loom' 
 export const ANONYMOUS_OPERATOR: Actor = Object.freeze({ kind: 'operator', name: 'anonymous' })
 
 /** The methods of `Loom` a worker may call: announce, submit candidates, report steps (and ask for health). */
-const WORKER_METHODS: ReadonlySet<string> = new Set(['announce', 'submitCandidates', 'complete', 'prOpened', 'health'])
+const WORKER_METHODS: ReadonlySet<string> = new Set([
+  'announce',
+  'submitCandidates',
+  'patchCandidates',
+  'openDiscovery',
+  'addToDiscovery',
+  'commitDiscovery',
+  'complete',
+  'prOpened',
+  'health',
+])
 
 /** What each kind of actor may call: everything, or the listed methods. An actor of any other kind may call nothing. */
 const RIGHTS: Record<ActorKind, 'all' | ReadonlySet<string>> = { operator: 'all', system: 'all', worker: WORKER_METHODS }

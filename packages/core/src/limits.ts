@@ -19,6 +19,8 @@ export interface Limits {
   files: number
   /** Nesting of a JSON body or message: objects and arrays within each other. Default 32. */
   depth: number
+  /** Candidates one discovery may stage in all, over its parts (each part held to `candidates`). Default 200,000. */
+  discoveryCandidates: number
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -28,6 +30,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   valueLength: 10_000,
   files: 1_000,
   depth: 32,
+  discoveryCandidates: 200_000,
 })
 
 /** Keys a map cannot hold as plain data in JavaScript: refused rather than silently dropped. */

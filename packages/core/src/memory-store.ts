@@ -2,6 +2,7 @@ import type {
   ActivityDraft,
   ActivityEntry,
   CandidatePage,
+  DiscoveryRecord,
   MigrationDefinition,
   MigrationRecord,
   MigrationStore,
@@ -11,9 +12,16 @@ import type {
   RunState,
   TransitionResult,
 } from './ports'
-import type { CancelledAttempt, Candidate, CandidateQuery, LastOutcome, StatusCounts } from './schemas'
+import type {
+  CancelledAttempt,
+  Candidate,
+  CandidateQuery,
+  CandidateStatus,
+  CandidateWithStatus,
+  LastOutcome,
+  StatusCounts,
+} from './schemas'
 import { candidateStatusOf, decideStepProgress, decideStepReport, decideTransition, emptyCounts, standingOf } from './rules'
-import { candidateWithStatus } from './loom/shapes'
 import { matchesQuery, totalFromCounts } from './candidate-query'
 
 interface StoredMigration {
@@ -23,6 +31,12 @@ interface StoredMigration {
   /** The candidate ids in listing order, and each one's index in it: where a cursor resumes. */
   order: string[]
   positions: Map<string, number>
+  /**
+   * The positions of the candidates of each status, and of each last outcome, ascending: a
+   * filtered page is read from its own list from the cursor on, so it costs the page, not the
+   * migration. Kept with the counts.
+   */
+  standings: Map<CandidateStatus | LastOutcome, number[]>
   runs: Map<string, RunRecord>
   cancelledAttempts: CancelledAttempt[]
   /** Kept by every change, so that summaries and totals read no candidate. */
@@ -50,6 +64,13 @@ export function memoryStore(): MigrationStore {
   let versions = 0
   /** Each process's lease: until when it is alive. */
   const leases = new Map<string, string>()
+  /** The open discoveries by id, each with the migration it was opened on: one deleted since (even if made again) has none. */
+  const discoveries = new Map<string, StagedDiscovery>()
+  const openDiscoveryOf = (migrationId: string, discoveryId: string, at: string) => {
+    const d = discoveries.get(discoveryId)
+    if (!d || d.record.migrationId !== migrationId || migrations.get(migrationId) !== d.migration) return undefined
+    return Date.parse(d.record.expiresAt) > Date.parse(at) ? d : undefined
+  }
   const leaseLapsed = (owner: string | undefined, at: string) => {
     const until = owner === undefined ? undefined : leases.get(owner)
     return until === undefined || Date.parse(until) < Date.parse(at)
@@ -86,19 +107,22 @@ export function memoryStore(): MigrationStore {
   }
 
   const summary = (m: StoredMigration): MigrationSummary => ({
-    ...clone(m.record),
+    ...copyRecord(m.record),
     counts: { ...m.counts },
-    cancelledAttempts: clone(m.cancelledAttempts),
+    cancelledAttempts: m.cancelledAttempts.map((a) => (a.cancelledBy ? { ...a, cancelledBy: { ...a.cancelledBy } } : { ...a })),
     version: String(m.version),
   })
 
-  /** Adds (`sign` 1) or takes away (-1) a candidate with this run from the kept counts. */
-  const tally = (m: StoredMigration, run: RunRecord | undefined, sign: 1 | -1) => {
+  /** Adds (`sign` 1) or takes away (-1) the candidate `id`, with this run, from the kept counts and standing lists. */
+  const tally = (m: StoredMigration, id: string, run: RunRecord | undefined, sign: 1 | -1) => {
     const { status, outcome } = standingOf(run)
+    const position = m.positions.get(id)!
     m.counts[status] += sign
+    keep(m.standings, status, position, sign)
     if (outcome) {
       m.outcomes[outcome] += sign
       if (outcome === 'failed') m.counts.failed += sign
+      keep(m.standings, outcome, position, sign)
     }
   }
 
@@ -114,14 +138,16 @@ export function memoryStore(): MigrationStore {
     m.positions = new Map(m.order.map((id, index) => [id, index]))
     m.counts = emptyCounts()
     m.outcomes = { failed: 0, rejected: 0, cancelled: 0, dequeued: 0 }
-    for (const id of m.order) tally(m, m.runs.get(id), 1)
+    m.standings = new Map()
+    // In listing order, so that every standing list is appended to in ascending order.
+    for (const id of m.order) tally(m, id, m.runs.get(id), 1)
   }
 
   return {
     async upsertMigration(definition: MigrationDefinition, candidates?: Candidate[], claimant?: string, activity?: ActivityDraft) {
       const existing = migrations.get(definition.id)
       const owner = existing?.record.owner ?? claimant
-      if (existing && claimant !== undefined && owner !== claimant) return clone(existing.record)
+      if (existing && claimant !== undefined && owner !== claimant) return copyRecord(existing.record)
       if (activity) write(activity)
       const record: MigrationRecord = {
         ...clone(definition),
@@ -133,6 +159,7 @@ export function memoryStore(): MigrationStore {
         candidates: new Map(),
         order: [],
         positions: new Map(),
+        standings: new Map(),
         runs: new Map(),
         cancelledAttempts: [],
         counts: emptyCounts(),
@@ -143,12 +170,17 @@ export function memoryStore(): MigrationStore {
       m.version = ++versions
       if (candidates) replace(m, candidates)
       migrations.set(definition.id, m)
-      return clone(record)
+      return copyRecord(record)
     },
 
     async getMigration(id) {
       const m = migrations.get(id)
       return m && summary(m)
+    },
+
+    async getMigrationRecord(id) {
+      const m = migrations.get(id)
+      return m && copyRecord(m.record)
     },
 
     async listMigrations() {
@@ -181,22 +213,33 @@ export function memoryStore(): MigrationStore {
         const { status, outcome } = standingOf(run)
         return matchesQuery(m.candidates.get(id)!, status, query, outcome) ? run : false
       }
-      // From the cursor's place, or the offset's: only as far as the page reaches.
       const cursor = query.after === undefined ? undefined : m.positions.get(query.after)
       if (query.after !== undefined && cursor === undefined) return { candidates: [], total: countMatches(m, query, matches) }
-      let skip = cursor === undefined ? (query.offset ?? 0) : 0
+      // The positions a match can be at: a standing list when a filter names one, else every one.
+      const within = query.lastOutcome ?? query.status
+      const positions = within === undefined ? undefined : (m.standings.get(within) ?? [])
+      const size = positions?.length ?? m.order.length
       const limit = query.limit ?? Number.POSITIVE_INFINITY
       const candidates: CandidatePage['candidates'] = []
-      for (let index = cursor === undefined ? 0 : cursor + 1; index < m.order.length && candidates.length < limit; index++) {
-        const id = m.order[index]!
+      // Without a search, every position of that list matches (or none, for a status and an
+      // outcome that exclude each other), so an offset is a jump; a search walks and skips.
+      const walks = Boolean(query.q)
+      if (!walks && query.lastOutcome && query.status && query.status !== 'not_started') return { candidates, total: 0 }
+      let skip = walks && cursor === undefined ? (query.offset ?? 0) : 0
+      let index = cursor !== undefined ? firstAbove(positions, cursor, size) : walks ? 0 : (query.offset ?? 0)
+      for (; index < size && candidates.length < limit; index++) {
+        const id = m.order[positions ? positions[index]! : index]!
         const run = matches(id)
         if (run === false) continue
         if (skip > 0) {
           skip--
           continue
         }
-        const listed = candidateWithStatus(copyCandidate(m.candidates.get(id)!), run)
-        if (listed.lastAttempt) listed.lastAttempt = clone(listed.lastAttempt)
+        // The copy is the listed candidate: its status and run id go on it, no second object.
+        const listed = copyCandidate(m.candidates.get(id)!) as CandidateWithStatus
+        listed.status = candidateStatusOf(run?.state)
+        if (listed.status !== 'not_started') listed.runId = run!.runId
+        else if (run?.lastAttempt) listed.lastAttempt = clone(run.lastAttempt)
         candidates.push(listed)
       }
       return { candidates, total: countMatches(m, query, matches) }
@@ -226,9 +269,9 @@ export function memoryStore(): MigrationStore {
       const decision = decideTransition(previous, request)
       if (!decision.ok) return decision
       const run: RunRecord = { ...structuredClone(decision.next), attempt: decision.attempt === 'new' ? ++attempts : decision.attempt }
-      tally(m, previous, -1)
+      tally(m, request.candidateId, previous, -1)
       m.runs.set(request.candidateId, run)
-      tally(m, run, 1)
+      tally(m, request.candidateId, run, 1)
       m.version = ++versions
       if (decision.cancelledAttempt) m.cancelledAttempts.push(decision.cancelledAttempt)
       write({ ...decision.activity, attempt: run.attempt })
@@ -316,7 +359,87 @@ export function memoryStore(): MigrationStore {
     },
 
     async ping() {},
+
+    async patchCandidates(migrationId, patch, activity) {
+      const m = migrations.get(migrationId)
+      if (!m) return false
+      const dropped = new Set(
+        patch.remove.filter((id) => m.candidates.has(id) && candidateStatusOf(m.runs.get(id)?.state) === 'not_started'),
+      )
+      if (dropped.size === 0) {
+        // In place: a candidate it has keeps its position and standing; a new one is appended.
+        for (const c of patch.upsert) {
+          const known = m.candidates.has(c.id)
+          m.candidates.set(c.id, copyCandidate(c))
+          if (known) continue
+          m.positions.set(c.id, m.order.length)
+          m.order.push(c.id)
+          tally(m, c.id, undefined, 1)
+        }
+      } else {
+        // Positions after a dropped candidate move: the list is laid out again, as a replace would.
+        const upserts = new Map(patch.upsert.map((c) => [c.id, c]))
+        const next: Candidate[] = []
+        for (const id of m.order) if (!dropped.has(id)) next.push(upserts.get(id) ?? m.candidates.get(id)!)
+        for (const c of patch.upsert) if (!m.candidates.has(c.id)) next.push(c)
+        replace(m, next)
+      }
+      m.version = ++versions
+      if (activity) write(activity)
+      return true
+    },
+
+    async openDiscovery(discovery) {
+      const m = migrations.get(discovery.migrationId)
+      if (!m) return false
+      discoveries.set(discovery.id, { record: { ...discovery }, migration: m, candidates: [], ids: new Set() })
+      return true
+    },
+
+    async stageCandidates({ migrationId, discoveryId, candidates, at, expiresAt, limit }) {
+      const d = openDiscoveryOf(migrationId, discoveryId, at)
+      if (!d) return { outcome: 'not_found' }
+      const again = candidates.find((c) => d.ids.has(c.id))
+      if (again) return { outcome: 'duplicate', candidateId: again.id }
+      if (d.candidates.length + candidates.length > limit) return { outcome: 'too_many', total: d.candidates.length }
+      for (const c of candidates) {
+        d.candidates.push(copyCandidate(c))
+        d.ids.add(c.id)
+      }
+      d.record.expiresAt = expiresAt
+      return { outcome: 'staged', total: d.candidates.length }
+    },
+
+    async commitDiscovery(migrationId, discoveryId, at, activity) {
+      const d = openDiscoveryOf(migrationId, discoveryId, at)
+      if (!d) return 'not_found'
+      discoveries.delete(discoveryId)
+      replace(d.migration, d.candidates)
+      d.migration.version = ++versions
+      if (activity) write({ ...activity, detail: { ...activity.detail, count: d.candidates.length } })
+      return 'committed'
+    },
+
+    async pruneDiscoveries(before, limit) {
+      const cutoff = Date.parse(before)
+      let count = 0
+      for (const [id, d] of discoveries) {
+        if (count >= limit) break
+        if (Date.parse(d.record.expiresAt) >= cutoff && migrations.get(d.record.migrationId) === d.migration) continue
+        discoveries.delete(id)
+        count++
+      }
+      return count
+    },
   }
+}
+
+/** A discovery and the candidates staged into it, in the order staged. */
+interface StagedDiscovery {
+  record: DiscoveryRecord
+  migration: StoredMigration
+  candidates: Candidate[]
+  ids: Set<string>
 }
 
 /** How many candidates match `query`: from the kept counts when they say, else by looking at each. */
@@ -326,6 +449,28 @@ function countMatches(m: StoredMigration, query: CandidateQuery, matches: (id: s
   let total = 0
   for (const id of m.order) if (matches(id) !== false) total++
   return total
+}
+
+/** Adds `position` to (`sign` 1) or takes it from (-1) the ascending list of `key`. */
+function keep<K>(lists: Map<K, number[]>, key: K, position: number, sign: 1 | -1) {
+  let list = lists.get(key)
+  if (!list) lists.set(key, (list = []))
+  const at = firstAbove(list, position - 1, list.length)
+  if (sign === 1) list.splice(at, 0, position)
+  else if (list[at] === position) list.splice(at, 1)
+}
+
+/** The index of the first of `positions` (ascending; all of 0…size-1 when undefined) greater than `position`. */
+function firstAbove(positions: number[] | undefined, position: number, size: number): number {
+  if (!positions) return Math.min(position + 1, size)
+  let low = 0
+  let high = positions.length
+  while (low < high) {
+    const middle = (low + high) >>> 1
+    if (positions[middle]! <= position) low = middle + 1
+    else high = middle
+  }
+  return low
 }
 
 /** The index of the first entry whose id is greater than `after`. */
@@ -350,6 +495,20 @@ function copyCandidate(c: Candidate): Candidate {
   if (c.metadata) copy.metadata = { ...c.metadata }
   if (c.state) copy.state = { ...c.state }
   if (c.files) copy.files = c.files.map((group) => ({ ...group, files: group.files.map((file) => ({ ...file })) }))
+  return copy
+}
+
+/** A migration record's own copy, field by field: overviews copy every migration on every read. */
+function copyRecord(r: MigrationRecord): MigrationRecord {
+  const copy: MigrationRecord = {
+    ...r,
+    steps: r.steps.map((step) => {
+      const s = { ...step }
+      if (step.config) s.config = { ...step.config }
+      if (step.files) s.files = [...step.files]
+      return s
+    }),
+  }
   return copy
 }
 

@@ -123,6 +123,7 @@ export type ActivityType =
   | 'migration.announced'
   | 'migration.deleted'
   | 'candidates.submitted'
+  | 'candidates.patched'
 
 /** One change, as the activity log keeps it, before the store gives it its place. */
 export interface ActivityDraft {
@@ -231,6 +232,47 @@ export type RecordStepOutcome =
   | { outcome: 'not_running'; status: CandidateStatus; attempt?: number }
   | { outcome: 'not_found' }
 
+/** A change to part of a candidate list (`MigrationStore.patchCandidates`). */
+export interface CandidatePatch {
+  /** Candidates to write: one the migration has is replaced where it stands, a new one is appended. */
+  upsert: Candidate[]
+  /** Ids of candidates to drop; none of them is in `upsert`. */
+  remove: string[]
+}
+
+/** A discovery as it is opened: a new candidate list, staged in parts, until it is committed or expires. */
+export interface DiscoveryRecord {
+  /** Unique among every migration's discoveries (core draws a random UUID). */
+  id: string
+  migrationId: string
+  /** When it expires unless a part comes first (ISO 8601): an expired discovery is as gone as an unknown one. */
+  expiresAt: string
+}
+
+/** Candidates staged into a discovery (`MigrationStore.stageCandidates`). */
+export interface StageCandidatesRequest {
+  migrationId: string
+  discoveryId: string
+  /** In the order they are to be listed, after those staged before. Their ids are unique among themselves. */
+  candidates: Candidate[]
+  /** Now: a discovery whose `expiresAt` is not after this is not found. */
+  at: string
+  /** The discovery's new expiry, once these are staged. */
+  expiresAt: string
+  /** The most candidates the discovery may hold in all: a part that would pass it stages nothing. */
+  limit: number
+}
+
+export type StageCandidatesOutcome =
+  /** Staged; `total` is how many the discovery holds now. */
+  | { outcome: 'staged'; total: number }
+  /** No such discovery of this migration (never opened, committed, expired, or its migration deleted). */
+  | { outcome: 'not_found' }
+  /** A candidate of the part was staged before, by an earlier part: nothing of the part was staged. */
+  | { outcome: 'duplicate'; candidateId: string }
+  /** The part would take the discovery past `limit`: nothing of it was staged; `total` is how many it holds. */
+  | { outcome: 'too_many'; total: number }
+
 export interface CandidatePage {
   candidates: CandidateWithStatus[]
   /** How many candidates match the query without `limit` and `offset`. */
@@ -271,6 +313,13 @@ export interface MigrationStore {
   /** The migration, or undefined when there is none with this id. */
   getMigration(id: string): Promise<MigrationSummary | undefined>
 
+  /**
+   * The migration's definition alone (steps, worker URL, owner), without counts or cancelled
+   * attempts: what a run's step needs, read at the same cost however many candidates and
+   * attempts the migration has. Undefined when there is none with this id.
+   */
+  getMigrationRecord(id: string): Promise<MigrationRecord | undefined>
+
   /** Every migration with its status counts, oldest first. */
   listMigrations(): Promise<MigrationSummary[]>
 
@@ -291,11 +340,58 @@ export interface MigrationStore {
   replaceCandidates(migrationId: string, candidates: Candidate[], activity?: ActivityDraft): Promise<boolean>
 
   /**
+   * Changes part of the candidate list, atomically: each candidate of `patch.upsert` the
+   * migration has is replaced where it stands (its place in the list and its run kept), each
+   * new one is appended after the last, in the order given; each candidate of `patch.remove` is
+   * dropped with its run, unless that run is `queued`, `running` or `completed` (kept, as
+   * {@link MigrationStore.replaceCandidates} keeps it); ids the migration does not have are
+   * ignored. Costs time in proportion to the patch, not to the migration. Returns false when
+   * the migration does not exist. `activity` is written in the same atomic operation when it
+   * applied.
+   */
+  patchCandidates(migrationId: string, patch: CandidatePatch, activity?: ActivityDraft): Promise<boolean>
+
+  /**
+   * Opens a discovery: an empty candidate list staged beside the migration's, which
+   * {@link MigrationStore.stageCandidates} fills in parts (from any process sharing the store)
+   * and {@link MigrationStore.commitDiscovery} swaps in. Returns false when the migration does
+   * not exist. Deleting the migration deletes its discoveries.
+   */
+  openDiscovery(discovery: DiscoveryRecord): Promise<boolean>
+
+  /**
+   * Appends a part to a discovery of `request.migrationId` that has not expired at
+   * `request.at`, and moves its expiry to `request.expiresAt`, atomically: a part whose
+   * candidate an earlier part staged already (`duplicate`), or that would take the discovery
+   * past `request.limit` (`too_many`), stages nothing. Parts sent at once are each staged
+   * whole, one after the other.
+   */
+  stageCandidates(request: StageCandidatesRequest): Promise<StageCandidatesOutcome>
+
+  /**
+   * Replaces the migration's candidate list with a discovery's staged candidates, in the order
+   * staged, exactly as {@link MigrationStore.replaceCandidates} would, and deletes the
+   * discovery, in one atomic operation; costs time in proportion to the list. `not_found`, and
+   * nothing changed, when the migration has no such discovery unexpired at `at`. `activity` is
+   * written in the same operation when committed, with `detail.count` set by the store to the
+   * number of candidates committed.
+   */
+  commitDiscovery(migrationId: string, discoveryId: string, at: string, activity?: ActivityDraft): Promise<'committed' | 'not_found'>
+
+  /**
+   * Deletes up to `limit` discoveries that expired before `before` (ISO 8601), with what they
+   * staged; returns how many (fewer than `limit`: none is left). What `createLoom`'s reconciler
+   * calls, about once an hour.
+   */
+  pruneDiscoveries(before: string, limit: number): Promise<number>
+
+  /**
    * The migration's candidates joined with their status (and, while `not_started` after an
    * attempt, the run's `lastAttempt`), in submission order, filtered by `status`, by
    * `lastOutcome` (the outcome of that `lastAttempt`) and by `q` (a case-insensitive substring
    * of the id or a metadata value), then paged by `offset` and `limit`, or by `after` (the
-   * page starts after that candidate; empty when the migration has no candidate with that id).
+   * page starts after that candidate; empty when the migration has no candidate with that id;
+   * never given with `offset`).
    * `total` counts every match, whatever the page. Undefined when the migration does not exist.
    *
    * Costs time in proportion to the page, not to the migration, unless `offset` is large or

@@ -43,7 +43,7 @@ export function createRunHost({ store, dispatcher, now = () => new Date() }: Run
 
   const load = async (run: RunStart): Promise<LoadedRun | undefined> => {
     const [migration, found] = await Promise.all([
-      store.getMigration(run.migrationId),
+      store.getMigrationRecord(run.migrationId),
       store.getCandidate(run.migrationId, run.candidateId),
     ])
     if (!migration || !found?.run) return undefined

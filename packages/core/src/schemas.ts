@@ -219,6 +219,38 @@ export function limitedSchemas(limits: Limits) {
       steps: StepList,
     }),
     SubmitCandidatesRequest: v.object({ candidates: CandidateList }),
+    /**
+     * `PATCH …/candidates`: candidates to write and ids to drop, together within the request's
+     * limit of candidates, and no id in both.
+     */
+    PatchCandidatesRequest: v.pipe(
+      v.object({
+        upsert: v.optional(CandidateList),
+        remove: v.optional(
+          v.pipe(
+            AnyList,
+            count('candidate ids', limits.candidates, 'candidates'),
+            v.array(SlugSchema),
+            v.check((list) => unique(list), 'candidate ids must be unique'),
+          ),
+        ),
+      }),
+      v.forward(
+        v.check(
+          (patch) => (patch.upsert?.length ?? 0) + (patch.remove?.length ?? 0) <= limits.candidates,
+          (issue) =>
+            `${issue.input.upsert?.length ?? 0} candidates to upsert and ${issue.input.remove?.length ?? 0} to remove are more than the limit of ${limits.candidates} (limits.candidates)`,
+        ),
+        ['remove'],
+      ),
+      v.forward(
+        v.check(
+          (patch) => bothIn(patch) === undefined,
+          (issue) => `candidate ${bothIn(issue.input)} is both upserted and removed; name it in one of the two`,
+        ),
+        ['remove'],
+      ),
+    ),
     StepCompletedEvent: v.object({
       stepName: NonEmpty(200),
       candidate: Candidate,
@@ -233,6 +265,13 @@ export function limitedSchemas(limits: Limits) {
       attempt: v.optional(AttemptSchema),
     }),
   }
+}
+
+/** An id a patch both upserts and removes, if any. */
+function bothIn(patch: { upsert?: { id: string }[] | undefined; remove?: string[] | undefined }): string | undefined {
+  if (!patch.upsert?.length || !patch.remove?.length) return undefined
+  const upserted = new Set(patch.upsert.map((c) => c.id))
+  return patch.remove.find((id) => upserted.has(id))
 }
 
 /** The schemas of {@link limitedSchemas}, for one set of limits. */
@@ -260,7 +299,14 @@ export const MigrationAnnouncementSchema = defaults.MigrationAnnouncement
 export const AnnounceRequestSchema = defaults.AnnounceRequest
 export const RegisterMigrationRequestSchema = defaults.RegisterMigrationRequest
 export const SubmitCandidatesRequestSchema = defaults.SubmitCandidatesRequest
+export const PatchCandidatesRequestSchema = defaults.PatchCandidatesRequest
 export const StepCompletedEventSchema = defaults.StepCompletedEvent
+
+/**
+ * A discovery as opened: its id, for the parts and the commit, and when it expires unless a
+ * part comes first (each part moves it on).
+ */
+export const DiscoverySchema = v.object({ discoveryId: v.string(), expiresAt: v.string() })
 
 export const CandidateRunSchema = v.object({ status: RunStatusSchema })
 
@@ -531,6 +577,8 @@ export type RegisteredMigration = v.InferOutput<typeof RegisteredMigrationSchema
 export type MigrationAnnouncement = v.InferOutput<typeof MigrationAnnouncementSchema>
 export type RegisterMigrationRequest = v.InferOutput<typeof RegisterMigrationRequestSchema>
 export type SubmitCandidatesRequest = v.InferOutput<typeof SubmitCandidatesRequestSchema>
+export type PatchCandidatesRequest = v.InferOutput<typeof PatchCandidatesRequestSchema>
+export type Discovery = v.InferOutput<typeof DiscoverySchema>
 export type CandidateRef = v.InferOutput<typeof CandidateRefSchema>
 export type CandidateWithStatus = v.InferOutput<typeof CandidateWithStatusSchema>
 export type CandidateQuery = v.InferOutput<typeof CandidateQuerySchema>

@@ -20,6 +20,7 @@ import { type BodyCacheOptions, bodyCache, versionedAnswers } from './conditiona
 import { describeRoute } from './describe'
 import { errorResponse, type LoomErrorBody, toErrorResponse } from './errors'
 import { eventStream } from './events'
+import { discoveryRoutes } from './discoveries'
 import { migrationRoutes } from './migrations'
 import { openApiDocument } from './openapi'
 import { registryRoutes } from './registry'
@@ -115,6 +116,7 @@ export function loomApp(loom: ServedLoom, options: LoomAppOptions = {}) {
       AnnounceRequest: schemas.AnnounceRequest,
       RegisterMigrationRequest: schemas.RegisterMigrationRequest,
       SubmitCandidatesRequest: schemas.SubmitCandidatesRequest,
+      PatchCandidatesRequest: schemas.PatchCandidatesRequest,
       StepCompletedEvent: schemas.StepCompletedEvent,
     },
   })
@@ -164,6 +166,7 @@ export function loomApp(loom: ServedLoom, options: LoomAppOptions = {}) {
       ),
     )
     .route('/migrations', migrationRoutes(served, answer))
+    .route('/migrations', discoveryRoutes(served))
     .route('/registry', registryRoutes(served))
     .route('/runs', runRoutes(served))
     .route('/event', reportRoutes(served))

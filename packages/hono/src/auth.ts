@@ -55,6 +55,10 @@ const OWNED = 'the migration belongs to another worker (the first worker to anno
 const WORKER_FORBIDDEN: Partial<Record<LoomMethod, string>> = {
   announce: OWNED,
   submitCandidates: OWNED,
+  patchCandidates: OWNED,
+  openDiscovery: OWNED,
+  addToDiscovery: OWNED,
+  commitDiscovery: OWNED,
   complete: `${OWNED}, or the step is a manual review, which only an operator approves or rejects`,
   prOpened: `${OWNED}, or the step is a manual review, which only an operator approves or rejects`,
 }

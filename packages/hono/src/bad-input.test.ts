@@ -8,6 +8,7 @@ import { M, announcement, candidates, setup } from '../test/helpers'
  */
 const RUN = `${M}__svc-0`
 const LONG = 'x'.repeat(201)
+const DISCOVERY = '00000000-0000-4000-8000-000000000000'
 const step = { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true }
 
 interface Case {
@@ -402,6 +403,91 @@ const cases: Case[] = [
     body: step,
     status: 404,
     code: 'not_found',
+  },
+
+  // Patches and discoveries.
+  ...[
+    { method: 'PATCH', path: `/migrations/${M}/candidates` },
+    { method: 'POST', path: `/migrations/${M}/discoveries/${DISCOVERY}/candidates` },
+  ].map(
+    ({ method, path }): Case => ({
+      name: `malformed JSON to ${method} ${path}`,
+      method,
+      path,
+      body: '{"upsert": [',
+      status: 400,
+      code: 'invalid',
+      field: 'body',
+    }),
+  ),
+  {
+    name: 'a patch naming a candidate both upserted and removed',
+    method: 'PATCH',
+    path: `/migrations/${M}/candidates`,
+    body: { upsert: [{ id: 'svc-1', kind: 'x' }], remove: ['svc-1'] },
+    status: 400,
+    code: 'invalid',
+    field: 'remove',
+    says: 'svc-1 is both upserted and removed',
+  },
+  {
+    name: 'a patch upserting a bad id',
+    method: 'PATCH',
+    path: `/migrations/${M}/candidates`,
+    body: { upsert: [{ id: 'a__b' }] },
+    status: 400,
+    code: 'invalid',
+    field: 'upsert.0.id',
+  },
+  {
+    name: 'a patch whose remove is not a list',
+    method: 'PATCH',
+    path: `/migrations/${M}/candidates`,
+    body: { remove: 'svc-1' },
+    status: 400,
+    code: 'invalid',
+    field: 'remove',
+  },
+  {
+    name: 'a patch of an unknown migration',
+    method: 'PATCH',
+    path: '/migrations/ghost/candidates',
+    body: { remove: ['svc-1'] },
+    status: 404,
+    code: 'not_found',
+  },
+  { name: 'a discovery of an unknown migration', method: 'POST', path: '/migrations/ghost/discoveries', status: 404, code: 'not_found' },
+  {
+    name: 'a part with a bad candidate',
+    method: 'POST',
+    path: `/migrations/${M}/discoveries/${DISCOVERY}/candidates`,
+    body: { candidates: [{ id: 'ok' }, { id: 'a__b' }] },
+    status: 400,
+    code: 'invalid',
+    field: 'candidates.1.id',
+  },
+  {
+    name: 'a part to a discovery never opened',
+    method: 'POST',
+    path: `/migrations/${M}/discoveries/${DISCOVERY}/candidates`,
+    body: { candidates: [{ id: 'svc-9' }] },
+    status: 404,
+    code: 'not_found',
+  },
+  {
+    name: 'the commit of a discovery never opened',
+    method: 'POST',
+    path: `/migrations/${M}/discoveries/${DISCOVERY}/commit`,
+    status: 404,
+    code: 'not_found',
+  },
+  {
+    name: 'the commit of a discovery id that breaks the id rules',
+    method: 'POST',
+    path: `/migrations/${M}/discoveries/a__b/commit`,
+    status: 400,
+    code: 'invalid',
+    field: 'discoveryId',
   },
 
   // Wrong methods on known paths.

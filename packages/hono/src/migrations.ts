@@ -130,6 +130,26 @@ export function migrationRoutes({ loom, guards, schemas, limits }: Served, answe
         return c.body(null, 204)
       },
     )
+    .patch(
+      '/:id/candidates',
+      describeRoute({
+        operationId: 'patchCandidates',
+        summary: 'Changes part of the candidate list: upserts some, removes others',
+        description:
+          'A candidate of `upsert` the migration has is replaced where it stands (its place and run kept); a new one is appended ' +
+          'after the last, in the order given. A candidate of `remove` is dropped, unless its run is queued, running or completed ' +
+          '(kept, as a submission keeps it); ids the migration does not have are ignored. An id in both lists is refused. ' +
+          'The two lists together are held to the limit of candidates of one request.',
+        responses: { 204: { description: 'Patched' } },
+      }),
+      guards.allow('patchCandidates'),
+      migrationId,
+      jsonBody(schemas.PatchCandidatesRequest, '', { limits }),
+      async (c) => {
+        await as(c.var.actor).patchCandidates(c.req.valid('param').id, c.req.valid('json'))
+        return c.body(null, 204)
+      },
+    )
     .get(
       '/:id/candidates',
       describeRoute({

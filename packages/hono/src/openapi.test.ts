@@ -35,7 +35,7 @@ describe('GET /openapi.json', () => {
       ...new Set(t.app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`)),
     ].sort()
     expect(documented).toEqual(served)
-    expect(documented).toHaveLength(22)
+    expect(documented).toHaveLength(26)
     await t.close()
   })
 
@@ -201,7 +201,7 @@ describe('GET /openapi.json', () => {
       )
     const withWorkers = await docOf({ operators: 'alice:op', workers: 'charts:wk' })
     // Every guarded route: operator routes refuse a worker's role, worker routes another worker's migration.
-    expect(forbidden(withWorkers)).toHaveLength(20)
+    expect(forbidden(withWorkers)).toHaveLength(24)
     expect(forbidden(withWorkers)).not.toContain('GET /health')
     expect(withWorkers.paths['/event/{runId}'].post.responses['403'].description).toBe(
       'forbidden: the migration belongs to another worker (the first worker to announce a migration owns it), or the step is a manual review, which only an operator approves or rejects',
@@ -213,7 +213,7 @@ describe('GET /openapi.json', () => {
     expect(forbidden(await docOf({ token: 'op' }))).toEqual([])
     expect(forbidden(await docOf({}))).toEqual([])
     const hooked = await docOf({ authenticate: () => null })
-    expect(forbidden(hooked)).toHaveLength(20)
+    expect(forbidden(hooked)).toHaveLength(24)
     expect(Object.keys(hooked.paths['/migrations'].get.responses)).toEqual(['200', '304', '400', '401', '403'])
     expect(hooked.paths['/migrations'].get.security).toEqual([])
   })

@@ -22,6 +22,8 @@ import {
   StepCompletedEventSchema,
   StepResultSchema,
   SubmitCandidatesRequestSchema,
+  PatchCandidatesRequestSchema,
+  DiscoverySchema,
 } from '@loom/core'
 import { type ConversionConfig, toJsonSchema, toJsonSchemaDefs } from '@valibot/to-json-schema'
 import type { Hono } from 'hono'
@@ -47,6 +49,8 @@ const DEFINITIONS: Definitions = {
   AnnounceRequest: AnnounceRequestSchema,
   RegisterMigrationRequest: RegisterMigrationRequestSchema,
   SubmitCandidatesRequest: SubmitCandidatesRequestSchema,
+  PatchCandidatesRequest: PatchCandidatesRequestSchema,
+  Discovery: DiscoverySchema,
   ExecuteOptions: ExecuteOptionsSchema,
   CancelOptions: CancelOptionsSchema,
   CandidateRef: CandidateRefSchema,
@@ -87,6 +91,8 @@ function components(definitions: Definitions): Record<string, Json> {
   for (const schema of Object.values(schemas)) delete schema.$schema
   schemas.Slug!.description = '1–200 characters of A–Z a–z 0–9 . _ -; never "__", never starting or ending with "_", never "." or ".."'
   schemas.SubmitCandidatesRequest!.description = 'Candidate ids must be unique within the list.'
+  schemas.PatchCandidatesRequest!.description =
+    'Ids must be unique within each list, no id in both, and the two lists together within the limit of candidates of one request.'
   schemas.Error!.description =
     'Every error answer. `field` names the offending field (400), `status` the candidate status (409), `dependency` what failed (503).'
   // The unwrapping is a transform, which JSON Schema cannot say; this is what it accepts.

@@ -126,6 +126,60 @@ const ROWS: Row[] = [
     }),
   },
   {
+    route: 'PATCH /migrations/{id}/candidates',
+    row: 'patch m-a’s candidates',
+    expect: workers(204, 403, 204),
+    request: async (seed) => ({
+      method: 'PATCH',
+      path: `/migrations/${M}/candidates`,
+      body: { upsert: [{ id: `patched-${seed.newId()}` }], remove: ['not-a-candidate'] },
+    }),
+  },
+  {
+    route: 'PATCH /migrations/{id}/candidates',
+    row: 'patch the caller’s own migration',
+    expect: workers(204, 204, 204),
+    request: async (seed, caller) => ({
+      method: 'PATCH',
+      path: `/migrations/${await seed.ownMigration(caller)}/candidates`,
+      body: { upsert: [{ id: 'own-1' }], remove: ['own-0'] },
+    }),
+  },
+  {
+    route: 'POST /migrations/{id}/discoveries',
+    row: 'open a discovery of m-a',
+    expect: workers(201, 403, 201),
+    request: async () => ({ method: 'POST', path: `/migrations/${M}/discoveries` }),
+  },
+  {
+    route: 'POST /migrations/{id}/discoveries/{discoveryId}/candidates',
+    row: 'add a part to a discovery of m-a',
+    expect: workers(204, 403, 204),
+    request: async (seed) => ({
+      method: 'POST',
+      path: `/migrations/${M}/discoveries/${await seed.discoveryOf(M, [])}/candidates`,
+      body: { candidates: [{ id: 'found-0' }] },
+    }),
+  },
+  {
+    route: 'POST /migrations/{id}/discoveries/{discoveryId}/commit',
+    row: 'commit m-a’s own list again through a discovery',
+    expect: workers(204, 403, 204),
+    request: async (seed) => ({
+      method: 'POST',
+      path: `/migrations/${M}/discoveries/${await seed.discoveryOf(M, seed.candidatesOfA())}/commit`,
+    }),
+  },
+  {
+    route: 'POST /migrations/{id}/discoveries/{discoveryId}/commit',
+    row: 'commit a discovery of the caller’s own migration',
+    expect: workers(204, 204, 204),
+    request: async (seed, caller) => {
+      const id = await seed.ownMigration(caller)
+      return { method: 'POST', path: `/migrations/${id}/discoveries/${await seed.discoveryOf(id, [{ id: 'own-1' }])}/commit` }
+    },
+  },
+  {
     route: 'GET /migrations/{id}/candidates',
     row: 'list m-a’s candidates',
     expect: operatorsOnly(200),
@@ -354,9 +408,18 @@ async function seeded(options: RoleMatrixOptions, worker: StubWorker) {
     return { runId, candidateId }
   }
 
+  /** A discovery of `migrationId` opened by the operator, holding `staged` (m-a's own list keeps m-a as it is when committed). */
+  const discoveryOf = async (migrationId: string, staged: { id: string }[]): Promise<string> => {
+    const { discoveryId } = await must('operator', { method: 'POST', path: `/migrations/${migrationId}/discoveries` }, 201)
+    const part = { method: 'POST', path: `/migrations/${migrationId}/discoveries/${discoveryId}/candidates`, body: { candidates: staged } }
+    await must('operator', part, 204)
+    return discoveryId as string
+  }
+
   return {
     send,
     fresh,
+    discoveryOf,
     newId,
     ownMigration,
     runningOf,

@@ -5,6 +5,7 @@ import { migrate, schemaName, type MigrateResult } from './schema'
 import { activityMethods } from './store/activity'
 import { candidateMethods } from './store/candidates'
 import { storeContext } from './store/context'
+import { discoveryMethods } from './store/discoveries'
 import { migrationMethods } from './store/migrations'
 import { runMethods } from './store/runs'
 
@@ -87,6 +88,7 @@ export function postgresStore(sql: Sql<any>, options: PostgresStoreOptions = {})
     migrate: () => migrate(sql, { schema }),
     ...migrationMethods(ctx),
     ...candidateMethods(ctx),
+    ...discoveryMethods(ctx),
     ...runMethods(ctx),
     ...activityMethods(ctx),
     async ping() {

@@ -9,21 +9,23 @@ const TABLES = [
   'activity_clock',
   'cancelled_attempts',
   'candidates',
+  'discoveries',
   'leases',
   'migrations',
   'run_steps',
   'runs',
   'schema_migrations',
+  'staged_candidates',
   'steps',
 ]
-const ALL_VERSIONS = [1, 2, 3, 4, 5, 6]
+const ALL_VERSIONS = [1, 2, 3, 4, 5, 6, 7]
 
 onEachDatabase((db) => {
   it('creates the tables once; a second call applies nothing', async () => {
     const sql = await db.sql()
     const schema = freshSchema()
     try {
-      expect(SCHEMA_VERSION).toBe(6)
+      expect(SCHEMA_VERSION).toBe(7)
       expect(await migrate(sql, { schema })).toEqual({ applied: ALL_VERSIONS, version: SCHEMA_VERSION })
       expect(await migrate(sql, { schema })).toEqual({ applied: [], version: SCHEMA_VERSION })
       const tables = await sql`select table_name from information_schema.tables where table_schema = ${schema} order by table_name`
@@ -50,7 +52,7 @@ onEachDatabase((db) => {
         values ('app-chart', 'svc-0', 0, 'update-chart', true, true,
           '{"stepName":"update-chart","candidate":{"id":"svc-0"},"success":true}', '2026-01-01T00:01:30Z')`)
 
-      expect(await migrate(sql, { schema })).toEqual({ applied: [2, 3, 4, 5, 6], version: SCHEMA_VERSION })
+      expect(await migrate(sql, { schema })).toEqual({ applied: [2, 3, 4, 5, 6, 7], version: SCHEMA_VERSION })
       const store = postgresStore(sql, { schema })
       const step = {
         result: { stepName: 'update-chart', candidate: { id: 'svc-0' }, success: true },
@@ -97,7 +99,7 @@ onEachDatabase((db) => {
       await q(`insert into {s}.runs (migration_id, candidate_id, attempt, state, started_at, updated_at)
         values ('app-chart', 'svc-1', nextval('{s}.attempts'), 'queued', '2026-01-01T00:01:00Z', '2026-01-01T00:01:00Z')`)
 
-      expect(await migrate(sql, { schema })).toEqual({ applied: [3, 4, 5, 6], version: SCHEMA_VERSION })
+      expect(await migrate(sql, { schema })).toEqual({ applied: [3, 4, 5, 6, 7], version: SCHEMA_VERSION })
       const store = postgresStore(sql, { schema })
       const before = {
         id: 'app-chart',
@@ -162,7 +164,7 @@ onEachDatabase((db) => {
       await q(`insert into {s}.cancelled_attempts (migration_id, candidate_id, run_id, attempt, cancelled_at)
         values ('app-chart', 'svc-0', 'app-chart__svc-0', 1, '2026-01-01T00:02:00Z')`)
 
-      expect(await migrate(sql, { schema })).toEqual({ applied: [4, 5, 6], version: SCHEMA_VERSION })
+      expect(await migrate(sql, { schema })).toEqual({ applied: [4, 5, 6, 7], version: SCHEMA_VERSION })
       const store = postgresStore(sql, { schema })
       const old = { runId: 'app-chart__svc-0', candidateId: 'svc-0', cancelledAt: '2026-01-01T00:02:00.000Z', attempt: 1 }
       const before = (await store.getMigration('app-chart'))!

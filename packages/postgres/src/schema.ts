@@ -618,6 +618,195 @@ const MIGRATIONS: readonly SchemaMigration[] = [
             state = excluded.state, files = excluded.files, search = excluded.search
           where (c.position, c.kind, c.metadata::text, c.state::text, c.files::text)
             is distinct from (excluded.position, excluded.kind, excluded.metadata::text, excluded.state::text, excluded.files::text);
+        -- The trigram index takes a big insert into its pending list, which every search then reads
+        -- whole until a vacuum merges it: merged here instead, at a cost in proportion to what this
+        -- call wrote, so that the first searches after a submission cost what later ones do.
+        -- (Only its owner may: a store that connects as another role leaves it to vacuum.)
+        if to_regclass('{schema}.candidates_search') is not null then
+          begin
+            perform gin_clean_pending_list(to_regclass('{schema}.candidates_search'));
+          exception when insufficient_privilege then
+            null;
+          end;
+        end if;
+        return true;
+      end
+      $$;
+    `,
+  },
+  {
+    version: 7,
+    name: 'patches of candidate lists, discoveries staged in parts',
+    sql: `
+      -- A discovery: a candidate list staged in parts, from any process, until its commit swaps it
+      -- in or it expires. staged: how many it holds, so that each part's positions follow the last.
+      create table {schema}.discoveries (
+        id text primary key,
+        migration_id text not null references {schema}.migrations (id) on delete cascade,
+        expires_at timestamptz not null,
+        staged integer not null default 0
+      );
+      create index discoveries_by_expiry on {schema}.discoveries (expires_at);
+      create index discoveries_by_migration on {schema}.discoveries (migration_id);
+
+      -- Rows as candidates holds them, search terms made. The key finds a part's duplicates by
+      -- index, in proportion to the part; position is the order of the list to commit.
+      create table {schema}.staged_candidates (
+        discovery_id text not null references {schema}.discoveries (id) on delete cascade,
+        id text not null,
+        position integer not null,
+        kind text,
+        metadata json,
+        state json,
+        files json,
+        search text[] not null,
+        primary key (discovery_id, id)
+      );
+
+      -- A part, rows as replace_candidates takes them. The discovery's row is locked first, so the
+      -- parts of one discovery are staged one after the other, each whole (and its duplicate check
+      -- sees every part before it); those of different discoveries do not wait for each other.
+      create function {schema}.stage_candidates(
+        p_migration text, p_discovery text, p_candidates json, p_at timestamptz, p_expires timestamptz, p_limit integer,
+        out o_outcome text, out o_total integer, out o_candidate text
+      ) language plpgsql as $$
+      declare
+        v_staged integer;
+        v_ids text[] := array(select e->>0 from json_array_elements(p_candidates) e);
+        v_count integer := cardinality(v_ids);
+      begin
+        select d.staged into v_staged from {schema}.discoveries d
+          where d.id = p_discovery and d.migration_id = p_migration and d.expires_at > p_at
+          for update;
+        if not found then
+          o_outcome := 'not_found';
+          return;
+        end if;
+        -- The part's ids looked up in the key with "= any": one probe each, whatever the planner
+        -- thinks of a table that was empty a moment ago (a join planned from its statistics, taken
+        -- before the earlier parts, rescans the part for every staged row: seconds at 10,000).
+        -- Of several duplicates, the first in the part's order is named.
+        select s.id into o_candidate
+          from {schema}.staged_candidates s
+          where s.discovery_id = p_discovery and s.id = any(v_ids)
+          order by array_position(v_ids, s.id) limit 1;
+        if o_candidate is not null then
+          o_outcome := 'duplicate';
+          return;
+        end if;
+        if v_staged + v_count > p_limit then
+          o_outcome := 'too_many';
+          o_total := v_staged;
+          return;
+        end if;
+        insert into {schema}.staged_candidates (discovery_id, id, position, kind, metadata, state, files, search)
+          select p_discovery, e.r->>0, v_staged + (e.ord - 1)::integer, e.r->>1, (e.r->>2)::json, (e.r->>3)::json,
+            (e.r->>4)::json, array(select json_array_elements_text((e.r->>5)::json))
+          from json_array_elements(p_candidates) with ordinality as e(r, ord);
+        update {schema}.discoveries set staged = v_staged + v_count, expires_at = p_expires where id = p_discovery;
+        o_outcome := 'staged';
+        o_total := v_staged + v_count;
+      end
+      $$;
+
+      -- The commit: version 6's replace_candidates, statement for statement, reading the new list
+      -- from the staged rows instead of a JSON parameter (each lookup of a staged id is by the
+      -- key), then the discovery goes. Returns how many were committed, or null (nothing changed)
+      -- when the migration has no such discovery unexpired at p_at. The entry's detail gets that
+      -- count (p_activity's own detail has none: json keeps duplicate keys, and the last would win).
+      create function {schema}.commit_discovery(p_migration text, p_discovery text, p_at timestamptz, p_activity json)
+      returns integer language plpgsql set enable_nestloop = off as $$
+      declare
+        v_count integer;
+        v_detail json;
+      begin
+        perform 1 from {schema}.migrations where id = p_migration for no key update;
+        if not found then
+          return null;
+        end if;
+        select d.staged into v_count from {schema}.discoveries d
+          where d.id = p_discovery and d.migration_id = p_migration and d.expires_at > p_at
+          for update;
+        if not found then
+          return null;
+        end if;
+        perform 1 from {schema}.runs r
+          where r.migration_id = p_migration
+            and not exists (select 1 from {schema}.staged_candidates n where n.discovery_id = p_discovery and n.id = r.candidate_id)
+          order by r.candidate_id for update;
+        perform 1 from {schema}.candidates c
+          where c.migration_id = p_migration
+            and not exists (select 1 from {schema}.staged_candidates n where n.discovery_id = p_discovery and n.id = c.id)
+          order by c.id for update;
+        delete from {schema}.candidates c
+          where c.migration_id = p_migration and c.status = 'not_started'
+            and not exists (select 1 from {schema}.staged_candidates n where n.discovery_id = p_discovery and n.id = c.id);
+        update {schema}.candidates c set position = v_count + kept.rank - 1
+          from (
+            select k.id, row_number() over (order by k.position) as rank
+            from {schema}.candidates k
+            where k.migration_id = p_migration
+              and not exists (select 1 from {schema}.staged_candidates n where n.discovery_id = p_discovery and n.id = k.id)
+          ) kept
+          where c.migration_id = p_migration and c.id = kept.id and c.position <> v_count + kept.rank - 1;
+        insert into {schema}.candidates as c (migration_id, id, position, kind, metadata, state, files, search)
+          select p_migration, n.id, n.position, n.kind, n.metadata, n.state, n.files, n.search
+          from {schema}.staged_candidates n where n.discovery_id = p_discovery
+          on conflict (migration_id, id) do update set
+            position = excluded.position, kind = excluded.kind, metadata = excluded.metadata,
+            state = excluded.state, files = excluded.files, search = excluded.search
+          where (c.position, c.kind, c.metadata::text, c.state::text, c.files::text)
+            is distinct from (excluded.position, excluded.kind, excluded.metadata::text, excluded.state::text, excluded.files::text);
+        delete from {schema}.discoveries where id = p_discovery;
+        if p_activity is not null then
+          v_detail := coalesce(p_activity->'detail', '{}'::json);
+          v_detail := case
+            when not exists (select 1 from json_object_keys(v_detail)) then json_build_object('count', v_count)
+            else ('{"count":' || v_count || ',' || ltrim(v_detail::text, E' \t\r\n{'))::json
+          end;
+          insert into {schema}.activity (at, attempt, migration_id, candidate_id, run_id, type, actor_kind, actor_name, detail)
+            values ((p_activity->>'at')::timestamptz, (p_activity->>'attempt')::bigint, p_activity->>'migrationId',
+              p_activity->>'candidateId', p_activity->>'runId', p_activity->>'type', p_activity->'actor'->>'kind',
+              p_activity->'actor'->>'name', v_detail);
+        end if;
+        return v_count;
+      end
+      $$;
+
+      -- Part of a list: the removed candidates go (but for those kept for their run), those it has
+      -- are rewritten where they stand, the new ones follow the last, in order. Each candidate of
+      -- the patch is found by its key, so a patch costs in proportion to itself. The migration's
+      -- row is locked first, as every rewrite locks it (see version 6).
+      create function {schema}.patch_candidates(p_migration text, p_upsert json, p_remove json, p_activity json)
+      returns boolean language plpgsql as $$
+      declare
+        v_remove text[] := array(select json_array_elements_text(p_remove));
+        v_next integer;
+      begin
+        perform 1 from {schema}.migrations where id = p_migration for no key update;
+        if not found then
+          return false;
+        end if;
+        perform 1 from {schema}.runs r
+          where r.migration_id = p_migration and r.candidate_id = any(v_remove) order by r.candidate_id for update;
+        perform 1 from {schema}.candidates c
+          where c.migration_id = p_migration and c.id = any(v_remove) order by c.id for update;
+        delete from {schema}.candidates c
+          where c.migration_id = p_migration and c.status = 'not_started' and c.id in (select unnest(v_remove));
+        update {schema}.candidates c set
+            kind = e.r->>1, metadata = (e.r->>2)::json, state = (e.r->>3)::json, files = (e.r->>4)::json,
+            search = array(select json_array_elements_text((e.r->>5)::json))
+          from json_array_elements(p_upsert) e(r)
+          where c.migration_id = p_migration and c.id = e.r->>0
+            and (c.kind, c.metadata::text, c.state::text, c.files::text)
+              is distinct from (e.r->>1, e.r->>2, e.r->>3, e.r->>4);
+        select coalesce(max(position) + 1, 0) into v_next from {schema}.candidates where migration_id = p_migration;
+        insert into {schema}.candidates (migration_id, id, position, kind, metadata, state, files, search)
+          select p_migration, e.r->>0, v_next + (row_number() over (order by e.ord))::integer - 1, e.r->>1, (e.r->>2)::json,
+            (e.r->>3)::json, (e.r->>4)::json, array(select json_array_elements_text((e.r->>5)::json))
+          from json_array_elements(p_upsert) with ordinality as e(r, ord)
+          where not exists (select 1 from {schema}.candidates k where k.migration_id = p_migration and k.id = e.r->>0);
+        perform {schema}.log_activity(p_activity, null);
         return true;
       end
       $$;

@@ -1,5 +1,5 @@
 import { LoomError, type Candidate, type MigrationAnnouncement } from '@loom/core'
-import type { WorkerContext } from './context'
+import type { DiscoveryParts, WorkerContext } from './context'
 import type { Migration } from './define-migration'
 import { retryUnavailable, withRetry } from './retry'
 import { announcerOverMqtt } from './transports'
@@ -23,6 +23,32 @@ function announcementOf(migration: Migration, app: string, url: string | undefin
   }
 }
 
+const utf8 = new TextEncoder()
+
+/**
+ * `candidates` cut into parts of at most `size.candidates` candidates and `size.bytes` bytes of
+ * JSON each, in order; a candidate larger than `size.bytes` on its own makes a part of one.
+ */
+export function partsOf(candidates: Candidate[], size: Required<DiscoveryParts>): Candidate[][] {
+  const parts: Candidate[][] = []
+  let part: Candidate[] = []
+  // The body around the list ({"candidates":[…]}), then each candidate and its comma.
+  const frame = 16
+  let bytes = frame
+  for (const candidate of candidates) {
+    const length = utf8.encode(JSON.stringify(candidate)).length + 1
+    if (part.length > 0 && (part.length >= size.candidates || bytes + length > size.bytes)) {
+      parts.push(part)
+      part = []
+      bytes = frame
+    }
+    part.push(candidate)
+    bytes += length
+  }
+  if (part.length > 0) parts.push(part)
+  return parts
+}
+
 /** Announcing the worker's migrations and submitting what their discovery finds, each retried while Loom cannot be reached. */
 export function announcing(ctx: WorkerContext) {
   const { options, app, migrations, retry, signal } = ctx
@@ -35,13 +61,20 @@ export function announcing(ctx: WorkerContext) {
       (error) => !LoomError.is(error, 'invalid'),
     )
     const target = await ctx.loom()
+    const parts = partsOf(candidates, ctx.parts)
+    // A list in one part is one submission. A larger one is a discovery: each attempt opens its
+    // own, so a part whose answer was lost is never sent twice to the same one (the discovery
+    // left behind expires).
+    const submit =
+      parts.length <= 1
+        ? () => target.submitCandidates(migration.id, candidates)
+        : async () => {
+            const { discoveryId } = await target.openDiscovery(migration.id)
+            for (const part of parts) await target.addToDiscovery(migration.id, discoveryId, part)
+            await target.commitDiscovery(migration.id, discoveryId)
+          }
     // Over MQTT a submit can overtake the announcement it follows on another server: not_found is worth a retry then.
-    await withRetry(
-      () => target.submitCandidates(migration.id, candidates),
-      retry,
-      signal,
-      announcedOverMqtt ? notFoundWhileAnnouncing : retryUnavailable,
-    )
+    await withRetry(submit, retry, signal, announcedOverMqtt ? notFoundWhileAnnouncing : retryUnavailable)
   }
 
   return {

@@ -45,7 +45,24 @@ export interface WorkerOptions {
   fetch?: (input: Request | string | URL, init?: RequestInit) => Promise<Response>
   /** Errors the worker handles but should not hide (a report Loom refused, a discovery that failed). Default: console.error. */
   onError?: (error: unknown) => void
+  /**
+   * The largest part a discovered list is sent in. A list that fits in one part is submitted in
+   * one request; a larger one through a discovery of Loom's (opened, sent part by part, then
+   * committed: Loom swaps the whole list in at once). Default 5,000 candidates and 2 MiB of
+   * JSON, well under Loom's default body limit (4 MiB) and candidate limit (100,000).
+   */
+  discoveryParts?: DiscoveryParts
 }
+
+/** How large one part of a discovered list may be; a single candidate larger than `bytes` goes alone. */
+export interface DiscoveryParts {
+  /** Candidates per part. Default 5,000. */
+  candidates?: number
+  /** Bytes of JSON per part. Default 2 MiB. */
+  bytes?: number
+}
+
+const DEFAULT_PARTS: Required<DiscoveryParts> = { candidates: 5_000, bytes: 2 * 1024 * 1024 }
 
 /** What every part of `createWorker` works with: the checked options, the worker's lifetime and the way to Loom. */
 export interface WorkerContext {
@@ -53,6 +70,8 @@ export interface WorkerContext {
   readonly app: string
   readonly migrations: ReadonlyMap<string, Migration>
   readonly retry: RetryOptions
+  /** The size of one part of a discovered list. */
+  readonly parts: Required<DiscoveryParts>
   /** The token dispatches and dry runs must carry, if any. */
   readonly dispatchToken: string | undefined
   /** Aborted by `worker.stop`: retries end and handlers should give up. */
@@ -86,6 +105,14 @@ export function workerContext(options: WorkerOptions, signal: AbortSignal, stopp
     })
   }
 
+  const parts = { ...DEFAULT_PARTS, ...options.discoveryParts }
+  for (const [key, value] of Object.entries(parts)) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      const field = `discoveryParts.${key}`
+      throw new LoomError('invalid', `${field}: must be a positive integer (got ${String(value)})`, { details: { field } })
+    }
+  }
+
   const dispatchToken = options.dispatchToken ?? options.token
   // Over HTTP the token travels in an Authorization header, where bearerAuth (RFC 6750) takes
   // only these characters: with any other, every dispatch would be refused.
@@ -112,6 +139,7 @@ export function workerContext(options: WorkerOptions, signal: AbortSignal, stopp
     app,
     migrations,
     retry: options.retry ?? {},
+    parts,
     dispatchToken,
     signal,
     onError: options.onError ?? ((error: unknown) => console.error('[loom/worker]', error)),

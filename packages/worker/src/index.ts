@@ -25,7 +25,7 @@ export {
   type FileChange,
 } from './define-migration'
 export { createWorker, type Worker } from './worker'
-export type { WorkerOptions, MqttTransport } from './context'
+export type { DiscoveryParts, WorkerOptions, MqttTransport } from './context'
 export { stackedDryRun } from './dry-run'
 export type { StepReport } from './executions'
 export type { RetryOptions } from './retry'

@@ -20,6 +20,8 @@ export interface LoomContext {
   stepTimeoutMs: number
   /** How long the activity log keeps an entry, in ms; undefined keeps it for ever. */
   activityRetentionMs: number | undefined
+  /** How long an uncommitted discovery lasts after it was opened or last given a part, in ms. */
+  discoveryTtlMs: number
   /** How much one request may ask. */
   limits: Readonly<Limits>
   /** The schemas that judge inputs, bounded by `limits`. */

@@ -18,10 +18,12 @@ import type {
   Candidate,
   CandidateQuery,
   CandidateWithStatus,
+  Discovery,
   DryRunResult,
   ExecuteOptions,
   LoomEvent,
   MigrationAnnouncement,
+  PatchCandidatesRequest,
   RegisteredMigration,
   RegisterMigrationRequest,
   RunInfo,
@@ -45,6 +47,9 @@ export type { MigrationOverview } from './shapes'
 
 /** The deadline of a step without `config.timeout`: a day. */
 const DEFAULT_STEP_TIMEOUT_MS = 24 * 3600_000
+
+/** How long an uncommitted discovery lasts after its last part: an hour. */
+const DEFAULT_DISCOVERY_TTL_MS = 3600_000
 
 /** A page of candidates and how many match the query in all. */
 export interface CandidateSearchResult {
@@ -85,6 +90,27 @@ export interface Loom {
   deleteMigration(id: string): Promise<void>
   /** Replaces the candidate list; candidates with a queued, running or completed run are kept. */
   submitCandidates(migrationId: string, candidates: Candidate[]): Promise<void>
+  /**
+   * Changes part of the candidate list: `upsert` replaces the candidates it names where they
+   * stand (keeping their place and run) and appends the new ones, in order; `remove` drops the
+   * candidates it names, but not one whose run is queued, running or completed (kept, as
+   * `submitCandidates` keeps it); ids the migration does not have are ignored. An id in both is `invalid`.
+   */
+  patchCandidates(migrationId: string, patch: PatchCandidatesRequest): Promise<void>
+  /**
+   * Opens a discovery: a new candidate list sent in parts (`addToDiscovery`), then swapped in
+   * whole (`commitDiscovery`), for lists too large for one request. It expires unless a part or
+   * the commit comes within `discoveryTtl` (default an hour) of the last.
+   */
+  openDiscovery(migrationId: string): Promise<Discovery>
+  /**
+   * Adds a part to a discovery: the candidates are listed after those of earlier parts, in
+   * order. A candidate an earlier part sent is `invalid`, naming it, and the part adds nothing.
+   * `not_found` for a discovery committed, expired, never opened, or of another migration.
+   */
+  addToDiscovery(migrationId: string, discoveryId: string, candidates: Candidate[]): Promise<void>
+  /** Replaces the candidate list with the discovery's parts, atomically, as `submitCandidates` would; the discovery is then gone. */
+  commitDiscovery(migrationId: string, discoveryId: string): Promise<void>
   /** Every candidate with its status, in submission order. */
   listCandidates(migrationId: string): Promise<CandidateWithStatus[]>
   /** Candidates filtered by status and text, paged, with the total that match. */
@@ -172,6 +198,11 @@ export interface LoomDeps {
    * keep it at least as long as any of those must reach back.
    */
   activityRetention?: string
+  /**
+   * How long an uncommitted discovery lasts after it was opened or given its last part ("1h",
+   * "30m"); the reconciler deletes expired ones with what they staged. Default "1h".
+   */
+  discoveryTtl?: string
 }
 
 /** A `Loom` running in this process. Its own methods act as Loom itself (`system`), with every right. */
@@ -229,6 +260,7 @@ export function createLoom(deps: LoomDeps): LoomInstance {
     instanceId: deps.instanceId ?? `loom-${crypto.randomUUID()}`,
     stepTimeoutMs: stepTimeoutOf(deps.stepTimeout),
     activityRetentionMs: retentionOf(deps.activityRetention),
+    discoveryTtlMs: discoveryTtlOf(deps.discoveryTtl),
     limits,
     schemas: limitedSchemas(limits),
     checkWorkerUrl: (url) => urls.check(url),
@@ -360,6 +392,15 @@ function retentionOf(text: string | undefined): number | undefined {
     throw new LoomError('invalid', `activityRetention: "${text}" is not a duration ("30d", "2160h")`, {
       details: { field: 'activityRetention' },
     })
+  }
+  return ms
+}
+
+function discoveryTtlOf(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_DISCOVERY_TTL_MS
+  const ms = parseDuration(text)
+  if (ms === undefined) {
+    throw new LoomError('invalid', `discoveryTtl: "${text}" is not a duration ("1h", "30m")`, { details: { field: 'discoveryTtl' } })
   }
   return ms
 }

@@ -24,6 +24,10 @@ type MigrationMethods = Pick<
   | 'getMigration'
   | 'deleteMigration'
   | 'submitCandidates'
+  | 'patchCandidates'
+  | 'openDiscovery'
+  | 'addToDiscovery'
+  | 'commitDiscovery'
   | 'listCandidates'
   | 'searchCandidates'
   | 'getCandidate'
@@ -33,6 +37,21 @@ type MigrationMethods = Pick<
 /** Migrations and their candidates: announce, register, list, delete, submit, search, dry run, as `actor`. */
 export function migrationMethods(ctx: LoomContext, actor: Actor): MigrationMethods {
   const { store, at, requireMigration, notFound, schemas } = ctx
+
+  /** The owner never changes once set, so checking it before the write cannot race another worker. */
+  const ownOnly = async (migrationId: string, what: string) => {
+    if (actor.kind === 'worker') checkOwner(actor, await requireMigration(migrationId), what)
+  }
+
+  /** `not_found` naming the discovery, or the migration when that is what is missing. */
+  const discoveryNotFound = async (migrationId: string, discoveryId: string): Promise<never> => {
+    await requireMigration(migrationId)
+    throw new LoomError(
+      'not_found',
+      `discovery ${discoveryId} of migration ${migrationId} not found: it was committed, expired, or never opened; open another`,
+      { details: { migrationId, discoveryId } },
+    )
+  }
 
   const assemble = async (summary: MigrationSummary): Promise<RegisteredMigration> => {
     const page = await store.listCandidates(summary.id)
@@ -101,6 +120,79 @@ export function migrationMethods(ctx: LoomContext, actor: Actor): MigrationMetho
       if (actor.kind === 'worker') checkOwner(actor, await requireMigration(migrationId), 'submit candidates to')
       const activity = { at: at(), actor, type: 'candidates.submitted' as const, migrationId, detail: { count: candidates.length } }
       if (!(await store.replaceCandidates(migrationId, candidates, activity))) await requireMigration(migrationId)
+    },
+
+    async patchCandidates(migrationId, input) {
+      parse(SlugSchema, migrationId, 'migrationId')
+      const { upsert = [], remove = [] } = parse(schemas.PatchCandidatesRequest, input, '')
+      await ownOnly(migrationId, 'patch candidates of')
+      const activity = {
+        at: at(),
+        actor,
+        type: 'candidates.patched' as const,
+        migrationId,
+        detail: { upserted: upsert.length, removed: remove.length },
+      }
+      if (!(await store.patchCandidates(migrationId, { upsert, remove }, activity))) await requireMigration(migrationId)
+    },
+
+    async openDiscovery(migrationId) {
+      parse(SlugSchema, migrationId, 'migrationId')
+      await ownOnly(migrationId, 'discover candidates of')
+      const discovery = {
+        id: crypto.randomUUID(),
+        migrationId,
+        expiresAt: new Date(ctx.now().getTime() + ctx.discoveryTtlMs).toISOString(),
+      }
+      if (!(await store.openDiscovery(discovery))) await requireMigration(migrationId)
+      return { discoveryId: discovery.id, expiresAt: discovery.expiresAt }
+    },
+
+    async addToDiscovery(migrationId, discoveryId, input) {
+      parse(SlugSchema, migrationId, 'migrationId')
+      const candidates = parse(schemas.CandidateList, input, 'candidates')
+      if (!DISCOVERY_ID.test(discoveryId)) return discoveryNotFound(migrationId, discoveryId)
+      await ownOnly(migrationId, 'discover candidates of')
+      const now = ctx.now().getTime()
+      const staged = await store.stageCandidates({
+        migrationId,
+        discoveryId,
+        candidates,
+        at: new Date(now).toISOString(),
+        expiresAt: new Date(now + ctx.discoveryTtlMs).toISOString(),
+        limit: ctx.limits.discoveryCandidates,
+      })
+      if (staged.outcome === 'not_found') return discoveryNotFound(migrationId, discoveryId)
+      if (staged.outcome === 'duplicate') {
+        const field = `candidates.${candidates.findIndex((c) => c.id === staged.candidateId)}.id`
+        throw new LoomError(
+          'invalid',
+          `${field}: candidate ${staged.candidateId} was sent in an earlier part of discovery ${discoveryId}`,
+          {
+            details: { field, candidateId: staged.candidateId },
+          },
+        )
+      }
+      if (staged.outcome === 'too_many') {
+        const max = ctx.limits.discoveryCandidates
+        throw new LoomError(
+          'invalid',
+          `candidates: ${staged.total} staged and ${candidates.length} more are more than the limit of ${max} for one discovery (limits.discoveryCandidates)`,
+          { details: { field: 'candidates' } },
+        )
+      }
+    },
+
+    async commitDiscovery(migrationId, discoveryId) {
+      parse(SlugSchema, migrationId, 'migrationId')
+      if (!DISCOVERY_ID.test(discoveryId)) return discoveryNotFound(migrationId, discoveryId)
+      await ownOnly(migrationId, 'submit candidates to')
+      const now = at()
+      // The store sets the count: only it knows how many were staged.
+      const activity = { at: now, actor, type: 'candidates.submitted' as const, migrationId, detail: { discoveryId, count: 0 } }
+      if ((await store.commitDiscovery(migrationId, discoveryId, now, activity)) === 'not_found') {
+        return discoveryNotFound(migrationId, discoveryId)
+      }
     },
 
     async listCandidates(migrationId) {
@@ -179,6 +271,9 @@ function keepsReviews(actor: Actor, existing: MigrationSummary | undefined, step
     )
   }
 }
+
+/** What `openDiscovery` hands out (a random UUID): anything else names no discovery, and is not asked of the store. */
+const DISCOVERY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 /** A slug from the migration's name plus a random suffix, for migrations registered without an id. */
 function generateId(name: string): string {

@@ -11,7 +11,8 @@
  *    owns that have not moved for a while (or all of them on the first tick), asks the
  *    engine to resume them, which does nothing when their loop or workflow is alive.
  *
- * With `activityRetention` set, it also deletes the log's expired entries about once an hour.
+ * About once an hour it also deletes expired discoveries and, with `activityRetention` set, the
+ * log's expired entries.
  *
  * When everything works, a tick costs a lease write, a claim that finds nothing, and one read
  * of the running runs.
@@ -45,6 +46,8 @@ const CLAIM_LIMIT = 100
 const PRUNE_EVERY_MS = 3600_000
 const PRUNE_BATCH = 5_000
 const PRUNE_BUDGET_MS = 1_000
+/** Expired discoveries deleted per statement: each may hold up to `limits.discoveryCandidates` staged rows. */
+const DISCOVERY_PRUNE_BATCH = 10
 
 export function reconciler(ctx: LoomContext, host: RunHost, timings: ReconcilerTimings): Reconciler {
   const { store, engine, onError, instanceId, now, activityRetentionMs } = ctx
@@ -130,14 +133,14 @@ export function reconciler(ctx: LoomContext, host: RunHost, timings: ReconcilerT
     const live = new Set<string>()
     for (const run of runs) {
       live.add(run.runId)
-      if (!migrations.has(run.migrationId)) migrations.set(run.migrationId, store.getMigration(run.migrationId))
+      if (!migrations.has(run.migrationId)) migrations.set(run.migrationId, store.getMigrationRecord(run.migrationId))
       const migration = await migrations.get(run.migrationId)
       if (migration) await look(run, migration, nowMs).catch(onError)
     }
     for (const runId of checked.keys()) if (!live.has(runId)) checked.delete(runId)
     for (const key of redelivered.keys()) if (!live.has(key.slice(0, key.indexOf('#')))) redelivered.delete(key)
     // Not in the first pass, which `ready` waits for: the runs come first.
-    if (activityRetentionMs !== undefined && !first && nowMs >= nextPrune) await prune(nowMs, activityRetentionMs)
+    if (!first && nowMs >= nextPrune) await prune(nowMs)
     first = false
   }
 
@@ -145,15 +148,19 @@ export function reconciler(ctx: LoomContext, host: RunHost, timings: ReconcilerT
    * Deletes expired entries for at most PRUNE_BUDGET_MS a tick, so the next lease renewal is
    * never late; what is left goes at the next tick.
    */
-  const prune = async (nowMs: number, retentionMs: number) => {
-    const before = new Date(nowMs - retentionMs).toISOString()
+  const prune = async (nowMs: number) => {
     const started = Date.now()
-    while (Date.now() - started < PRUNE_BUDGET_MS) {
-      if ((await store.pruneActivity(before, PRUNE_BATCH)) < PRUNE_BATCH) {
-        nextPrune = nowMs + PRUNE_EVERY_MS
-        return
-      }
+    // Expired discoveries first: few rows each time, and what they staged may be large.
+    let discoveriesLeft = true
+    while (discoveriesLeft && Date.now() - started < PRUNE_BUDGET_MS) {
+      discoveriesLeft = (await store.pruneDiscoveries(new Date(nowMs).toISOString(), DISCOVERY_PRUNE_BATCH)) >= DISCOVERY_PRUNE_BATCH
     }
+    let activityLeft = activityRetentionMs !== undefined
+    const before = new Date(nowMs - (activityRetentionMs ?? 0)).toISOString()
+    while (activityLeft && Date.now() - started < PRUNE_BUDGET_MS) {
+      activityLeft = (await store.pruneActivity(before, PRUNE_BATCH)) >= PRUNE_BATCH
+    }
+    if (!discoveriesLeft && !activityLeft) nextPrune = nowMs + PRUNE_EVERY_MS
   }
 
   const tick = () => {

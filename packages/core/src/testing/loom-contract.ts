@@ -197,6 +197,85 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
       })
     })
 
+    describe('patches and discoveries', () => {
+      beforeEach(async () => {
+        await loom.announce(announcement(M, { steps: ['update-chart'], candidates: candidates(4) }))
+      })
+      const listed = async () => (await loom.listCandidates(M)).map((c) => [c.id, c.status])
+
+      test('patches part of the list: upserts in place and appended, removes all but candidates with a run to keep', async () => {
+        await bring('svc-1', 'queued')
+        await loom.patchCandidates(M, {
+          upsert: [{ id: 'new-b' }, { id: 'svc-3', kind: 'changed' }, { id: 'new-a' }],
+          remove: ['svc-0', 'svc-1', 'ghost'],
+        })
+        expect(await listed()).toEqual([
+          ['svc-1', 'queued'],
+          ['svc-2', 'not_started'],
+          ['svc-3', 'not_started'],
+          ['new-b', 'not_started'],
+          ['new-a', 'not_started'],
+        ])
+        expect(await loom.getCandidate(M, 'svc-3')).toEqual({ id: 'svc-3', kind: 'changed', status: 'not_started' })
+        await loom.patchCandidates(M, { remove: ['new-b'] })
+        await loom.patchCandidates(M, { upsert: [{ id: 'last' }] })
+        expect((await loom.listCandidates(M)).map((c) => c.id)).toEqual(['svc-1', 'svc-2', 'svc-3', 'new-a', 'last'])
+      })
+
+      test('refuses a patch naming a candidate in both lists, or a bad one, naming the field, and changes nothing', async () => {
+        const both = await expectLoomError(loom.patchCandidates(M, { upsert: [{ id: 'svc-0' }], remove: ['svc-0'] }), 'invalid')
+        expect(both.details?.field).toBe('remove')
+        expect(both.message).toContain('svc-0')
+        expect((await expectLoomError(loom.patchCandidates(M, { upsert: [{ id: 'a__b' }] }), 'invalid')).details?.field).toBe('upsert.0.id')
+        expect((await expectLoomError(loom.patchCandidates(M, { remove: ['ok', 'a__b'] }), 'invalid')).details?.field).toBe('remove.1')
+        await expectLoomError(loom.patchCandidates(M, { remove: ['dup', 'dup'] }), 'invalid')
+        expect((await expectLoomError(loom.patchCandidates('nope', { upsert: [{ id: 'x' }] }), 'not_found')).message).toContain('nope')
+        expect((await loom.listCandidates(M)).map((c) => c.id)).toEqual(['svc-0', 'svc-1', 'svc-2', 'svc-3'])
+      })
+
+      test('discovers a list in parts and commits it as a submission would; then the discovery is gone', async () => {
+        await bring('svc-0', 'queued')
+        const { discoveryId, expiresAt } = await loom.openDiscovery(M)
+        expect(Date.parse(expiresAt)).toBeGreaterThan(Date.now())
+        await loom.addToDiscovery(M, discoveryId, [{ id: 'found-0' }, { id: 'svc-2', kind: 'changed' }])
+        await loom.addToDiscovery(M, discoveryId, [])
+        await loom.addToDiscovery(M, discoveryId, [{ id: 'found-1' }])
+        // Nothing shows before the commit.
+        expect((await loom.listCandidates(M)).map((c) => c.id)).toEqual(['svc-0', 'svc-1', 'svc-2', 'svc-3'])
+        await loom.commitDiscovery(M, discoveryId)
+        expect(await listed()).toEqual([
+          ['found-0', 'not_started'],
+          ['svc-2', 'not_started'],
+          ['found-1', 'not_started'],
+          ['svc-0', 'queued'],
+        ])
+        expect((await loom.getCandidate(M, 'svc-2')).kind).toBe('changed')
+        await expectLoomError(loom.commitDiscovery(M, discoveryId), 'not_found')
+        await expectLoomError(loom.addToDiscovery(M, discoveryId, [{ id: 'late' }]), 'not_found')
+      })
+
+      test('refuses a part with a candidate an earlier part sent, naming it; a discovery unknown or of another migration is not found', async () => {
+        await loom.announce(announcement('other', { steps: ['update-chart'], candidates: candidates(1) }))
+        const { discoveryId } = await loom.openDiscovery(M)
+        await loom.addToDiscovery(M, discoveryId, [{ id: 'a' }, { id: 'b' }])
+        const again = await expectLoomError(loom.addToDiscovery(M, discoveryId, [{ id: 'c' }, { id: 'a' }]), 'invalid')
+        expect(again.details?.field).toBe('candidates.1.id')
+        expect(again.message).toContain('a')
+        expect((await expectLoomError(loom.addToDiscovery(M, discoveryId, [{ id: 'a__b' }]), 'invalid')).details?.field).toBe(
+          'candidates.0.id',
+        )
+        await expectLoomError(loom.addToDiscovery('other', discoveryId, [{ id: 'x' }]), 'not_found')
+        await expectLoomError(loom.commitDiscovery('other', discoveryId), 'not_found')
+        await expectLoomError(loom.commitDiscovery(M, crypto.randomUUID()), 'not_found')
+        await expectLoomError(loom.commitDiscovery(M, 'not-a-discovery'), 'not_found')
+        expect((await expectLoomError(loom.openDiscovery('nope'), 'not_found')).message).toContain('nope')
+        await expectLoomError(loom.commitDiscovery('nope', discoveryId), 'not_found')
+        expect((await loom.listCandidates('other')).map((c) => c.id)).toEqual(['svc-0'])
+        await loom.commitDiscovery(M, discoveryId)
+        expect((await loom.listCandidates(M)).map((c) => c.id)).toEqual(['a', 'b'])
+      })
+    })
+
     describe('status rules', () => {
       beforeEach(async () => {
         await loom.announce(announcement(M, { steps: ['update-chart'], candidates: candidates(1) }))

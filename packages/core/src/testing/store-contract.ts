@@ -906,6 +906,11 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
         const queued = await list({ status: 'queued', after: 'svc-2', limit: 1 })
         expect(ids(queued)).toEqual(['svc-4'])
         expect(queued.total).toBe(3)
+        expect(ids(await list({ status: 'queued', offset: 1, limit: 1 }))).toEqual(['svc-4'])
+        expect(ids(await list({ status: 'queued', offset: 2 }))).toEqual(['svc-6'])
+        expect(ids(await list({ status: 'not_started', offset: 2, limit: 2 }))).toEqual(['svc-3', 'svc-5'])
+        expect(ids(await list({ status: 'not_started', after: 'svc-0', q: 'svc', limit: 2 }))).toEqual(['svc-2', 'svc-3'])
+        expect(ids(await list({ q: 'svc', offset: 5, limit: 5 }))).toEqual(['svc-5', 'svc-6'])
         expect(ids(await list({ q: 'SVC-', after: 'svc-4', limit: 10 }))).toEqual(['svc-5', 'svc-6'])
         expect((await list({ q: 'svc-', after: 'svc-4', limit: 1 })).total).toBe(7)
         // Walking the whole list by cursor gives the list.
@@ -962,6 +967,269 @@ export function storeContract(name: string, factory: StoreFactory, options: Cont
         expect((await store.versions(['app-chart'])).has('app-chart')).toBe(false)
         await seed(3)
         await changed('an announce after a delete')
+      })
+    })
+
+    describe('patches and discoveries', () => {
+      const list = async (migrationId = 'app-chart') => (await store.listCandidates(migrationId))!.candidates
+      const ids = (listed: { id: string }[]) => listed.map((c) => c.id)
+      const versionOf = async (migrationId = 'app-chart') => (await store.versions([migrationId])).get(migrationId)
+      const later = (ms: number) => new Date(Date.now() + ms).toISOString()
+      const open = async (migrationId = 'app-chart', expiresAt = later(3600_000)) => {
+        const id = crypto.randomUUID()
+        expect(await store.openDiscovery({ id, migrationId, expiresAt })).toBe(true)
+        return id
+      }
+      const stage = (
+        discoveryId: string,
+        staged: Parameters<MigrationStore['replaceCandidates']>[1],
+        extra: { migrationId?: string; at?: string; expiresAt?: string; limit?: number } = {},
+      ) =>
+        store.stageCandidates({
+          migrationId: 'app-chart',
+          discoveryId,
+          candidates: staged,
+          at: at(),
+          expiresAt: later(3600_000),
+          limit: 1_000,
+          ...extra,
+        })
+      /** Brings a candidate of any migration to `status`. */
+      const bringIn = async (migrationId: string, candidateId: string, status: CandidateStatus) => {
+        const path: Record<CandidateStatus, StatusAction[]> = {
+          not_started: [],
+          queued: ['queue'],
+          running: ['queue', 'execute'],
+          completed: ['queue', 'execute', 'complete'],
+        }
+        for (const action of path[status]) expect((await store.transition({ migrationId, candidateId, action, at: at() })).ok).toBe(true)
+      }
+      /** The kept counts and each status's total against counting the list by hand. */
+      const expectCountsKept = async (migrationId = 'app-chart') => {
+        const all = await list(migrationId)
+        const counted = { not_started: 0, queued: 0, running: 0, completed: 0, failed: 0 }
+        for (const c of all) {
+          counted[c.status]++
+          if (c.lastAttempt?.outcome === 'failed') counted.failed++
+        }
+        expect((await store.getMigration(migrationId))!.counts).toEqual(counted)
+        for (const status of STATUSES) {
+          const page = (await store.listCandidates(migrationId, { status }))!
+          expect(ids(page.candidates), status).toEqual(ids(all.filter((c) => c.status === status)))
+          expect(page.total, status).toBe(counted[status])
+        }
+        expect((await store.listCandidates(migrationId, { limit: 1 }))!.total).toBe(all.length)
+      }
+
+      test('patches part of the list: replaced where they stand, new ones appended in order, kept runs kept', async () => {
+        await seed(6)
+        await bring('svc-1', 'queued')
+        await bring('svc-2', 'completed')
+        await bring('svc-3', 'running')
+        await bring('svc-4', 'queued')
+        expect((await move('svc-4', 'dequeue')).ok).toBe(true)
+        const before = await versionOf()
+        const patch = {
+          upsert: [
+            { id: 'svc-2', kind: 'changed', metadata: { team: 'core' } },
+            { id: 'new-b' },
+            { id: 'svc-0', kind: 'changed' },
+            { id: 'new-a' },
+          ],
+          remove: ['svc-1', 'svc-3', 'svc-4', 'svc-5', 'no-such-candidate'],
+        }
+        expect(await store.patchCandidates('app-chart', patch)).toBe(true)
+        // svc-1 (queued) and svc-3 (running) stay; svc-4 (dequeued) and svc-5 go, with svc-4's run.
+        const listed = await list()
+        expect(ids(listed)).toEqual(['svc-0', 'svc-1', 'svc-2', 'svc-3', 'new-b', 'new-a'])
+        expect(listed.map((c) => c.status)).toEqual(['not_started', 'queued', 'completed', 'running', 'not_started', 'not_started'])
+        expect(listed[2]).toMatchObject({
+          id: 'svc-2',
+          kind: 'changed',
+          metadata: { team: 'core' },
+          runId: joinRunId('app-chart', 'svc-2'),
+        })
+        expect(listed[0]).toEqual({ id: 'svc-0', kind: 'changed', status: 'not_started' })
+        expect(await store.getCandidate('app-chart', 'svc-4')).toBeUndefined()
+        expect(await versionOf()).not.toBe(before)
+        await expectCountsKept()
+        // Cursors follow the new places; a candidate removed and upserted again comes back last, without its old run.
+        expect(ids((await store.listCandidates('app-chart', { after: 'svc-3', limit: 1 }))!.candidates)).toEqual(['new-b'])
+        expect(await store.patchCandidates('app-chart', { upsert: [{ id: 'svc-4' }], remove: [] })).toBe(true)
+        expect((await list()).at(-1)).toEqual({ id: 'svc-4', status: 'not_started' })
+        expect(await store.patchCandidates('app-chart', { upsert: [], remove: ['svc-0', 'new-b'] })).toBe(true)
+        expect(ids(await list())).toEqual(['svc-1', 'svc-2', 'svc-3', 'new-a', 'svc-4'])
+        await expectCountsKept()
+        expect((await move('svc-3', 'complete')).ok).toBe(true)
+        await expectCountsKept()
+        expect(await store.patchCandidates('nope', { upsert: [{ id: 'x' }], remove: [] })).toBe(false)
+        expect(await store.getMigration('nope')).toBeUndefined()
+      })
+
+      test('writes a patch and a commit with their activity entries, and a refused one with none', async () => {
+        await seed(2)
+        const alice: Actor = { kind: 'operator', name: 'alice' }
+        const draft = (type: ActivityDraft['type'], detail: Record<string, unknown>): ActivityDraft => ({
+          at: at(),
+          actor: alice,
+          type,
+          migrationId: 'app-chart',
+          detail,
+        })
+        expect(
+          await store.patchCandidates(
+            'app-chart',
+            { upsert: [{ id: 'x' }], remove: ['svc-0'] },
+            draft('candidates.patched', { upserted: 1, removed: 1 }),
+          ),
+        ).toBe(true)
+        expect(
+          await store.patchCandidates('nope', { upsert: [], remove: [] }, { ...draft('candidates.patched', {}), migrationId: 'nope' }),
+        ).toBe(false)
+        const discovery = await open()
+        expect(await stage(discovery, candidates(3, 'found'))).toEqual({ outcome: 'staged', total: 3 })
+        expect(
+          await store.commitDiscovery('app-chart', discovery, at(), draft('candidates.submitted', { discoveryId: discovery, count: 0 })),
+        ).toBe('committed')
+        expect(await store.commitDiscovery('app-chart', discovery, at(), draft('candidates.submitted', { count: 0 }))).toBe('not_found')
+        const entries = await store.listActivity({ migrationId: 'app-chart', limit: 10 })
+        expect(entries.map((e) => [e.type, e.detail])).toEqual([
+          ['candidates.patched', { upserted: 1, removed: 1 }],
+          ['candidates.submitted', { discoveryId: discovery, count: 3 }],
+        ])
+        expect(await store.listActivity({ migrationId: 'nope', limit: 10 })).toEqual([])
+      })
+
+      test('a discovery gathers its parts in order, and its commit replaces the list exactly as replaceCandidates does', async () => {
+        // Two migrations alike: one takes the parts through a discovery, its twin the same list in one replace.
+        for (const id of ['app-chart', 'twin']) {
+          await store.upsertMigration(definition(id), candidates(6))
+          await bringIn(id, 'svc-1', 'queued')
+          await bringIn(id, 'svc-2', 'completed')
+          await bringIn(id, 'svc-3', 'running')
+          await bringIn(id, 'svc-4', 'queued')
+          expect((await store.transition({ migrationId: id, candidateId: 'svc-4', action: 'dequeue', at: at() })).ok).toBe(true)
+        }
+        const parts = [
+          candidates(3, 'new'),
+          [
+            { id: 'svc-0', kind: 'changed' },
+            { id: 'svc-2', metadata: { team: 'core' } },
+          ],
+          [],
+          [{ id: 'svc-4' }],
+        ]
+        const discovery = await open()
+        const before = await versionOf()
+        let total = 0
+        for (const part of parts) {
+          total += part.length
+          expect(await stage(discovery, part)).toEqual({ outcome: 'staged', total })
+        }
+        // Staged, not shown: the list, its counts and its version are as they were until the commit.
+        expect(ids(await list())).toEqual(ids(candidates(6)))
+        expect(await versionOf()).toBe(before)
+        expect(await store.commitDiscovery('app-chart', discovery, at())).toBe('committed')
+        expect(await store.replaceCandidates('twin', parts.flat())).toBe(true)
+        const shown = async (migrationId: string) =>
+          (await list(migrationId)).map(({ runId: _runId, lastAttempt, ...c }) => ({ ...c, outcome: lastAttempt?.outcome }))
+        expect(await shown('app-chart')).toEqual(await shown('twin'))
+        expect(ids(await list())).toEqual(['new-0', 'new-1', 'new-2', 'svc-0', 'svc-2', 'svc-4', 'svc-1', 'svc-3'])
+        expect(await versionOf()).not.toBe(before)
+        await expectCountsKept()
+        // Committed means gone.
+        expect(await stage(discovery, [{ id: 'late' }])).toEqual({ outcome: 'not_found' })
+        expect(await store.commitDiscovery('app-chart', discovery, at())).toBe('not_found')
+        // An empty discovery committed empties the list but for the candidates kept for their runs.
+        const empty = await open()
+        expect(await store.commitDiscovery('app-chart', empty, at())).toBe('committed')
+        expect(ids(await list())).toEqual(['svc-2', 'svc-1', 'svc-3'])
+        await expectCountsKept()
+      })
+
+      test('refuses a part with a candidate an earlier part sent, or one past the limit, staging nothing of it', async () => {
+        await seed(1)
+        const discovery = await open()
+        expect(await stage(discovery, candidates(3, 'new'))).toEqual({ outcome: 'staged', total: 3 })
+        expect(await stage(discovery, [{ id: 'other' }, { id: 'new-1' }])).toEqual({ outcome: 'duplicate', candidateId: 'new-1' })
+        expect(await stage(discovery, [{ id: 'a' }, { id: 'b' }], { limit: 4 })).toEqual({ outcome: 'too_many', total: 3 })
+        expect(await stage(discovery, [{ id: 'a' }], { limit: 4 })).toEqual({ outcome: 'staged', total: 4 })
+        expect(await store.commitDiscovery('app-chart', discovery, at())).toBe('committed')
+        expect(ids(await list())).toEqual(['new-0', 'new-1', 'new-2', 'a'])
+      })
+
+      test('a discovery is not found once expired, for another migration, unknown, or after its migration was deleted', async () => {
+        await seed(2)
+        await store.upsertMigration(definition('other', 'Other'), candidates(1))
+        expect(await store.openDiscovery({ id: crypto.randomUUID(), migrationId: 'nope', expiresAt: later(60_000) })).toBe(false)
+        // Each part moves the expiry on: found at an hour and a half, an hour after the last part, not at three hours.
+        const discovery = await open('app-chart', later(3600_000))
+        expect(await stage(discovery, [{ id: 'a' }], { at: later(1800_000), expiresAt: later(7200_000) })).toEqual({
+          outcome: 'staged',
+          total: 1,
+        })
+        expect(await stage(discovery, [{ id: 'b' }], { at: later(5400_000), expiresAt: later(9000_000) })).toEqual({
+          outcome: 'staged',
+          total: 2,
+        })
+        expect(await stage(discovery, [{ id: 'c' }], { at: later(10_800_000) })).toEqual({ outcome: 'not_found' })
+        expect(await store.commitDiscovery('app-chart', discovery, later(10_800_000))).toBe('not_found')
+        // Of another migration, or never opened.
+        expect(await stage(discovery, [{ id: 'c' }], { migrationId: 'other' })).toEqual({ outcome: 'not_found' })
+        expect(await store.commitDiscovery('other', discovery, at())).toBe('not_found')
+        expect(await stage(crypto.randomUUID(), [{ id: 'c' }])).toEqual({ outcome: 'not_found' })
+        expect(await store.commitDiscovery('app-chart', crypto.randomUUID(), at())).toBe('not_found')
+        expect(ids(await list('other'))).toEqual(['svc-0'])
+        expect(ids(await list())).toEqual(['svc-0', 'svc-1'])
+        // Found until then, and not once its migration is deleted, even made again.
+        const doomed = await open()
+        expect(await stage(doomed, [{ id: 'a' }])).toEqual({ outcome: 'staged', total: 1 })
+        expect(await store.deleteMigration('app-chart')).toBe('deleted')
+        await seed(1)
+        expect(await stage(doomed, [{ id: 'b' }])).toEqual({ outcome: 'not_found' })
+        expect(await store.commitDiscovery('app-chart', doomed, at())).toBe('not_found')
+        expect(ids(await list())).toEqual(['svc-0'])
+      })
+
+      test('prunes the discoveries that expired before a time, at most a limit per call', async () => {
+        await seed(1)
+        const expired = [
+          await open('app-chart', later(-3000)),
+          await open('app-chart', later(-2000)),
+          await open('app-chart', later(-1000)),
+        ]
+        await stage(expired[0]!, candidates(50), { at: later(-4000), expiresAt: later(-3000) })
+        const live = await open()
+        expect(await store.pruneDiscoveries(at(), 2)).toBe(2)
+        expect(await store.pruneDiscoveries(at(), 2)).toBe(1)
+        expect(await store.pruneDiscoveries(at(), 2)).toBe(0)
+        expect(await stage(live, [{ id: 'a' }])).toEqual({ outcome: 'staged', total: 1 })
+        // Not yet expired at the time given: kept.
+        expect(await store.pruneDiscoveries(later(-60_000), 10)).toBe(0)
+        expect(await store.commitDiscovery('app-chart', live, at())).toBe('committed')
+      })
+
+      test('parts sent at once are each staged whole, and of two with the same candidate exactly one is', async () => {
+        await seed(1)
+        const discovery = await open()
+        const parts = Array.from({ length: 8 }, (_, i) => candidates(25, `part${i}`))
+        const outcomes = await Promise.all(parts.map((part) => stage(discovery, part)))
+        expect(outcomes.map((o) => o.outcome)).toEqual(parts.map(() => 'staged'))
+        expect(outcomes.map((o) => (o.outcome === 'staged' ? o.total : 0)).sort((a, b) => a - b)).toEqual(parts.map((_, i) => (i + 1) * 25))
+        const racing = await Promise.all([
+          stage(discovery, [{ id: 'x' }, { id: 'shared' }]),
+          stage(discovery, [{ id: 'shared' }, { id: 'y' }]),
+        ])
+        expect(racing.map((o) => o.outcome).sort()).toEqual(['duplicate', 'staged'])
+        expect(await store.commitDiscovery('app-chart', discovery, at())).toBe('committed')
+        const listed = ids(await list())
+        expect(listed).toHaveLength(8 * 25 + 2)
+        // Each part whole, in its own order, wherever it came among the others.
+        for (const part of parts) {
+          const start = listed.indexOf(part[0]!.id)
+          expect(listed.slice(start, start + part.length)).toEqual(ids(part))
+        }
+        await expectCountsKept()
       })
     })
 

@@ -10,7 +10,7 @@ export function candidateMethods(ctx: StoreContext): CandidateMethods {
   const { sql, tables: T, fn, call, runColumns, fromCandidate } = ctx
   return {
     replaceCandidates(migrationId, candidates, activity) {
-      return call(async () => {
+      return ctx.callRewriting(candidates.length, async () => {
         const [row] = await sql`
           select ${fn('replace_candidates')}(
             ${migrationId}::text, ${candidateRows(candidates)}::text::json, ${draftOrNull(activity)}::text::json

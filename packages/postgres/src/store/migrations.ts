@@ -3,11 +3,23 @@ import type { MigrationDefinition, MigrationRecord, MigrationStore, MigrationSum
 import type { StoreContext } from './context'
 import { type ActivityDraft, candidateRows, countsOf, draftOrNull, iso, jsonOrNull, migrationOf, type Row } from './rows'
 
-type MigrationMethods = Pick<MigrationStore, 'upsertMigration' | 'getMigration' | 'listMigrations' | 'deleteMigration' | 'versions'>
+type MigrationMethods = Pick<
+  MigrationStore,
+  'upsertMigration' | 'getMigration' | 'getMigrationRecord' | 'listMigrations' | 'deleteMigration' | 'versions'
+>
 
 /** Migrations with their steps, counts and cancelled attempts; the rewrites are single calls of the schema's functions. */
 export function migrationMethods(ctx: StoreContext): MigrationMethods {
   const { sql, tables: T, ms, fn, call } = ctx
+
+  /** The steps of the migration aliased `m`, as JSON, in order. */
+  const steps = () => sql`coalesce((
+    select json_agg(json_build_object(
+      'name', s.name, 'workerApp', s.worker_app, 'description', s.description,
+      'config', s.config, 'files', s.files
+    ) order by s.position)
+    from ${T.steps} s where s.migration_id = m.id
+  ), '[]'::json)`
 
   /** The migration rows with steps, their kept counts and cancelled attempts; all of them when `id` is undefined. */
   const summaries = async (id: string | undefined): Promise<MigrationSummary[]> => {
@@ -15,13 +27,7 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
       select
         m.id, m.name, m.description, m.worker_url, m.owner,
         ${ms('m.created_at')} as created_at,
-        coalesce((
-          select json_agg(json_build_object(
-            'name', s.name, 'workerApp', s.worker_app, 'description', s.description,
-            'config', s.config, 'files', s.files
-          ) order by s.position)
-          from ${T.steps} s where s.migration_id = m.id
-        ), '[]'::json) as steps,
+        ${steps()} as steps,
         coalesce((
           select json_agg(json_build_object(
             'runId', a.run_id, 'candidateId', a.candidate_id, 'cancelledAt', ${ms('a.cancelled_at')},
@@ -54,7 +60,7 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
 
   return {
     upsertMigration(definition: MigrationDefinition, candidates?: Candidate[], claimant?: string, activity?: ActivityDraft) {
-      return call(async () => {
+      return ctx.callRewriting(candidates?.length ?? 0, async () => {
         const steps = JSON.stringify(
           definition.steps.map((s) => [s.name, s.workerApp, s.description ?? null, jsonOrNull(s.config), jsonOrNull(s.files)]),
         )
@@ -82,6 +88,16 @@ export function migrationMethods(ctx: StoreContext): MigrationMethods {
     async getMigration(id) {
       const [summary] = await call(() => summaries(id))
       return summary
+    },
+
+    getMigrationRecord(id) {
+      return call(async () => {
+        const [row] = await sql`
+          select m.id, m.name, m.description, m.worker_url, m.owner, ${ms('m.created_at')} as created_at, ${steps()} as steps
+          from ${T.migrations} m where m.id = ${id}
+        `
+        return row && migrationOf(row)
+      })
     },
 
     listMigrations() {

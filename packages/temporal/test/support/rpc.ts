@@ -9,6 +9,7 @@ import { LoomError, type MigrationStore, type StepDispatcher } from '@loom/core'
 const STORE_METHODS = [
   'upsertMigration',
   'getMigration',
+  'getMigrationRecord',
   'listMigrations',
   'deleteMigration',
   'replaceCandidates',
