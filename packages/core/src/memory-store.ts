@@ -239,7 +239,7 @@ export function memoryStore(): MigrationStore {
         const listed = copyCandidate(m.candidates.get(id)!) as CandidateWithStatus
         listed.status = candidateStatusOf(run?.state)
         if (listed.status !== 'not_started') listed.runId = run!.runId
-        else if (run?.lastAttempt) listed.lastAttempt = clone(run.lastAttempt)
+        else if (run?.lastAttempt) listed.lastAttempt = { ...run.lastAttempt, by: { ...run.lastAttempt.by } }
         candidates.push(listed)
       }
       return { candidates, total: countMatches(m, query, matches) }
