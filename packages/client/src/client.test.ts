@@ -192,6 +192,15 @@ describe('requests', () => {
 
 describe('conditional requests', () => {
   /** A client whose every request is recorded with the status it was answered. */
+  /** Runs reads, answering for each request they made whether it carried If-None-Match. */
+  const conditionsOf =
+    (requests: Request[]) =>
+    async (...reads: Array<() => Promise<unknown>>) => {
+      const from = requests.length
+      for (const read of reads) await read()
+      return requests.slice(from).map((r) => r.headers.get('if-none-match') !== null)
+    }
+
   const recorded = async (client: Partial<ClientOptions> = {}) => {
     const statuses: number[] = []
     const t = await over({
@@ -246,17 +255,40 @@ describe('conditional requests', () => {
   it('keeps the bodies of a few URLs only, the least recently used dropped first', async () => {
     const { client, loom, requests } = await recorded({ conditionalRequests: { maxEntries: 2 } })
     await loom.announce(announcement(M, { candidates: candidates(3) }))
-    const conditions = async (...reads: Array<() => Promise<unknown>>) => {
-      const from = requests.length
-      for (const read of reads) await read()
-      return requests.slice(from).map((r) => r.headers.get('if-none-match') !== null)
-    }
+    const conditions = conditionsOf(requests)
     const a = () => client.getMigration(M)
     const b = () => client.listCandidates(M)
     const c = () => client.searchCandidates(M, { limit: 1 })
     expect(await conditions(a, b, a, c)).toEqual([false, false, true, false])
     // c pushed out b, the least recently used.
     expect(await conditions(a, c, b)).toEqual([true, true, false])
+  })
+
+  it('keeps bodies within maxBytes: a body larger than the bound is not kept, smaller ones push out the oldest', async () => {
+    // The bodies' sizes, as the server serializes them, from a first Loom with the same contents.
+    const probe = await recorded({ conditionalRequests: false })
+    await probe.loom.announce(announcement(M, { candidates: candidates(3) }))
+    const size = (value: unknown) => JSON.stringify(value).length
+    const whole = size(await probe.loom.getMigration(M))
+    const page = size((await probe.loom.searchCandidates(M, { limit: 1 })).candidates)
+    // Room for the migration and one page, not for a second page besides.
+    const { client, loom, requests } = await recorded({ conditionalRequests: { maxBytes: whole + page + 10 } })
+    await loom.announce(announcement(M, { candidates: candidates(3) }))
+    const conditions = conditionsOf(requests)
+    const a = () => client.getMigration(M)
+    const b = () => client.searchCandidates(M, { limit: 1 })
+    const c = () => client.searchCandidates(M, { limit: 1, offset: 1 })
+    expect(await conditions(a, b, a, b)).toEqual([false, false, true, true])
+    // c pushes out a, the least recently used, though two entries would be allowed.
+    expect(await conditions(c, b, a)).toEqual([false, true, false])
+    const small = await recorded({ conditionalRequests: { maxBytes: page - 1 } })
+    await small.loom.announce(announcement(M, { candidates: candidates(3) }))
+    await small.client.searchCandidates(M, { limit: 1 })
+    await small.client.searchCandidates(M, { limit: 1 })
+    expect(small.requests.map((r) => r.headers.get('if-none-match'))).toEqual([null, null])
+    expect(() => createClient({ baseUrl: 'http://loom.test', conditionalRequests: { maxBytes: -1 } })).toThrow(
+      expect.objectContaining({ code: 'invalid', details: { field: 'conditionalRequests.maxBytes' } }),
+    )
   })
 
   it('sends no If-None-Match when turned off, or to a server that sends no ETag', async () => {

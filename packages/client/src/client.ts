@@ -47,9 +47,10 @@ export interface ClientOptions {
    * `searchCandidates`: the last `ETag` and body of each URL are kept, the next request of that
    * URL sends `If-None-Match`, and a 304 is answered from the kept body, so an unchanged list
    * is neither serialized by the server nor sent again. The bodies of `maxEntries` URLs (default
-   * 16) are kept at most, the least recently used dropped first; `false` (or 0) turns it off.
+   * 16), `maxBytes` characters of JSON in all (default 8 MiB; a larger body is not kept), are
+   * kept at most, the least recently used dropped first; `false` (or 0) turns it off.
    */
-  conditionalRequests?: false | { maxEntries?: number }
+  conditionalRequests?: false | { maxEntries?: number; maxBytes?: number }
 }
 
 /** `Loom` over HTTP. */
@@ -62,6 +63,7 @@ export interface LoomClient extends Loom {
 const SUBSCRIBE_READY_TIMEOUT_MS = 5_000
 const MAX_RECONNECT_DELAY_MS = 30_000
 const DEFAULT_CONDITIONAL_ENTRIES = 16
+const DEFAULT_CONDITIONAL_BYTES = 8 * 1024 * 1024
 
 /** What a conditional GET keeps of a 200: its tag, its text (parsed anew each time, so callers may change what they get) and its total. */
 interface Kept {
@@ -103,7 +105,29 @@ export function createClient(options: ClientOptions): LoomClient {
       details: { field: 'conditionalRequests.maxEntries' },
     })
   }
+  const maxBytes = options.conditionalRequests === false ? 0 : (options.conditionalRequests?.maxBytes ?? DEFAULT_CONDITIONAL_BYTES)
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) {
+    throw new LoomError('invalid', 'conditionalRequests.maxBytes: must be a whole number, 0 or more', {
+      details: { field: 'conditionalRequests.maxBytes' },
+    })
+  }
   const kept = new Map<string, Kept>()
+  /** Characters of the bodies kept, all together. */
+  let keptBytes = 0
+  const forget = (path: string) => {
+    const entry = kept.get(path)
+    if (!entry) return
+    kept.delete(path)
+    keptBytes -= entry.text.length
+  }
+  /** Keeps `entry` as the most recently used, within the bounds (a body larger than them is not kept). */
+  const keep = (path: string, entry: Kept) => {
+    forget(path)
+    if (entry.text.length > maxBytes) return
+    kept.set(path, entry)
+    keptBytes += entry.text.length
+    while (kept.size > maxKept || keptBytes > maxBytes) forget(kept.keys().next().value!)
+  }
   let stream: { controller: AbortController; ready: Promise<void>; connected: Promise<void> } | undefined
 
   const headers = (extra: Record<string, string> = {}): Record<string, string> => ({
@@ -158,19 +182,15 @@ export function createClient(options: ClientOptions): LoomClient {
     if (response.status === 304 && last) {
       await response.body?.cancel()
       // Most recently used last: Map keeps insertion order.
-      kept.delete(path)
-      kept.set(path, last)
+      keep(path, last)
       return { value: parsed<T>(last.text, 'GET', path), total: last.total }
     }
     if (!response.ok) throw await errorOf(response, base)
     const text = await response.text()
     const value = parsed<T>(text, 'GET', path)
     const etag = response.headers.get('etag')
-    kept.delete(path)
-    if (etag) {
-      kept.set(path, { etag, text, total: response.headers.get('x-total-count') })
-      if (kept.size > maxKept) kept.delete(kept.keys().next().value!)
-    }
+    forget(path)
+    if (etag) keep(path, { etag, text, total: response.headers.get('x-total-count') })
     return { value, total: response.headers.get('x-total-count') }
   }
 

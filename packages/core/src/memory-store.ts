@@ -61,7 +61,11 @@ interface StoredMigration {
 export function memoryStore(): MigrationStore {
   const migrations = new Map<string, StoredMigration>()
   let attempts = 0
-  let versions = 0
+  /**
+   * Versions start at a random place, so that a store made again (a restarted process) does not
+   * hand out the versions, and so the ETags, an earlier one did for other contents.
+   */
+  let versions = Math.floor(Math.random() * 2 ** 40)
   /** Each process's lease: until when it is alive. */
   const leases = new Map<string, string>()
   /** The open discoveries by id, each with the migration it was opened on: one deleted since (even if made again) has none. */

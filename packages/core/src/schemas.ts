@@ -616,6 +616,8 @@ export const LoomEventSchema = v.variant('type', [
   v.object({ type: v.literal('migration.updated'), ...EventBase }),
   v.object({ type: v.literal('migration.deleted'), ...EventBase }),
   v.object({ type: v.literal('candidates.submitted'), ...EventBase, count: v.number() }),
+  /** Part of the list changed (`PATCH …/candidates`): how many candidates were upserted and named for removal. */
+  v.object({ type: v.literal('candidates.patched'), ...EventBase, upserted: v.number(), removed: v.number() }),
   v.object({
     type: v.literal('run.status'),
     ...RunEventBase,
@@ -633,6 +635,7 @@ export const LOOM_EVENT_TYPES = [
   'migration.updated',
   'migration.deleted',
   'candidates.submitted',
+  'candidates.patched',
   'run.status',
   'step.dispatched',
   'step.reported',

@@ -43,7 +43,7 @@ function isMissingSchema(state: string): boolean {
 export async function guard<T>(work: () => Promise<T>, timeoutMs = 0): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined
   try {
-    const running = work()
+    const running = retryingDeadlocks(work)
     if (timeoutMs <= 0) return await running
     running.catch(() => {}) // a late failure after the deadline has nobody left to tell
     const deadline = new Promise<never>((_, reject) => {
@@ -62,6 +62,26 @@ export async function guard<T>(work: () => Promise<T>, timeoutMs = 0): Promise<T
     throw translate(error)
   } finally {
     clearTimeout(timer)
+  }
+}
+
+/** Deadlock detected: PostgreSQL aborted one statement of a lock cycle, which so changed nothing. */
+const DEADLOCK = '40P01'
+const DEADLOCK_TRIES = 3
+
+/**
+ * `work`, run again when PostgreSQL broke a deadlock by aborting its statement. The store's
+ * calls are made of single statements (no transaction spans round trips), so the aborted one
+ * changed nothing and trying again is safe. Processes of this version take their locks in one
+ * order; a cycle can still form with a process of an older version during a rolling upgrade.
+ */
+async function retryingDeadlocks<T>(work: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await work()
+    } catch (error) {
+      if ((error as { code?: unknown } | null)?.code !== DEADLOCK || tries >= DEADLOCK_TRIES) throw error
+    }
   }
 }
 

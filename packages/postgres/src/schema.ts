@@ -418,6 +418,9 @@ const MIGRATIONS: readonly SchemaMigration[] = [
       -- Every change a migration's reads show draws a new version from this sequence (a
       -- migration deleted and made again never repeats one): what ETags are made of.
       create sequence {schema}.versions as bigint;
+      -- From a random place: a schema dropped and made again must not repeat the versions, and so
+      -- the ETags, that clients may still hold from the one before.
+      select setval('{schema}.versions', 1 + floor(random() * 4503599627370496)::bigint);
 
       -- The counts overviews and totals read, kept by the triggers below in the statement that
       -- changes a candidate, so that no read counts candidates. n_<outcome>: of the not_started
@@ -573,6 +576,22 @@ const MIGRATIONS: readonly SchemaMigration[] = [
       create trigger candidates_deleted after delete on {schema}.candidates
         referencing old table as old_candidates for each statement execute function {schema}.candidates_counted();
 
+      -- The trigram index takes a big insert into its pending list, which every search then reads
+      -- whole until a vacuum merges it: the rewrites merge it at once instead, at a cost in
+      -- proportion to what they wrote, so the first searches after a submission cost what later
+      -- ones do. (Only the index's owner may: a store connecting as another role leaves it to vacuum.)
+      create function {schema}.merge_search_index() returns void language plpgsql as $$
+      begin
+        if to_regclass('{schema}.candidates_search') is not null then
+          begin
+            perform gin_clean_pending_list(to_regclass('{schema}.candidates_search'));
+          exception when insufficient_privilege then
+            null;
+          end;
+        end if;
+      end
+      $$;
+
       -- The rewrite of version 1, linear: the new list's ids are matched by a hash of them (not
       -- by "<> all", which compares every candidate with every id), the kept candidates are
       -- known by their standing, and a candidate that arrives as it is stored is not written
@@ -618,17 +637,7 @@ const MIGRATIONS: readonly SchemaMigration[] = [
             state = excluded.state, files = excluded.files, search = excluded.search
           where (c.position, c.kind, c.metadata::text, c.state::text, c.files::text)
             is distinct from (excluded.position, excluded.kind, excluded.metadata::text, excluded.state::text, excluded.files::text);
-        -- The trigram index takes a big insert into its pending list, which every search then reads
-        -- whole until a vacuum merges it: merged here instead, at a cost in proportion to what this
-        -- call wrote, so that the first searches after a submission cost what later ones do.
-        -- (Only its owner may: a store that connects as another role leaves it to vacuum.)
-        if to_regclass('{schema}.candidates_search') is not null then
-          begin
-            perform gin_clean_pending_list(to_regclass('{schema}.candidates_search'));
-          exception when insufficient_privilege then
-            null;
-          end;
-        end if;
+        perform {schema}.merge_search_index();
         return true;
       end
       $$;
@@ -758,6 +767,7 @@ const MIGRATIONS: readonly SchemaMigration[] = [
           where (c.position, c.kind, c.metadata::text, c.state::text, c.files::text)
             is distinct from (excluded.position, excluded.kind, excluded.metadata::text, excluded.state::text, excluded.files::text);
         delete from {schema}.discoveries where id = p_discovery;
+        perform {schema}.merge_search_index();
         if p_activity is not null then
           v_detail := coalesce(p_activity->'detail', '{}'::json);
           v_detail := case

@@ -1,6 +1,15 @@
 import { LoomError } from '../errors'
 import { joinRunId, parseRunId } from '../ids'
-import type { DryRunner, Engine, MigrationStore, MigrationSummary, RunRecord, StepDispatcher, TransitionRequest } from '../ports'
+import type {
+  DryRunner,
+  Engine,
+  MigrationRecord,
+  MigrationStore,
+  MigrationSummary,
+  RunRecord,
+  StepDispatcher,
+  TransitionRequest,
+} from '../ports'
 import { STATUS_RULES, type StatusAction } from '../rules'
 import type { Limits } from '../limits'
 import { type LimitedSchemas, SlugSchema } from '../schemas'
@@ -32,6 +41,8 @@ export interface LoomContext {
   at(): string
   /** The migration, or `not_found`; `invalid` when the id breaks the id rules. */
   requireMigration(id: string): Promise<MigrationSummary>
+  /** The migration's record alone (steps, owner), or `not_found`: what a check of its owner or steps needs. */
+  requireRecord(id: string): Promise<MigrationRecord>
   /** The ids of a run id from a path; an id that does not parse names no run, so it is `not_found`. */
   runOf(runId: string): { migrationId: string; candidateId: string }
   /** Throws `not_found` for the migration when it is missing, else for the candidate. */
@@ -43,15 +54,23 @@ export interface LoomContext {
 /** What a move may add to its transition request. */
 type MoveOptions = Pick<TransitionRequest, 'attempt' | 'owner' | 'resume' | 'by' | 'reason'>
 
-export function loomContext(deps: Omit<LoomContext, 'at' | 'requireMigration' | 'runOf' | 'notFound' | 'move'>): LoomContext {
+export function loomContext(
+  deps: Omit<LoomContext, 'at' | 'requireMigration' | 'requireRecord' | 'runOf' | 'notFound' | 'move'>,
+): LoomContext {
   const { store, now } = deps
   const at = () => now().toISOString()
 
-  const requireMigration = async (id: string): Promise<MigrationSummary> => {
-    parse(SlugSchema, id, 'migrationId')
-    const migration = await store.getMigration(id)
+  const found = <M>(id: string, migration: M | undefined): M => {
     if (!migration) throw new LoomError('not_found', `migration ${id} not found`, { details: { migrationId: id } })
     return migration
+  }
+  const requireMigration = async (id: string): Promise<MigrationSummary> => {
+    parse(SlugSchema, id, 'migrationId')
+    return found(id, await store.getMigration(id))
+  }
+  const requireRecord = async (id: string): Promise<MigrationRecord> => {
+    parse(SlugSchema, id, 'migrationId')
+    return found(id, await store.getMigrationRecord(id))
   }
 
   const runOf = (runId: string) => {
@@ -83,5 +102,5 @@ export function loomContext(deps: Omit<LoomContext, 'at' | 'requireMigration' | 
     return result.run
   }
 
-  return { ...deps, at, requireMigration, runOf, notFound, move }
+  return { ...deps, at, requireMigration, requireRecord, runOf, notFound, move }
 }

@@ -239,6 +239,8 @@ function eventOf(entry: ActivityEntry): LoomEvent | undefined {
       return { type: 'migration.deleted', ...base }
     case 'candidates.submitted':
       return { type: 'candidates.submitted', ...base, count: Number(detail.count ?? 0) }
+    case 'candidates.patched':
+      return { type: 'candidates.patched', ...base, upserted: Number(detail.upserted ?? 0), removed: Number(detail.removed ?? 0) }
   }
   if (runId === undefined || candidateId === undefined) return undefined
   const run = { ...base, runId, candidateId, ...(attempt === undefined ? {} : { attempt }) }

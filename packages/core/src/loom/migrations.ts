@@ -40,7 +40,7 @@ export function migrationMethods(ctx: LoomContext, actor: Actor): MigrationMetho
 
   /** The owner never changes once set, so checking it before the write cannot race another worker. */
   const ownOnly = async (migrationId: string, what: string) => {
-    if (actor.kind === 'worker') checkOwner(actor, await requireMigration(migrationId), what)
+    if (actor.kind === 'worker') checkOwner(actor, await ctx.requireRecord(migrationId), what)
   }
 
   /** `not_found` naming the discovery, or the migration when that is what is missing. */

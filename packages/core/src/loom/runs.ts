@@ -12,7 +12,7 @@ type RunMethods = Pick<Loom, 'queue' | 'dequeue' | 'execute' | 'cancel' | 'compl
 
 /** A candidate's run: the operator's actions on it, the reports that move it, and how it reads, as `actor`. */
 export function runMethods(ctx: LoomContext, actor: Actor): RunMethods {
-  const { store, engine, onError, at, requireMigration, runOf, notFound, move, instanceId, schemas } = ctx
+  const { store, engine, onError, at, requireRecord, runOf, notFound, move, instanceId, schemas } = ctx
 
   const runRecord = async (runId: string): Promise<{ migrationId: string; candidate: Candidate; run: RunRecord | undefined }> => {
     const { migrationId, candidateId } = runOf(runId)
@@ -25,7 +25,8 @@ export function runMethods(ctx: LoomContext, actor: Actor): RunMethods {
   const report = async (runId: string, input: StepCompletedEvent, done: boolean) => {
     const { migrationId, candidateId } = runOf(runId)
     const event = parse(schemas.StepCompletedEvent, input, '')
-    const migration = await requireMigration(migrationId)
+    // The record alone: owner and steps are all a report needs, whatever the migration's size.
+    const migration = await requireRecord(migrationId)
     checkOwner(actor, migration, 'report on runs of')
     if (event.candidate.id !== candidateId) {
       throw new LoomError('invalid', `candidate.id: "${event.candidate.id}" is not the candidate of run ${runId}`, {

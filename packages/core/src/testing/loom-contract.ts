@@ -724,6 +724,7 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
           await new Promise((r) => setTimeout(r, 200))
           await loom.announce(announcement(M, { steps: ['update-chart'], candidates: candidates(1) }))
           await loom.submitCandidates(M, candidates(2))
+          await loom.patchCandidates(M, { upsert: [{ id: 'svc-9' }], remove: ['svc-1'] })
           const runId = await loom.queue(M, 'svc-0')
           await loom.execute(runId)
           await finishSteps(runId, ['update-chart'])
@@ -736,6 +737,7 @@ export function loomContract(name: string, factory: LoomFactory, options: Contra
           )
           expect(events.map((e) => e.type)).toContain('migration.updated')
           expect(events.find((e) => e.type === 'candidates.submitted' && e.count === 2)).toBeDefined()
+          expect(events.find((e) => e.type === 'candidates.patched')).toMatchObject({ migrationId: M, upserted: 1, removed: 1 })
           const reported = events.find((e) => e.type === 'step.reported')
           expect(reported).toMatchObject({
             runId,
