@@ -69,7 +69,16 @@ export function announcing(ctx: WorkerContext) {
       parts.length <= 1
         ? () => target.submitCandidates(migration.id, candidates)
         : async () => {
-            const { discoveryId } = await target.openDiscovery(migration.id)
+            let discoveryId: string
+            try {
+              ;({ discoveryId } = await target.openDiscovery(migration.id))
+            } catch (error) {
+              // A Loom older than discoveries has no such route (404): send the list whole, as it
+              // expects (it answers 413 if the list is over its body limit). Where the migration
+              // itself is missing, the submission says not_found just the same.
+              if (LoomError.is(error, 'not_found')) return target.submitCandidates(migration.id, candidates)
+              throw error
+            }
             for (const part of parts) await target.addToDiscovery(migration.id, discoveryId, part)
             await target.commitDiscovery(migration.id, discoveryId)
           }

@@ -49,6 +49,20 @@ describe('partsOf', () => {
 })
 
 describe('a worker discovering a large list', () => {
+  it('sends the list whole to a Loom that has no discoveries (it answers their route 404)', async () => {
+    const { loom, target, calls } = counted(() => ({
+      openDiscovery: async () => {
+        throw new LoomError('not_found', 'no route POST /migrations/app-chart/discoveries')
+      },
+    }))
+    const worker = createWorker({ app: 'charts', loom: target, migrations: [migrationOf(found(10))], discoveryParts: { candidates: 3 } })
+    await worker.start()
+    expect(calls).toEqual(['announce', 'submitCandidates'])
+    expect(await ids(loom)).toEqual(found(10).map((c) => c.id))
+    await worker.stop()
+    await loom.close()
+  })
+
   it('sends it through a discovery in parts, and a list that fits in one part in one submission', async () => {
     const { loom, target, calls } = counted()
     const big: Worker = createWorker({
