@@ -56,11 +56,6 @@ export function storeContext(sql: Sql<any>, schema: string, timeoutMs: number) {
     callRewriting: <R>(rows: number, work: () => Promise<R>) =>
       guard(work, timeoutMs === 0 ? 0 : timeoutMs + Math.ceil(rows * REWRITE_MS_PER_ROW)),
     /**
-     * The candidate status of the run aliased `r` (`not_started` without one): core's
-     * `candidateStatusOf` in SQL, so that listing filters, pages and counts in the database.
-     */
-    candidateStatus: () => sql`case when r.state in ('queued', 'running', 'completed') then r.state else 'not_started' end`,
-    /**
      * The columns `runOf` reads, of the run aliased `r`: all null when a left join found no run.
      * Its state is `run_state`, beside a candidate's own `state`.
      */
